@@ -1,0 +1,1 @@
+"""lobkernels: Triton-language kernels for Mamba-LOB (selective scan, state update, causal conv)."""

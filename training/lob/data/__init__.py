@@ -1,0 +1,1 @@
+"""Market data sources: the L2 simulator and importers of real formats."""

@@ -1,0 +1,254 @@
+"""The canonical tick table: one row per book event, every data source is imported into it.
+
+A dataset is a folder of parquet files, one per symbol and trading day::
+
+    DIR/<SYMBOL>/<YYYY-MM-DD>.parquet
+
+Columns (always ``N_LEVELS`` = 10 levels per side; level 1 is the best):
+
+==================  =======  ==============================================================
+column              dtype    meaning
+==================  =======  ==============================================================
+symbol              string   instrument id (same for every row of a file)
+ts_ns               int64    event time, ns since the Unix epoch (UTC); non-decreasing
+bid_px_1..10        float64  bid price of level k (price units, e.g. USD); 0 = empty level
+bid_sz_1..10        float64  bid size of level k (shares/contracts/coins); 0 = empty level
+ask_px_1..10        float64  ask price of level k; 0 = empty level
+ask_sz_1..10        float64  ask size of level k; 0 = empty level
+trade_px            float64  trade print price if this event was a trade, else 0
+trade_sz            float64  trade print size if this event was a trade, else 0
+trade_side          int8     aggressor: +1 buyer-initiated, -1 seller-initiated, 0 no trade
+==================  =======  ==============================================================
+
+The book columns hold the book *after* the event. Sources with fewer than 10 levels (Binance
+bookTicker has 1) leave the deeper levels empty (price 0, size 0); empty levels are always the
+deepest ones. Level 1 is never empty on either side and the book is never crossed or locked
+(best bid < best ask). File-level metadata (parquet schema metadata, key ``lob``) holds
+``{"symbol", "date", "tick_size", "n_levels", "source"}``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+import numpy as np
+
+N_LEVELS = 10
+SIDES = ("bid", "ask")
+BOOK_COLUMNS = [f"{side}_{q}_{k}" for side in SIDES for q in ("px", "sz") for k in range(1, N_LEVELS + 1)]
+COLUMNS = ["symbol", "ts_ns", *BOOK_COLUMNS, "trade_px", "trade_sz", "trade_side"]
+META_KEY = b"lob"
+
+
+class TickDataError(ValueError):
+    """Malformed tick data. The message names the file, the row (0-based data row) and the field."""
+
+    def __init__(self, source: str, row: int | None, field: str | None, problem: str):
+        self.source, self.row, self.field, self.problem = source, row, field, problem
+        where = source
+        if row is not None:
+            where += f", row {row}"
+        if field is not None:
+            where += f", field {field!r}"
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass
+class Ticks:
+    """Columnar ticks of one symbol, in time order. Shapes: N ticks, L = N_LEVELS."""
+
+    ts_ns: np.ndarray  # (N,) int64
+    bid_px: np.ndarray  # (N, L) float64
+    bid_sz: np.ndarray  # (N, L) float64
+    ask_px: np.ndarray  # (N, L) float64
+    ask_sz: np.ndarray  # (N, L) float64
+    trade_px: np.ndarray  # (N,) float64
+    trade_sz: np.ndarray  # (N,) float64
+    trade_side: np.ndarray  # (N,) int8
+    symbol: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.ts_ns.shape[0])
+
+    def slice(self, start: int, stop: int) -> "Ticks":
+        s = slice(start, stop)
+        return Ticks(self.ts_ns[s], self.bid_px[s], self.bid_sz[s], self.ask_px[s], self.ask_sz[s],
+                     self.trade_px[s], self.trade_sz[s], self.trade_side[s], self.symbol, dict(self.meta))
+
+    @staticmethod
+    def concat(parts: list["Ticks"]) -> "Ticks":
+        if not parts:
+            raise ValueError("Ticks.concat needs at least one part")
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        return Ticks(cat("ts_ns"), cat("bid_px"), cat("bid_sz"), cat("ask_px"), cat("ask_sz"),
+                     cat("trade_px"), cat("trade_sz"), cat("trade_side"), parts[0].symbol, dict(parts[0].meta))
+
+    def mid(self) -> np.ndarray:
+        """(N,) float64 mid price."""
+        return 0.5 * (self.bid_px[:, 0] + self.ask_px[:, 0])
+
+    @staticmethod
+    def empty_book(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        z = lambda: np.zeros((n, N_LEVELS), dtype=np.float64)  # noqa: E731
+        return z(), z(), z(), z()
+
+
+def validate(t: Ticks, source: str, row_offset: int = 0) -> None:
+    """Raise TickDataError naming the first bad row and field; return None when ``t`` is canonical.
+
+    ``row_offset`` maps array index i to the row number reported (i + row_offset).
+    """
+    n = len(t)
+    shapes = {"ts_ns": (n,), "trade_px": (n,), "trade_sz": (n,), "trade_side": (n,),
+              "bid_px": (n, N_LEVELS), "bid_sz": (n, N_LEVELS), "ask_px": (n, N_LEVELS), "ask_sz": (n, N_LEVELS)}
+    for name, shape in shapes.items():
+        if getattr(t, name).shape != shape:
+            raise TickDataError(source, None, name, f"shape {getattr(t, name).shape}, expected {shape}")
+
+    def fail(mask: np.ndarray, field_name: str, problem: str, col: int | None = None) -> None:
+        bad = np.flatnonzero(mask)
+        if bad.size:
+            i = int(bad[0])
+            fname = field_name if col is None else f"{field_name}_{col + 1}"
+            raise TickDataError(source, i + row_offset, fname, problem)
+
+    for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+        arr = getattr(t, name)
+        for k in range(N_LEVELS):
+            fail(~np.isfinite(arr[:, k]), f"{name}", "not a finite number", k)
+            fail(arr[:, k] < 0, f"{name}", f"negative value {arr[:, k].min()}", k)
+    for name in ("trade_px", "trade_sz"):
+        arr = getattr(t, name)
+        fail(~np.isfinite(arr), name, "not a finite number")
+        fail(arr < 0, name, "negative value")
+    fail(~np.isin(t.trade_side, (-1, 0, 1)), "trade_side", "must be -1, 0 or +1")
+    is_trade = t.trade_side != 0
+    fail(is_trade & ((t.trade_px <= 0) | (t.trade_sz <= 0)), "trade_px", "trade with non-positive price or size")
+    fail(~is_trade & ((t.trade_px != 0) | (t.trade_sz != 0)), "trade_side", "trade price/size given without a side")
+    if n > 1:
+        # report the later row of a backwards pair
+        back = np.flatnonzero(np.diff(t.ts_ns) < 0)
+        if back.size:
+            raise TickDataError(source, int(back[0]) + 1 + row_offset, "ts_ns", "timestamp goes backwards")
+    for side, px, sz, sign in (("bid", t.bid_px, t.bid_sz, -1.0), ("ask", t.ask_px, t.ask_sz, 1.0)):
+        fail((px[:, 0] <= 0) | (sz[:, 0] <= 0), f"{side}_px", "best level is empty", 0)
+        present = (px > 0) & (sz > 0)
+        fail(((px > 0) != (sz > 0)).any(axis=1), f"{side}_sz", "a level has a price but no size (or a size but no price)")
+        # empty levels must be the deepest ones
+        fail((~present[:, :-1] & present[:, 1:]).any(axis=1), f"{side}_px", "a non-empty level below an empty one")
+        both = present[:, :-1] & present[:, 1:]
+        worse = sign * (px[:, 1:] - px[:, :-1]) > 0
+        fail((both & ~worse).any(axis=1), f"{side}_px", f"{side} prices not strictly {'de' if sign < 0 else 'in'}creasing by level")
+    fail(t.bid_px[:, 0] >= t.ask_px[:, 0], "bid_px_1", "crossed or locked book (best bid >= best ask)")
+
+
+# ---------------------------------------------------------------------------------------------- parquet I/O
+
+def to_arrow(t: Ticks):
+    import pyarrow as pa
+
+    cols = {"symbol": pa.array([t.symbol] * len(t), pa.string()).dictionary_encode(), "ts_ns": pa.array(t.ts_ns, pa.int64())}
+    for side in SIDES:
+        for q in ("px", "sz"):
+            arr = getattr(t, f"{side}_{q}")
+            for k in range(N_LEVELS):
+                cols[f"{side}_{q}_{k + 1}"] = pa.array(arr[:, k], pa.float64())
+    cols["trade_px"] = pa.array(t.trade_px, pa.float64())
+    cols["trade_sz"] = pa.array(t.trade_sz, pa.float64())
+    cols["trade_side"] = pa.array(t.trade_side, pa.int8())
+    table = pa.table(cols)
+    return table.replace_schema_metadata({META_KEY: json.dumps({"symbol": t.symbol, **t.meta}, sort_keys=True).encode()})
+
+
+def atomic_write(path: Path, write_fn) -> None:
+    """Write ``path`` through a temp file in the same folder and rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_ticks(path: Path, t: Ticks) -> Path:
+    """Validate and write one symbol-day file atomically."""
+    import pyarrow.parquet as pq
+
+    validate(t, str(path))
+    table = to_arrow(t)
+    atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    return Path(path)
+
+
+def day_path(root: Path, symbol: str, date: str) -> Path:
+    return Path(root) / symbol / f"{date}.parquet"
+
+
+def read_ticks(path: Path, validate_rows: bool = True) -> Ticks:
+    """Read one canonical parquet file (checking columns and, by default, every row)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    table = pq.read_table(path)
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise TickDataError(str(path), None, missing[0], f"missing column(s) {missing}")
+    raw_meta = (table.schema.metadata or {}).get(META_KEY)
+    meta = json.loads(raw_meta) if raw_meta else {}
+    symbol = meta.pop("symbol", None) or (table.column("symbol")[0].as_py() if table.num_rows else path.parent.name)
+
+    def levels(side: str, q: str) -> np.ndarray:
+        return np.stack([table.column(f"{side}_{q}_{k}").to_numpy(zero_copy_only=False) for k in range(1, N_LEVELS + 1)],
+                        axis=1).astype(np.float64)
+
+    t = Ticks(
+        ts_ns=table.column("ts_ns").to_numpy(zero_copy_only=False).astype(np.int64),
+        bid_px=levels("bid", "px"), bid_sz=levels("bid", "sz"), ask_px=levels("ask", "px"), ask_sz=levels("ask", "sz"),
+        trade_px=table.column("trade_px").to_numpy(zero_copy_only=False).astype(np.float64),
+        trade_sz=table.column("trade_sz").to_numpy(zero_copy_only=False).astype(np.float64),
+        trade_side=table.column("trade_side").to_numpy(zero_copy_only=False).astype(np.int8),
+        symbol=symbol, meta=meta,
+    )
+    if validate_rows:
+        validate(t, str(path))
+    return t
+
+
+def dataset_files(root: Path) -> list[Path]:
+    """All symbol-day files under ``root``, sorted by (symbol, date)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such data folder")
+    files = sorted(p for p in root.glob("*/*.parquet") if not p.name.startswith("."))
+    if not files:
+        raise FileNotFoundError(f"{root}: no <SYMBOL>/<YYYY-MM-DD>.parquet files")
+    return files
+
+
+def load_dataset(root: Path, symbols: list[str] | None = None) -> dict[str, Ticks]:
+    """Every symbol's days concatenated in time order: ``{symbol: Ticks}`` sorted by symbol.
+
+    A symbol's ticks across days form one sequence (that is what a client streams).
+    """
+    by_symbol: dict[str, list[Ticks]] = {}
+    for f in dataset_files(root):
+        if symbols is not None and f.parent.name not in symbols:
+            continue
+        by_symbol.setdefault(f.parent.name, []).append(read_ticks(f))
+    if symbols is not None:
+        unknown = sorted(set(symbols) - set(by_symbol))
+        if unknown:
+            raise KeyError(f"{root}: no data for symbol(s) {unknown}; have {sorted(by_symbol)}")
+    out = {}
+    for sym in sorted(by_symbol):
+        t = Ticks.concat(by_symbol[sym])
+        validate(t, f"{root}/{sym}")  # days must also be in order across files
+        out[sym] = t
+    return out

@@ -1,0 +1,1 @@
+"""Serving glue: the tritonserver launcher and the replay client."""
