@@ -1,0 +1,325 @@
+"""`lob validate`: static checks of a Triton model repository, before any server loads it.
+
+Every `config.pbtxt` is parsed into Triton's own `ModelConfig` message (`tritonclient.grpc.model_config_pb2`),
+so an unknown or misspelt field fails here as it would in the server. Then, per model: the name matches its
+folder, version folders are numeric, the platform's file is present, an ONNX file's inputs and outputs match
+the config (implicit state included), a stateful model has the sequence batching it needs, a Python model
+defines `TritonPythonModel.execute` (read with `ast`, never imported); per ensemble: every tensor is produced
+exactly once and every consumer agrees with its producer on dtype and shape.
+
+`model.onnx` and `model.plan` are build products (`lob export`, `lob build-trt`; git-ignored): a missing one is
+not a fault, a present one is checked. TensorRT plans are engine- and GPU-specific and only checked for
+presence. Each problem is one string naming the file and the config field.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+BUILD_PRODUCTS = frozenset({"model.onnx", "model.plan"})
+
+_DEFAULT_FILE = {"onnxruntime_onnx": "model.onnx", "onnxruntime": "model.onnx", "tensorrt_plan": "model.plan",
+                 "tensorrt": "model.plan", "python": "model.py"}
+
+# Triton data type -> onnx.TensorProto element type (the values of onnx.TensorProto.DataType).
+_ONNX_TYPE = {mc.TYPE_BOOL: 9, mc.TYPE_UINT8: 2, mc.TYPE_UINT16: 4, mc.TYPE_UINT32: 12, mc.TYPE_UINT64: 13,
+              mc.TYPE_INT8: 3, mc.TYPE_INT16: 5, mc.TYPE_INT32: 6, mc.TYPE_INT64: 7, mc.TYPE_FP16: 10,
+              mc.TYPE_FP32: 1, mc.TYPE_FP64: 11, mc.TYPE_STRING: 8, mc.TYPE_BF16: 16}
+
+_Kind = mc.ModelSequenceBatching.Control
+_PYTHON_CONTROLS = {_Kind.CONTROL_SEQUENCE_START: "START", _Kind.CONTROL_SEQUENCE_END: "END",
+                    _Kind.CONTROL_SEQUENCE_CORRID: "CORRID"}
+
+
+@dataclass
+class _Model:
+    folder: Path
+    config_path: Path
+    config: mc.ModelConfig
+
+    @property
+    def kind(self) -> str:
+        """'ensemble', 'python', 'onnxruntime_onnx', 'tensorrt_plan', ... (backend wins over platform)."""
+        return self.config.backend or self.config.platform
+
+    def shape(self, dims) -> tuple[int, ...]:
+        """Full tensor shape as the model sees it: a leading -1 batch dim when the model batches."""
+        return ((-1,) if self.config.max_batch_size > 0 else ()) + tuple(dims)
+
+
+def validate_repository(repo: Path) -> list[str]:
+    """All problems found in model repository `repo`, each naming the file and field; [] when it is sound."""
+    repo = Path(repo)
+    if not repo.is_dir():
+        return [f"{repo}: not a directory"]
+    problems: list[str] = []
+    models: dict[str, _Model] = {}
+    for folder in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
+        model = _load(folder, problems)
+        if model is not None:
+            models[folder.name] = model
+    for model in models.values():
+        _check_name_and_versions(model, problems)
+        _check_io_declarations(model, problems)
+        _check_sequence_batching(model, problems)
+        if model.kind == "ensemble":
+            _check_ensemble(model, models, problems)
+        else:
+            _check_model_files(model, problems)
+    return problems
+
+
+def _load(folder: Path, problems: list[str]) -> _Model | None:
+    path = folder / "config.pbtxt"
+    if not path.is_file():
+        problems.append(f"{path}: missing (every model folder needs a config.pbtxt)")
+        return None
+    try:
+        config = text_format.Parse(path.read_text(), mc.ModelConfig())
+    except text_format.ParseError as err:  # names line:column and the unknown field or bad value
+        problems.append(f"{path}: {err}")
+        return None
+    return _Model(folder, path, config)
+
+
+def _versions(model: _Model) -> list[Path]:
+    return sorted(p for p in model.folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _check_name_and_versions(model: _Model, problems: list[str]) -> None:
+    cfg, where = model.config, model.config_path
+    if cfg.name != model.folder.name:
+        problems.append(f"{where}: name: '{cfg.name}' differs from its folder '{model.folder.name}'")
+    if not (cfg.platform or cfg.backend):
+        problems.append(f"{where}: platform/backend: neither is set")
+    for p in sorted(model.folder.iterdir()):
+        if p.is_dir() and not p.name.isdigit() and not p.name.startswith((".", "__")):
+            problems.append(f"{p}: version folder: '{p.name}' is not a number (Triton ignores it)")
+    if not _versions(model):
+        problems.append(f"{model.folder}: version folder: none (need e.g. {model.folder}/1/)")
+
+
+def _check_io_declarations(model: _Model, problems: list[str]) -> None:
+    for field, tensors in (("input", model.config.input), ("output", model.config.output)):
+        for i, t in enumerate(tensors):
+            if t.data_type == mc.TYPE_INVALID:
+                problems.append(f"{model.config_path}: {field}[{i}] ({t.name}).data_type: not set")
+
+
+def _check_model_files(model: _Model, problems: list[str]) -> None:
+    filename = model.config.default_model_filename or _DEFAULT_FILE.get(model.kind)
+    if filename is None:
+        return  # a backend this tool does not know: nothing to say about its files
+    for version in _versions(model):
+        path = version / filename
+        if not path.exists():
+            if filename not in BUILD_PRODUCTS:
+                problems.append(f"{path}: missing (default file of {model.kind} models)")
+            continue
+        if model.kind == "python":
+            _check_python(path, problems)
+        elif filename.endswith(".onnx"):
+            _check_onnx(model, path, problems)
+
+
+def _check_python(path: Path, problems: list[str]) -> None:
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError as err:
+        problems.append(f"{path}:{err.lineno}: syntax error: {err.msg}")
+        return
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "TritonPythonModel":
+            if not any(isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.name == "execute"
+                       for f in node.body):
+                problems.append(f"{path}: TritonPythonModel.execute: not defined")
+            return
+    problems.append(f"{path}: TritonPythonModel: no such class at module level")
+
+
+# ------------------------------------------------------------------------------------------------------- ONNX
+
+def _onnx_io(path: Path) -> tuple[dict, dict]:
+    """({input name: (elem_type, dims)}, {output name: ...}); dims hold None where the model's dim is symbolic."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+
+    def spec(value_info):
+        t = value_info.type.tensor_type
+        return t.elem_type, tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+
+    return ({v.name: spec(v) for v in graph.input if v.name not in initializers},
+            {v.name: spec(v) for v in graph.output})
+
+
+def _onnx_mismatch(model: _Model, data_type: int, dims, onnx_spec) -> str | None:
+    """Why an ONNX tensor does not fit the config's data_type and dims, or None."""
+    import onnx
+
+    elem, onnx_dims = onnx_spec
+    if _ONNX_TYPE.get(data_type) != elem:
+        return (f"data_type {mc.DataType.Name(data_type)} but the ONNX tensor is "
+                f"{onnx.TensorProto.DataType.Name(elem)}")
+    want = model.shape(dims)
+    shown = tuple("?" if d is None else d for d in onnx_dims)
+    if len(want) != len(onnx_dims):
+        return f"shape {list(want)} (batch dim first) but the ONNX tensor is {list(shown)}"
+    if model.config.max_batch_size > 0 and onnx_dims[0] is not None:
+        return f"max_batch_size {model.config.max_batch_size} needs a dynamic first dim; the ONNX tensor is {list(shown)}"
+    for w, d in zip(want, onnx_dims):
+        if d is not None and w != d:  # a symbolic ONNX dim takes any config value; a fixed one must match
+            return f"shape {list(want)} (batch dim first) but the ONNX tensor is {list(shown)}"
+    return None
+
+
+def _check_onnx(model: _Model, path: Path, problems: list[str]) -> None:
+    cfg, where = model.config, model.config_path
+    try:
+        inputs, outputs = _onnx_io(path)
+    except Exception as err:  # onnx raises DecodeError, OSError, ... for a corrupt file
+        problems.append(f"{path}: unreadable ONNX model: {err}")
+        return
+    seq = cfg.sequence_batching
+    # (config field, tensor name, data_type, dims, ONNX side)
+    expected = [(f"input[{i}] ({t.name})", t.name, t.data_type, t.dims, inputs) for i, t in enumerate(cfg.input)]
+    expected += [(f"output[{i}] ({t.name})", t.name, t.data_type, t.dims, outputs) for i, t in enumerate(cfg.output)]
+    for i, s in enumerate(seq.state):
+        expected.append((f"sequence_batching.state[{i}].input_name ({s.input_name})", s.input_name, s.data_type,
+                         s.dims, inputs))
+        expected.append((f"sequence_batching.state[{i}].output_name ({s.output_name})", s.output_name, s.data_type,
+                         s.dims, outputs))
+    for i, c in enumerate(seq.control_input):
+        dtype = next((k.data_type for k in c.control if k.data_type != mc.TYPE_INVALID), mc.TYPE_INT32)
+        expected.append((f"sequence_batching.control_input[{i}] ({c.name})", c.name, dtype, (1,), inputs))
+    for field, name, dtype, dims, side in expected:
+        if name not in side:
+            kind = "input" if side is inputs else "output"
+            problems.append(f"{where}: {field}: {path.name} has no {kind} '{name}' (it has {sorted(side)})")
+            continue
+        why = _onnx_mismatch(model, dtype, dims, side[name])
+        if why:
+            problems.append(f"{where}: {field}: {why} in {path}")
+    fed = {e[1] for e in expected if e[4] is inputs}
+    for name in sorted(set(inputs) - fed):
+        problems.append(f"{where}: input: {path} input '{name}' is fed by nothing in the config "
+                        "(neither an input nor a sequence_batching state/control)")
+    for i, s in enumerate(seq.state):
+        if s.input_name in inputs and s.output_name in outputs and inputs[s.input_name] != outputs[s.output_name]:
+            problems.append(f"{where}: sequence_batching.state[{i}]: {path} state pair {s.input_name} "
+                            f"{inputs[s.input_name]} / {s.output_name} {outputs[s.output_name]} differ "
+                            "(elem_type, dims): the output cannot be fed back as the next input")
+
+
+# ------------------------------------------------------------------------------------------- sequence batching
+
+def _check_sequence_batching(model: _Model, problems: list[str]) -> None:
+    cfg, where = model.config, model.config_path
+    if not cfg.HasField("sequence_batching"):
+        return
+    seq = cfg.sequence_batching
+    kinds = {k.kind for c in seq.control_input for k in c.control}
+    if model.kind == "python":
+        if seq.state:
+            problems.append(f"{where}: sequence_batching.state: the python backend has no implicit state "
+                            "(server issue #8006); keep per-sequence state in the model, keyed by CORRID")
+        for kind, label in _PYTHON_CONTROLS.items():
+            if kind not in kinds:
+                problems.append(f"{where}: sequence_batching.control_input: no {label} control "
+                                f"({_Kind.Kind.Name(kind)}); a python model keeps its own per-sequence state "
+                                "and needs START, END and CORRID to create, reset and free it")
+    for i, c in enumerate(seq.control_input):
+        for k in c.control:
+            if k.kind == _Kind.CONTROL_SEQUENCE_CORRID and k.data_type == mc.TYPE_INVALID:
+                problems.append(f"{where}: sequence_batching.control_input[{i}] ({c.name}).data_type: "
+                                "CORRID needs TYPE_UINT64 or TYPE_STRING")
+    for i, s in enumerate(seq.state):
+        if not (s.input_name and s.output_name):
+            problems.append(f"{where}: sequence_batching.state[{i}]: input_name and output_name are both needed")
+        if s.data_type == mc.TYPE_INVALID or not s.dims:
+            problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name}): data_type and dims are needed")
+        if not s.initial_state and _Kind.CONTROL_SEQUENCE_START not in kinds:
+            problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name}).initial_state: not set and "
+                            "no START control: the state of a new sequence would be undefined")
+    # Triton pairs state inputs with outputs by sorted name (server issue #8586): both orders must agree.
+    by_input = [s.output_name for s in sorted(seq.state, key=lambda s: s.input_name)]
+    if by_input != sorted(by_input):
+        problems.append(f"{where}: sequence_batching.state: input names {sorted(s.input_name for s in seq.state)} "
+                        f"and output names {sorted(by_input)} sort in different orders; Triton pairs states by "
+                        "sorted name and would swap them (server issue #8586)")
+
+
+# ---------------------------------------------------------------------------------------------------- ensembles
+
+def _check_ensemble(ens: _Model, models: dict[str, _Model], problems: list[str]) -> None:
+    cfg, where = ens.config, ens.config_path
+    steps = cfg.ensemble_scheduling.step
+    if not steps:
+        problems.append(f"{where}: ensemble_scheduling.step: empty")
+        return
+    # ensemble tensor -> (where it comes from, data_type, full shape)
+    produced: dict[str, tuple[str, int, tuple]] = {}
+
+    def produce(tensor: str, origin: str, dtype: int, shape: tuple) -> None:
+        if tensor in produced:
+            problems.append(f"{where}: {origin}: tensor '{tensor}' is produced twice (also by {produced[tensor][0]})")
+        else:
+            produced[tensor] = (origin, dtype, shape)
+
+    for i, t in enumerate(cfg.input):
+        produce(t.name, f"input[{i}]", t.data_type, ens.shape(t.dims))
+    consumers: list[tuple[str, str, int, tuple]] = []  # (field, tensor, data_type, shape)
+    for s, step in enumerate(steps):
+        field = f"ensemble_scheduling.step[{s}] ({step.model_name})"
+        member = models.get(step.model_name)
+        if member is None:
+            problems.append(f"{where}: {field}.model_name: no model '{step.model_name}' in {where.parent.parent}")
+            continue
+        if step.model_version != -1 and not (member.folder / str(step.model_version)).is_dir():
+            problems.append(f"{where}: {field}.model_version: {member.folder}/{step.model_version} does not exist")
+        if member.config.max_batch_size < cfg.max_batch_size:
+            problems.append(f"{where}: max_batch_size: {cfg.max_batch_size} exceeds {step.model_name}'s "
+                            f"{member.config.max_batch_size}")
+        member_in = {t.name: t for t in member.config.input}
+        member_out = {t.name: t for t in member.config.output}
+        for name, t in member_in.items():
+            if name not in step.input_map and not t.optional:
+                problems.append(f"{where}: {field}.input_map: {step.model_name} input '{name}' is not mapped")
+        for name, tensor in step.input_map.items():
+            if name not in member_in:
+                problems.append(f"{where}: {field}.input_map: {step.model_name} has no input '{name}'")
+            else:
+                t = member_in[name]
+                consumers.append((f"{field}.input_map[{name}]", tensor, t.data_type, member.shape(t.dims)))
+        for name, tensor in step.output_map.items():
+            if name not in member_out:
+                problems.append(f"{where}: {field}.output_map: {step.model_name} has no output '{name}'")
+            else:
+                t = member_out[name]
+                produce(tensor, f"{field}.output_map[{name}]", t.data_type, member.shape(t.dims))
+    for i, t in enumerate(cfg.output):
+        consumers.append((f"output[{i}]", t.name, t.data_type, ens.shape(t.dims)))
+    consumed = {tensor for _, tensor, _, _ in consumers}
+    for i, t in enumerate(cfg.input):
+        if t.name not in consumed:
+            problems.append(f"{where}: input[{i}] ({t.name}): no step consumes it")
+    for field, tensor, dtype, shape in consumers:
+        if tensor not in produced:
+            problems.append(f"{where}: {field}: tensor '{tensor}' is produced by nothing")
+            continue
+        origin, p_dtype, p_shape = produced[tensor]
+        if dtype != p_dtype:
+            problems.append(f"{where}: {field}: tensor '{tensor}' is {mc.DataType.Name(p_dtype)} from {origin} "
+                            f"but consumed as {mc.DataType.Name(dtype)}")
+        elif not _shapes_agree(shape, p_shape):
+            problems.append(f"{where}: {field}: tensor '{tensor}' has shape {list(p_shape)} from {origin} "
+                            f"but is consumed as {list(shape)}")
+
+
+def _shapes_agree(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x == y or -1 in (x, y) for x, y in zip(a, b))
