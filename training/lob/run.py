@@ -1,0 +1,106 @@
+"""The run folder written by ``lob train`` and read by ``evaluate``, ``predict`` and ``export``.
+
+::
+
+    RUN/checkpoint.pt        {"model": state_dict, "config": asdict(MambaLOBConfig)}
+    RUN/config.json          {"model": ..., "training": ...}
+    RUN/tokenizer.json       the tokenizer fitted on the train split
+    RUN/train_metrics.json   loss curves
+    RUN/manifest.json        data files + sha256, split boundaries, counts, versions, "complete": true
+
+A run is built in a hidden sibling folder and renamed into place only once every file is written,
+so a run killed half-way never sits at RUN; ``load_run`` still checks ``"complete": true`` and
+every file, and says what is missing.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from lob.schema import atomic_write
+
+RUN_FILES = ("checkpoint.pt", "config.json", "tokenizer.json", "train_metrics.json", "manifest.json")
+
+
+class RunError(RuntimeError):
+    """A run folder that is missing, unfinished or inconsistent."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json(path: Path, obj) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+@contextlib.contextmanager
+def building(out: Path, force: bool):
+    """Yield a temp folder beside ``out``; on success it becomes ``out`` (replacing it only with ``force``)."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_manifest(run: Path) -> dict:
+    """The manifest of a complete run; RunError naming what is wrong otherwise."""
+    run = Path(run)
+    if not run.is_dir():
+        raise RunError(f"{run}: no such run folder")
+    mpath = run / "manifest.json"
+    if not mpath.exists():
+        raise RunError(f"{run}: not a finished run (no manifest.json); train it again with `lob train --force`")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as err:
+        raise RunError(f"{mpath}: unreadable manifest ({err})") from err
+    if manifest.get("complete") is not True:
+        raise RunError(f"{mpath}: run is not complete (\"complete\" is not true)")
+    missing = [f for f in RUN_FILES if not (run / f).exists()]
+    if missing:
+        raise RunError(f"{run}: run is missing {missing}")
+    return manifest
+
+
+def load_run(run: Path):
+    """(model in eval mode, tokenizer, manifest) of a complete run folder."""
+    import torch
+
+    from lob.model import MambaLOB, MambaLOBConfig
+    from lob.tokenizer import Tokenizer
+
+    run = Path(run)
+    manifest = read_manifest(run)
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model = MambaLOB(MambaLOBConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    tokenizer = Tokenizer.load(run / "tokenizer.json")
+    if tokenizer.content_hash != manifest["tokenizer_hash"]:
+        raise RunError(f"{run}/tokenizer.json: content hash {tokenizer.content_hash} differs from the manifest's "
+                       f"{manifest['tokenizer_hash']}")
+    return model, tokenizer, manifest
