@@ -1,0 +1,73 @@
+"""What goes in (`Tick`) and what comes out (`Prediction`) of a stream."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+N_LEVELS = 10  # book levels per side the server takes
+HORIZONS = (10, 50, 100)  # direction horizons in ticks, rows of Prediction.dir_probs
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One L2 book event of one symbol: the book after the event, and the trade print if it was a trade.
+
+    Books are given best level first with up to 10 levels per side; shorter books are padded with empty
+    levels (price 0, size 0), as in the canonical tick table (`lob.schema`). Prices in price units,
+    sizes in shares/contracts/coins, ``ts_ns`` in ns since the Unix epoch (UTC), non-decreasing per
+    symbol. ``trade_side``: +1 buyer-initiated, -1 seller-initiated, 0 no trade (then trade_px =
+    trade_sz = 0). Validation (finite, non-negative, uncrossed, time order) is the server's: a bad
+    tick comes back as a `Prediction` with ``error`` set.
+    """
+
+    symbol: str
+    ts_ns: int
+    bid_px: Sequence[float]
+    bid_sz: Sequence[float]
+    ask_px: Sequence[float]
+    ask_sz: Sequence[float]
+    trade_px: float = 0.0
+    trade_sz: float = 0.0
+    trade_side: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+            levels = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+            if levels.size > N_LEVELS:
+                raise ValueError(f"Tick {self.symbol} ts_ns={self.ts_ns}: {name} has {levels.size} levels, "
+                                 f"at most {N_LEVELS}")
+            object.__setattr__(self, name, np.pad(levels, (0, N_LEVELS - levels.size)))  # (10,) float64
+
+
+@dataclass
+class Prediction:
+    """The server's answer to one `Tick`, or the reason there is none (``error``).
+
+    ``seq`` is the tick's index within its symbol in this stream. ``dir_probs`` is (3, 3) float32:
+    rows horizons 10, 50, 100 ticks, columns P(down), P(flat), P(up). ``topk_ids``/``topk_probs``
+    (5,) are the most likely next event tokens. ``latency_s`` is send-to-answer time at the client.
+    """
+
+    symbol: str
+    ts_ns: int
+    seq: int
+    dir_probs: Optional[np.ndarray] = None
+    topk_ids: Optional[np.ndarray] = None
+    topk_probs: Optional[np.ndarray] = None
+    model_version: Optional[str] = None
+    error: Optional[str] = None
+    latency_s: float = float("nan")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class TickFailed(RuntimeError):
+    """Raised by ``stream(..., errors="raise")`` at the first tick the server refused."""
+
+    def __init__(self, prediction: Prediction):
+        self.prediction = prediction
+        super().__init__(f"{prediction.symbol} tick {prediction.seq} (ts_ns={prediction.ts_ns}): {prediction.error}")

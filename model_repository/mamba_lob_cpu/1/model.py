@@ -1,0 +1,140 @@
+"""mamba_lob_cpu: one Mamba step for every sequence in the batch, as ONE onnxruntime call.
+
+Conv/SSM states live in a slot pool preallocated at load time, ``(pool_size, n_layer, d_inner, ·)``;
+a sequence (correlation id) owns one slot from its START to its END, or until it has been idle for
+the config's ``sequence_batching.max_sequence_idle_microseconds``. Per execute: gather the batch's
+slots -> one ``InferenceSession.run`` -> scatter the new states back. Config ``parameters``:
+``pool_size`` (slots), ``intra_op_threads`` (onnxruntime).
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        folder = Path(args["model_repository"]) / args["model_version"]
+        self.model_version = json.loads((folder / "export.json").read_text())["model_version"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        self.n_features = shapes["FEATURES"][1]
+        pool_size = int(params.get("pool_size", "1024"))
+        max_batch = int(config["max_batch_size"])
+        self.conv = np.zeros((pool_size, *shapes["STATE_CONV_IN"][1:]), np.float32)  # (P, n_layer, d_inner, d_conv-1)
+        self.ssm = np.zeros((pool_size, *shapes["STATE_SSM_IN"][1:]), np.float32)  # (P, n_layer, d_inner, d_state)
+        self.conv_in = np.empty((max_batch, *self.conv.shape[1:]), np.float32)  # gather buffers, (B, ...)
+        self.ssm_in = np.empty((max_batch, *self.ssm.shape[1:]), np.float32)
+        self.free = list(range(pool_size - 1, -1, -1))  # stack of free slots, lowest on top
+        self.slot_of = {}  # correlation id -> slot
+        self.owner = [None] * pool_size  # slot -> correlation id
+        self.last_used = np.zeros(pool_size, np.float64)  # time.monotonic() of each slot's last step
+        self.idle_timeout_s = int(config["sequence_batching"]["max_sequence_idle_microseconds"]) / 1e6
+        self.next_sweep = time.monotonic() + min(self.idle_timeout_s, 1.0)
+        self.version_out = np.array([[self.model_version.encode()]], dtype=np.object_)  # (1, 1) BYTES
+
+    def execute(self, requests):
+        self._reclaim_idle()
+        responses = [None] * len(requests)
+        # Two ticks of one sequence may share a batch: the k-th tick of each sequence goes to wave k, and
+        # waves run in order, so every tick sees the state its predecessor left (and START/END land in order).
+        waves, seen = [], {}
+        for i, request in enumerate(requests):
+            corrid = int(_input(request, "CORRID").reshape(-1)[0])
+            k = seen[corrid] = seen.get(corrid, -1) + 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append((i, corrid))
+        for wave in waves:
+            steps = []  # (request index, slot, end, token (1, 1), features (1, F))
+            for i, corrid in wave:
+                try:
+                    steps.append(self._admit(i, corrid, requests[i]))
+                except _StepError as err:
+                    responses[i] = _error(str(err))
+            if not steps:
+                continue
+            try:
+                self._run(steps, responses)
+            except Exception as err:  # an onnxruntime failure fails this wave's requests, not the server
+                for i, *_ in steps:
+                    responses[i] = _error(f"mamba_lob_cpu: onnxruntime step failed: {err}")
+        return responses
+
+    def _admit(self, i, corrid, request):
+        start = bool(_input(request, "START").reshape(-1)[0])
+        end = bool(_input(request, "END").reshape(-1)[0])
+        features = _input(request, "FEATURES")  # (1, F)
+        if features.shape[-1] != self.n_features:
+            raise _StepError(f"sequence {corrid}: FEATURES has {features.shape[-1]} values, the model takes "
+                             f"{self.n_features} (tokenizer and model from different exports?)")
+        slot = self.slot_of.get(corrid)
+        if start:
+            if slot is None:
+                if not self.free:
+                    raise _StepError(f"sequence {corrid}: state pool full ({len(self.slot_of)} sequences open, "
+                                     f"pool_size {self.conv.shape[0]}); end idle sequences or raise pool_size")
+                slot = self.slot_of[corrid] = self.free.pop()
+                self.owner[slot] = corrid
+            self.conv[slot] = 0.0
+            self.ssm[slot] = 0.0
+        elif slot is None:
+            raise _StepError(f"sequence {corrid}: no state slot (never started, ended, or idle longer than "
+                             f"{self.idle_timeout_s:g} s); send this tick with the START flag")
+        self.last_used[slot] = time.monotonic()
+        return i, slot, end, _input(request, "TOKEN"), features
+
+    def _run(self, wave, responses):
+        n = len(wave)
+        slots = np.fromiter((s for _, s, *_ in wave), np.int64, n)
+        conv_in, ssm_in = self.conv_in[:n], self.ssm_in[:n]
+        np.take(self.conv, slots, axis=0, out=conv_in)  # (n, n_layer, d_inner, d_conv-1)
+        np.take(self.ssm, slots, axis=0, out=ssm_in)  # (n, n_layer, d_inner, d_state)
+        dir_probs, topk_ids, topk_probs, conv_out, ssm_out = self.session.run(
+            ["DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "STATE_CONV_OUT", "STATE_SSM_OUT"],
+            {"TOKEN": np.concatenate([w[3] for w in wave]).astype(np.int64, copy=False),  # (n, 1)
+             "FEATURES": np.concatenate([w[4] for w in wave]).astype(np.float32, copy=False),  # (n, F)
+             "STATE_CONV_IN": conv_in, "STATE_SSM_IN": ssm_in})
+        self.conv[slots] = conv_out
+        self.ssm[slots] = ssm_out
+        for row, (i, slot, end, *_) in enumerate(wave):
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("DIR_PROBS", dir_probs[row:row + 1]),  # (1, 3, 3)
+                pb_utils.Tensor("TOPK_IDS", topk_ids[row:row + 1]),  # (1, 5)
+                pb_utils.Tensor("TOPK_PROBS", topk_probs[row:row + 1]),  # (1, 5)
+                pb_utils.Tensor("MODEL_VERSION", self.version_out),
+            ])
+            if end:
+                self._release(slot)
+
+    def _release(self, slot):
+        del self.slot_of[self.owner[slot]]
+        self.free.append(slot)
+
+    def _reclaim_idle(self):
+        now = time.monotonic()
+        if now < self.next_sweep:
+            return
+        self.next_sweep = now + min(self.idle_timeout_s, 1.0)
+        for slot in [s for s in self.slot_of.values() if now - self.last_used[s] > self.idle_timeout_s]:
+            self._release(slot)
+
+
+class _StepError(Exception):
+    """A request this model refuses; its message becomes the error response."""
+
+
+def _input(request, name):
+    return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+
+
+def _error(message):
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))

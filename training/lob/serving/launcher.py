@@ -1,0 +1,211 @@
+"""Start a real Triton Inference Server on a model repository: `lob serve` and the test fixtures.
+
+The server is the ``tritonserver`` binary of the ``nvidia-pytriton`` wheel (Triton 2.51.0, python backend
+only), or an NGC container's ``/opt/tritonserver`` when present (GPU profiles need its onnxruntime and
+tensorrt backends). The python backend needs its stub built for the running Python beside
+``libtriton_python.so``, so a backend directory is assembled for each server. Models are loaded
+explicitly, per profile, with ``--disable-auto-complete-config``: the configs in the repository are the
+whole truth.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+NGC_ROOT = Path("/opt/tritonserver")
+
+
+@dataclass(frozen=True)
+class Profile:
+    models: tuple[str, ...]  # loaded in this order (composing models before their ensemble)
+    backends: tuple[str, ...]  # Triton backends the models need
+    gpu: bool = False
+
+
+PROFILES: dict[str, Profile] = {
+    "cpu": Profile(models=("lob_tokenizer", "mamba_lob_cpu", "lob_stream"), backends=("python",)),
+}
+
+
+class ServerError(RuntimeError):
+    """The server could not be found, started, or did not become ready."""
+
+
+def _wheel_root() -> Path | None:
+    try:
+        import pytriton
+    except ImportError:
+        return None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    return root if (root / "bin" / "tritonserver").is_file() else None
+
+
+def _server_root(profile: Profile) -> Path:
+    """Folder holding ``bin/tritonserver`` and ``backends/`` able to run ``profile``."""
+    candidates = [r for r in (Path(os.environ["TRITON_ROOT"]) if "TRITON_ROOT" in os.environ else None,
+                              NGC_ROOT, _wheel_root()) if r is not None and (r / "bin" / "tritonserver").is_file()]
+    for root in candidates:
+        if all((root / "backends" / b).is_dir() for b in profile.backends):
+            return root
+    have = ", ".join(f"{r} ({', '.join(sorted(p.name for p in (r / 'backends').iterdir()))})" for r in candidates)
+    raise ServerError(
+        f"no tritonserver with the {', '.join(profile.backends)} backend(s) found; have: {have or 'none'}. "
+        + ("GPU profiles need the NGC server (nvcr.io/nvidia/tritonserver:24.10-py3, or TRITON_ROOT=<its "
+           "/opt/tritonserver>) and a CUDA GPU; the nvidia-pytriton wheel ships the python backend only."
+           if profile.gpu else "Install the serve extra: pip install -e '.[serve]'."))
+
+
+def _backend_dir(root: Path, profile: Profile, into: Path) -> Path:
+    """A backend directory for ``root``: its backends, the python one with the stub of this Python."""
+    for name in profile.backends:
+        src, dst = root / "backends" / name, into / name
+        if name != "python" or (src / "triton_python_backend_stub").is_file():
+            dst.symlink_to(src, target_is_directory=True)
+            continue
+        stub = root / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
+        if not stub.is_file():
+            raise ServerError(f"{stub}: missing; this tritonserver has no python backend stub for Python "
+                              f"{sys.version_info.major}.{sys.version_info.minor}")
+        dst.mkdir()
+        for f in (*src.glob("*.so"), *src.glob("*.py"), stub):
+            shutil.copy2(f, dst / f.name)
+    return into
+
+
+class TritonServer:
+    """A running ``tritonserver`` on ``repo``; a context manager (start on enter, stop on exit).
+
+    ``url`` is the gRPC endpoint (``localhost:<grpc_port>``). ``extra_models`` are loaded after the
+    profile's. The server log goes to ``log_file``.
+    """
+
+    def __init__(self, repo: Path, profile: str = "cpu", grpc_port: int = 8001, http_port: int = 8000,
+                 metrics_port: int = 8002, log_file: Path = Path("out/tritonserver.log"),
+                 ready_timeout_s: float = 120.0, extra_models: tuple[str, ...] = ()):
+        if profile not in PROFILES:
+            raise ServerError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        self.repo, self.profile = Path(repo).resolve(), PROFILES[profile]
+        self.ports = {"grpc": grpc_port, "http": http_port, "metrics": metrics_port}
+        self.log_file, self.ready_timeout_s = Path(log_file), ready_timeout_s
+        self.models = (*self.profile.models, *extra_models)
+        self.url = f"localhost:{grpc_port}"
+        self._proc: subprocess.Popen | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def start(self) -> "TritonServer":
+        if self.profile.gpu and not _has_gpu():
+            raise ServerError("this profile needs a CUDA GPU and none is visible (nvidia-smi); use --profile cpu")
+        root = _server_root(self.profile)
+        self._tmp = tempfile.TemporaryDirectory(prefix="lob-triton-")
+        backends = _backend_dir(root, self.profile, Path(self._tmp.name))
+        cmd = [str(root / "bin" / "tritonserver"), f"--model-repository={self.repo}",
+               f"--backend-directory={backends}", "--model-control-mode=explicit",
+               *(f"--load-model={m}" for m in self.models), "--disable-auto-complete-config",
+               f"--grpc-port={self.ports['grpc']}", f"--http-port={self.ports['http']}",
+               f"--metrics-port={self.ports['metrics']}", "--exit-on-error=true"]
+        env = dict(os.environ)
+        # The stub embeds the Python it was built for; the venv first on PATH makes it import this
+        # environment's packages (numpy<2, lob, onnxruntime).
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        libs = root.parent.parent / "nvidia_pytriton.libs"  # the wheel's bundled shared libraries
+        if libs.is_dir():
+            env["LD_LIBRARY_PATH"] = f"{libs}{os.pathsep}{env.get('LD_LIBRARY_PATH', '')}"
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "wb") as log:
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                          start_new_session=True)  # Ctrl-C in a terminal reaches us, not it
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(self.url)
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ServerError(f"tritonserver exited with code {self._proc.returncode} while starting; "
+                                  f"log {self.log_file}:\n{_tail(self.log_file)}")
+            try:
+                if client.is_server_ready() and all(client.is_model_ready(m) for m in self.models):
+                    return
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.2)
+        raise ServerError(f"tritonserver not ready after {self.ready_timeout_s:g} s; log {self.log_file}:\n"
+                          f"{_tail(self.log_file)}")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM (Triton drains in-flight requests and unloads models), SIGKILL after ``timeout_s``."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def returncode(self) -> int | None:
+        """The server's exit code once it has exited, else None."""
+        return None if self._proc is None else self._proc.poll()
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _has_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def serve_forever(repo: Path, profile: str = "cpu", grpc_port: int = 8001, http_port: int = 8000,
+                  metrics_port: int = 8002, log_file: Path = Path("out/tritonserver.log")) -> None:
+    """Run the server until SIGINT/SIGTERM, then stop it cleanly. Exits non-zero if it dies."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.append(signum))
+    server = TritonServer(repo, profile, grpc_port, http_port, metrics_port, log_file)
+    try:
+        server.start()
+    except ServerError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise SystemExit(2)
+    console.print(f"tritonserver ready: gRPC {server.url}, HTTP :{http_port}, metrics :{metrics_port}; "
+                  f"models {', '.join(server.models)}; log {log_file}. Ctrl-C stops it.")
+    try:
+        while not stop and server.returncode() is None:
+            time.sleep(0.2)
+        if not stop:
+            console.print(f"[bold red]error:[/] tritonserver exited with code {server.returncode()}; "
+                          f"log {log_file}:\n{_tail(log_file)}")
+            raise SystemExit(1)
+    finally:
+        server.stop()
+    console.print("tritonserver stopped.")
