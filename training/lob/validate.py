@@ -57,12 +57,11 @@ def validate_repository(repo: Path) -> list[str]:
     if not repo.is_dir():
         return [f"{repo}: not a directory"]
     problems: list[str] = []
-    models: dict[str, _Model] = {}
+    # folder name -> model; None for a folder whose config is missing or unparsable (reported once, here)
+    models: dict[str, _Model | None] = {}
     for folder in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
-        model = _load(folder, problems)
-        if model is not None:
-            models[folder.name] = model
-    for model in models.values():
+        models[folder.name] = _load(folder, problems)
+    for model in filter(None, models.values()):
         _check_name_and_versions(model, problems)
         _check_io_declarations(model, problems)
         _check_sequence_batching(model, problems)
@@ -256,14 +255,14 @@ def _check_sequence_batching(model: _Model, problems: list[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------------- ensembles
 
-def _check_ensemble(ens: _Model, models: dict[str, _Model], problems: list[str]) -> None:
+def _check_ensemble(ens: _Model, models: dict[str, _Model | None], problems: list[str]) -> None:
     cfg, where = ens.config, ens.config_path
     steps = cfg.ensemble_scheduling.step
     if not steps:
         problems.append(f"{where}: ensemble_scheduling.step: empty")
         return
-    # ensemble tensor -> (where it comes from, data_type, full shape)
-    produced: dict[str, tuple[str, int, tuple]] = {}
+    # ensemble tensor -> (where it comes from, data_type, full shape); None, None from a broken member config
+    produced: dict[str, tuple[str, int | None, tuple | None]] = {}
 
     def produce(tensor: str, origin: str, dtype: int, shape: tuple) -> None:
         if tensor in produced:
@@ -276,9 +275,12 @@ def _check_ensemble(ens: _Model, models: dict[str, _Model], problems: list[str])
     consumers: list[tuple[str, str, int, tuple]] = []  # (field, tensor, data_type, shape)
     for s, step in enumerate(steps):
         field = f"ensemble_scheduling.step[{s}] ({step.model_name})"
-        member = models.get(step.model_name)
-        if member is None:
+        if step.model_name not in models:
             problems.append(f"{where}: {field}.model_name: no model '{step.model_name}' in {where.parent.parent}")
+            continue
+        member = models[step.model_name]
+        if member is None:  # its config is broken, already reported: its tensors are unknown
+            produced.update({t: (field, None, None) for t in step.output_map.values()})
             continue
         if step.model_version != -1 and not (member.folder / str(step.model_version)).is_dir():
             problems.append(f"{where}: {field}.model_version: {member.folder}/{step.model_version} does not exist")
@@ -313,6 +315,8 @@ def _check_ensemble(ens: _Model, models: dict[str, _Model], problems: list[str])
             problems.append(f"{where}: {field}: tensor '{tensor}' is produced by nothing")
             continue
         origin, p_dtype, p_shape = produced[tensor]
+        if p_dtype is None:
+            continue
         if dtype != p_dtype:
             problems.append(f"{where}: {field}: tensor '{tensor}' is {mc.DataType.Name(p_dtype)} from {origin} "
                             f"but consumed as {mc.DataType.Name(dtype)}")

@@ -1,0 +1,190 @@
+"""`lob validate`: the project's repository passes; each single fault in a copy is caught, naming file and field."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+from typer.testing import CliRunner
+
+from lob.cli import app
+from lob.validate import validate_repository
+
+REPO = Path(__file__).resolve().parents[2] / "model_repository"
+# Build products of `lob export` / `lob build-trt`, absent from the committed tree.
+ARTIFACTS = shutil.ignore_patterns("model.onnx", "model_fp16.onnx", "model.plan", "tokenizer.json", "export.json")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A copy of the project's repository as committed (no build products)."""
+    return Path(shutil.copytree(REPO, tmp_path / "model_repository", ignore=ARTIFACTS))
+
+
+@pytest.fixture(scope="session")
+def step_onnx(tmp_path_factory) -> Path:
+    """A tiny random Mamba-LOB step model exported as `lob export` does, with the committed configs' dims."""
+    onnx_step = pytest.importorskip("lob.onnx_step", reason="lob.onnx_step (export_step_onnx) not written yet")
+    import torch
+
+    from lob.model import MambaLOB, config_from_preset
+
+    torch.manual_seed(0)
+    model = MambaLOB(config_from_preset("tiny", vocab_size=64, n_features=12)).eval()
+    path = tmp_path_factory.mktemp("export") / "model.onnx"
+    onnx_step.export_step_onnx(model, path)
+    return path
+
+
+@pytest.fixture
+def exported(repo: Path, step_onnx: Path) -> Path:
+    """The repository copy after `lob export`: the step model where the ONNX models read it."""
+    for model in ("mamba_lob_cpu", "mamba_lob_onnx"):
+        shutil.copyfile(step_onnx, repo / model / "1" / "model.onnx")
+    return repo
+
+
+def edit_config(path: Path, change) -> None:
+    config = text_format.Parse(path.read_text(), mc.ModelConfig())
+    change(config)
+    path.write_text(text_format.MessageToString(config))
+
+
+def edit_onnx(path: Path, change) -> None:
+    model = onnx.load(str(path))
+    change({v.name: v for v in [*model.graph.input, *model.graph.output]})
+    onnx.save(model, str(path))
+
+
+def assert_caught(repo: Path, file: Path, field: str) -> None:
+    problems = validate_repository(repo)
+    assert problems, "the fault was not caught"
+    assert all(str(file) in p for p in problems), problems  # one fault: every problem points at its file
+    assert any(field in p for p in problems), problems
+
+
+def test_committed_repository_passes(repo):
+    assert validate_repository(repo) == []
+
+
+def test_exported_repository_passes(exported):
+    assert validate_repository(exported) == []
+
+
+def test_cli_exit_status(repo):
+    assert CliRunner().invoke(app, ["validate", str(repo)]).exit_code == 0
+    (repo / "lob_model_version" / "1" / "model.py").unlink()
+    result = CliRunner().invoke(app, ["validate", str(repo)])
+    assert result.exit_code == 1
+    assert "model.py" in result.output
+
+
+# ----------------------------------------------------------------------------------------- config faults
+
+def test_unknown_field(repo):
+    path = repo / "mamba_lob_onnx" / "config.pbtxt"
+    path.write_text(path.read_text() + "\nmax_batch_sizes: 8\n")
+    assert_caught(repo, path, "max_batch_sizes")
+
+
+def test_name_differs_from_folder(repo):
+    path = repo / "mamba_lob_trt_fp16" / "config.pbtxt"
+    edit_config(path, lambda c: setattr(c, "name", "mamba_lob_trt"))
+    assert_caught(repo, path, "name")
+
+
+def test_non_numeric_version_folder(repo):
+    folder = repo / "mamba_lob_onnx" / "v2"
+    folder.mkdir()
+    assert_caught(repo, folder, "version folder")
+
+
+def test_missing_model_py(repo):
+    path = repo / "lob_model_version" / "1" / "model.py"
+    path.unlink()
+    assert_caught(repo, path, "missing")
+
+
+def test_model_py_without_execute(repo):
+    path = repo / "lob_model_version" / "1" / "model.py"
+    path.write_text(path.read_text().replace("def execute(", "def run("))
+    assert_caught(repo, path, "TritonPythonModel.execute")
+
+
+def test_state_names_sorting_differently(repo):
+    path = repo / "mamba_lob_trt_bf16" / "config.pbtxt"
+    # inputs now sort SSM before CONV, outputs still CONV before SSM: Triton would swap the states
+    edit_config(path, lambda c: setattr(c.sequence_batching.state[1], "input_name", "STATE_A_SSM_IN"))
+    assert_caught(repo, path, "sequence_batching.state")
+
+
+def test_python_model_without_sequence_controls(repo):
+    path = repo / "lob_tokenizer" / "config.pbtxt"
+
+    def drop_corrid(c):
+        controls = c.sequence_batching.control_input
+        del controls[[k.kind for x in controls for k in x.control].index(
+            mc.ModelSequenceBatching.Control.CONTROL_SEQUENCE_CORRID)]
+
+    edit_config(path, drop_corrid)
+    assert_caught(repo, path, "sequence_batching.control_input")
+
+
+# --------------------------------------------------------------------------------------- ensemble faults
+
+def _step(config, model_name):
+    return next(s for s in config.ensemble_scheduling.step if s.model_name == model_name)
+
+
+def test_ensemble_tensor_produced_twice(repo):
+    path = repo / "lob_stream_onnx" / "config.pbtxt"
+    edit_config(path, lambda c: _step(c, "mamba_lob_onnx").output_map.__setitem__("TOPK_IDS", "token"))
+    assert_caught(repo, path, "produced twice")
+
+
+def test_ensemble_consumer_dtype_mismatch(repo):
+    path = repo / "lob_stream_trt_fp16" / "config.pbtxt"
+    edit_config(path, lambda c: setattr(next(o for o in c.output if o.name == "TOPK_PROBS"), "data_type",
+                                        mc.TYPE_FP64))
+    assert_caught(repo, path, "output[2]")
+
+
+def test_ensemble_missing_composing_model(repo):
+    path = repo / "lob_stream_onnx" / "config.pbtxt"
+    edit_config(path, lambda c: setattr(_step(c, "mamba_lob_onnx"), "model_name", "mamba_lob_gpu"))
+    assert_caught(repo, path, "model_name")
+
+
+# ------------------------------------------------------------------------------------- ONNX vs config faults
+
+def test_onnx_input_name_mismatch(exported):
+    edit_onnx(exported / "mamba_lob_onnx" / "1" / "model.onnx", lambda io: setattr(io["FEATURES"], "name", "FEATS"))
+    assert_caught(exported, exported / "mamba_lob_onnx" / "config.pbtxt", "input[1] (FEATURES)")
+
+
+def test_onnx_input_dtype_mismatch(exported):
+    edit_onnx(exported / "mamba_lob_onnx" / "1" / "model.onnx",
+              lambda io: setattr(io["TOKEN"].type.tensor_type, "elem_type", onnx.TensorProto.INT32))
+    assert_caught(exported, exported / "mamba_lob_onnx" / "config.pbtxt", "input[0] (TOKEN)")
+
+
+def test_onnx_input_dims_mismatch(exported):
+    # a model exported with 13 features against a config (and tokenizer) of 12
+    edit_onnx(exported / "mamba_lob_onnx" / "1" / "model.onnx",
+              lambda io: setattr(io["FEATURES"].type.tensor_type.shape.dim[1], "dim_value", 13))
+    assert_caught(exported, exported / "mamba_lob_onnx" / "config.pbtxt", "input[1] (FEATURES)")
+
+
+def test_onnx_state_pair_dtype_mismatch(exported):
+    edit_onnx(exported / "mamba_lob_onnx" / "1" / "model.onnx",
+              lambda io: setattr(io["STATE_SSM_OUT"].type.tensor_type, "elem_type", onnx.TensorProto.FLOAT16))
+    assert_caught(exported, exported / "mamba_lob_onnx" / "config.pbtxt", "sequence_batching.state[1]")
+
+
+def test_onnx_stateful_model_without_sequence_batching(exported):
+    path = exported / "mamba_lob_onnx" / "config.pbtxt"
+    edit_config(path, lambda c: c.ClearField("sequence_batching"))
+    assert_caught(exported, path, "STATE_CONV_IN")
