@@ -1,0 +1,326 @@
+"""Multi-symbol L2 market simulator: queue-reactive limit/cancel flow, Hawkes-excited market orders.
+
+Each symbol-day is one event loop over ``events_per_day`` book events, written as the canonical tick
+table (``lob.schema``): ``OUT/<SYMBOL>/<YYYY-MM-DD>.parquet``, one row per event, book after the event.
+
+State (per symbol, prices in integer ticks, sizes in integer lots)
+    b, a              best bid / best ask (a > b always: never crossed or locked)
+    bq[k], aq[k]      queue sizes on a dense grid of ``GRID`` ticks per side, bid price b-k, ask a+k;
+                      bq[0], aq[0] >= 1, deeper levels may be empty (gaps; output skips them)
+    r                 hidden regime, calm (0) or volatile (1); per-event switch prob ``SWITCH[r]``
+    z                 latent informed flow, an OU process in event time (correlation time ``Z_EVENTS``)
+    eb, es            Hawkes excitation of market buys / sells; decays at rate ``KAPPA`` in business time
+
+Intensities (business time; x_r = regime multipliers ``MKT_MULT``/``CANCEL_MULT``/``HAWKES_MULT``)
+    market buy        mu * x_r * exp(+BETA z) + eb          market sell   mu * x_r * exp(-BETA z) + es
+    limit bid, lvl k  lam * w_k * 2D / (D + bq[k]) * exp(+GAMMA z)   (more arrivals on short queues)
+    cancel bid, lvl k theta * w_k * bq[k] * x_r * exp(-GAMMA z)      (grows with the queue; theta = lam*s/D)
+    inside spread     lam_in * (a - b - 1) * exp(+-GAMMA z)          (only when the spread is wide)
+    (ask side mirrored: z > 0 means buying pressure.) A market buy of geometric size hits the best ask and
+    prints there; a market buy raises eb by ``ALPHA_SELF * kappa`` and es by ``ALPHA_CROSS * kappa``.
+    When a best queue empties, the side shifts to its next non-empty level (the mid moves) and the
+    vacated deep levels are refilled with geometric(D_deep) lots.
+
+Clock. Events are spaced by Exp(1)/total-intensity in business time, so busy (volatile, excited)
+periods are dense. Business time is mapped onto the 09:30-16:00 session through a U-shaped activity
+profile (``_season``: more events per minute near the open and the close). ``ts_ns`` is UTC ns of
+``date 14:30 UTC + elapsed`` (09:30 New York in winter; daylight saving is ignored).
+
+Instruments (``symbol_specs``) differ in price level, tick size, lot size, depth and spread: a $20 stock,
+a $150 stock with thin queues and wider spreads, a $3000 future with $0.25 ticks, a $4 large-tick stock
+whose spread is nearly always one tick, ... State (close, z, regime) carries from one day to the next,
+with an overnight gap that mean-reverts slowly towards the first open. Randomness: one
+``numpy.random.Generator`` per symbol-day from ``SeedSequence([seed, symbol_index, day_index])``.
+"""
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import date as Date, datetime, timedelta, timezone
+from itertools import accumulate
+from pathlib import Path
+
+import numpy as np
+
+from lob.schema import N_LEVELS, Ticks, day_path, write_ticks
+
+GRID = 12  # ticks tracked per side; the 10 output levels are the first non-empty ones of this grid
+SESSION_S = 6.5 * 3600  # 09:30-16:00
+OPEN_UTC = timedelta(hours=14, minutes=30)
+LEVEL_W = [2.5, 1.6, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.45, 0.4]  # activity by distance from best
+
+# order flow (business-time rates; only their ratios matter, the clock is rescaled to the session)
+LAM = 0.05  # limit arrivals per level at w=1 and q=D
+REACT = 3.0  # queue reactivity: limit arrivals on an empty queue are (1 + REACT)x those at q = D
+MU = 0.03  # baseline market-order rate per side
+KAPPA = 0.05  # Hawkes decay: memory of ~20 business-time units, about 10 events
+ALPHA_SELF, ALPHA_CROSS = 0.55, 0.1  # branching ratio (self + cross) 0.65 calm
+BETA, GAMMA = 0.4, 0.2  # tilt of market / limit-and-cancel flow by the informed signal z
+Z_EVENTS = 3000.0  # correlation time of z, in events
+# regimes: 0 calm, 1 volatile
+SWITCH = (1 / 6000, 1 / 2000)  # per-event probability of leaving the regime
+MKT_MULT = (1.0, 2.2)
+CANCEL_MULT = (1.0, 1.6)
+HAWKES_MULT = (1.0, 1.3)
+
+
+@dataclass(frozen=True)
+class SymbolSpec:
+    """One instrument. Sizes in lots; ``lot_size`` units (shares, contracts) per lot."""
+
+    symbol: str
+    price: float  # first open, price units
+    tick_size: float  # price units
+    lot_size: float
+    depth: float  # D: typical queue at the best, lots
+    deep_depth: float  # mean size of a refilled deep level, lots
+    limit_size: float  # mean limit/cancel order size, lots
+    market_size: float  # mean market order size, lots
+    inside_rate: float  # lam_in: inside-spread arrivals per empty tick of spread
+
+
+# price level, tick grid, depth and spread character of each archetype (symbol i uses i % 6)
+_ARCHETYPES = [
+    dict(price=20.0, tick_size=0.01, lot_size=100, depth=10, deep_depth=11, limit_size=1.6, market_size=2.0, inside_rate=0.25),
+    dict(price=150.0, tick_size=0.01, lot_size=100, depth=2.5, deep_depth=2.5, limit_size=1.3, market_size=1.4, inside_rate=0.06),
+    dict(price=3000.0, tick_size=0.25, lot_size=1, depth=40, deep_depth=45, limit_size=4.0, market_size=6.0, inside_rate=2.0),
+    dict(price=4.0, tick_size=0.01, lot_size=100, depth=150, deep_depth=160, limit_size=8.0, market_size=10.0, inside_rate=3.0),
+    dict(price=60.0, tick_size=0.01, lot_size=100, depth=5, deep_depth=5, limit_size=1.5, market_size=1.8, inside_rate=0.15),
+    dict(price=600.0, tick_size=0.05, lot_size=10, depth=12, deep_depth=14, limit_size=2.5, market_size=3.0, inside_rate=0.6),
+]
+
+
+def symbol_specs(n_symbols: int) -> list[SymbolSpec]:
+    """``n_symbols`` (1..26) instruments SIMA, SIMB, ...; archetypes repeat at 1.7x the price each round."""
+    if not 1 <= n_symbols <= 26:
+        raise ValueError(f"n_symbols must be in 1..26, got {n_symbols}")
+    specs = []
+    for i in range(n_symbols):
+        arch = dict(_ARCHETYPES[i % len(_ARCHETYPES)])
+        tick = arch["tick_size"]
+        arch["price"] = round(arch["price"] * 1.7 ** (i // len(_ARCHETYPES)) / tick) * tick
+        specs.append(SymbolSpec(symbol=f"SIM{chr(ord('A') + i)}", **arch))
+    return specs
+
+
+def trading_days(start_date: str, n_days: int) -> list[str]:
+    """``n_days`` weekdays (YYYY-MM-DD) from ``start_date`` on (holidays are not skipped)."""
+    try:
+        day = Date.fromisoformat(start_date)
+    except ValueError:
+        raise ValueError(f"start_date {start_date!r} is not a YYYY-MM-DD date") from None
+    days = []
+    while len(days) < n_days:
+        if day.weekday() < 5:
+            days.append(day.isoformat())
+        day += timedelta(days=1)
+    return days
+
+
+@dataclass
+class _Carry:
+    """What a symbol carries from one day's close to the next open."""
+
+    mid_ticks: int
+    open_ticks: int  # first open, the anchor of the overnight mean reversion
+    z: float
+    regime: int
+
+
+def _season(u: np.ndarray) -> np.ndarray:
+    """Relative activity at fraction ``u`` of the session: U-shaped, busiest at the open."""
+    return 1.0 + 2.5 * np.exp(-u / 0.04) + 1.5 * np.exp(-(1.0 - u) / 0.06)
+
+
+def _session_fraction(business: np.ndarray) -> np.ndarray:
+    """Map business times in [0, 1] to session fractions with activity ``_season``: (N,) -> (N,)."""
+    grid = np.linspace(0.0, 1.0, 4097)
+    s = _season(grid)
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (s[1:] + s[:-1]) * np.diff(grid))])
+    return np.interp(business, cum / cum[-1], grid)
+
+
+def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: int, day: str, seed: int) -> Ticks:
+    """Run ``n`` events of one symbol-day from ``carry`` (updated in place to the close)."""
+    D, W = spec.depth, GRID
+    theta = LAM / D  # cancels per lot at w=1: balances LAM arrivals at q = D
+    dr = D / REACT
+    lam_w = [LAM * w * (1 + REACT) * dr for w in LEVEL_W]  # LAM w (1+R) D / (D + R q) = lam_w / (dr + q)
+    th_w = [theta * w for w in LEVEL_W]
+    phi = math.exp(-1.0 / Z_EVENTS)
+    z_sd = math.sqrt(1.0 - phi * phi)
+
+    # every random number of the day, drawn in bulk (scalar draws would dominate the loop)
+    u_event = rng.random(n).tolist()
+    u_level = rng.random(n).tolist()
+    u_regime = rng.random(n).tolist()
+    e_gap = rng.standard_exponential(n).tolist()
+    z_noise = (z_sd * rng.standard_normal(n)).tolist()
+    lim_size = rng.geometric(1.0 / spec.limit_size, n).tolist()
+    mkt_size = rng.geometric(1.0 / spec.market_size, n).tolist()
+    refill = rng.geometric(1.0 / spec.deep_depth, 2 * n + 2 * W).tolist()  # deep levels, opening book
+    n_refill = 0
+
+    # overnight gap: noise plus slow reversion of the log price towards the first open
+    gap = rng.normal(-0.1 * math.log(carry.mid_ticks / carry.open_ticks), 0.004)
+    mid = max(round(carry.mid_ticks * math.exp(gap)), 4 * W)
+    b, a = mid, mid + 1
+    bq, aq = refill[:W], refill[W:2 * W]
+    n_refill = 2 * W
+    z, r = carry.z, carry.regime
+    eb = es = 0.0
+
+    rec_b = [0] * n  # best bid, ticks
+    rec_a = [0] * n
+    rec_bq: list[int] = []  # (n * W) grid queues, lots
+    rec_aq: list[int] = []
+    rec_gap = [0.0] * n  # business time since the previous event
+    tr_side = [0] * n
+    tr_px = [0] * n  # ticks
+    tr_sz = [0] * n  # lots
+
+    for i in range(n):
+        if u_regime[i] < SWITCH[r]:
+            r = 1 - r
+        z = phi * z + z_noise[i]
+        ez = math.exp(GAMMA * z)
+        mkt = MU * MKT_MULT[r]
+        bm = math.exp(BETA * z)
+        cm = CANCEL_MULT[r]
+        spread_in = spec.inside_rate * (a - b - 1)
+        rates = [mkt * bm + eb, mkt / bm + es, spread_in * ez, spread_in / ez]
+        rates += [lw * ez / (dr + q) for lw, q in zip(lam_w, bq)]
+        rates += [lw / (ez * (dr + q)) for lw, q in zip(lam_w, aq)]
+        cb, ca = cm / ez, cm * ez
+        rates += [t * cb * q for t, q in zip(th_w, bq)]
+        rates += [t * ca * q for t, q in zip(th_w, aq)]
+        cum = list(accumulate(rates))
+        total = cum[-1]
+        ev = bisect_right(cum, u_event[i] * total)
+
+        dt = e_gap[i] / total
+        rec_gap[i] = dt
+        decay = math.exp(-KAPPA * dt)
+        eb *= decay
+        es *= decay
+
+        if ev < 2:  # market order: trades at the opposite best, the level shifts if it empties
+            jump = KAPPA * HAWKES_MULT[r]
+            if ev == 0:
+                eb += ALPHA_SELF * jump
+                es += ALPHA_CROSS * jump
+                fill = min(mkt_size[i], aq[0])
+                tr_side[i], tr_px[i], tr_sz[i] = 1, a, fill
+                aq[0] -= fill
+            else:
+                es += ALPHA_SELF * jump
+                eb += ALPHA_CROSS * jump
+                fill = min(mkt_size[i], bq[0])
+                tr_side[i], tr_px[i], tr_sz[i] = -1, b, fill
+                bq[0] -= fill
+        elif ev < 4:  # limit order inside the spread becomes the new best
+            k = 1 + int(u_level[i] * (a - b - 1))  # ticks of improvement
+            if ev == 2:
+                bq = ([lim_size[i]] + [0] * (k - 1) + bq)[:W]
+                b += k
+            else:
+                aq = ([lim_size[i]] + [0] * (k - 1) + aq)[:W]
+                a -= k
+        else:
+            ev -= 4
+            side, k = divmod(ev, W)
+            if side == 0:
+                bq[k] += lim_size[i]
+            elif side == 1:
+                aq[k] += lim_size[i]
+            elif side == 2:
+                bq[k] -= min(lim_size[i], bq[k])
+            else:
+                aq[k] -= min(lim_size[i], aq[k])
+
+        # an empty best: the side moves to its next non-empty level, the deep end refills
+        if bq[0] == 0:
+            k = next((j for j, q in enumerate(bq) if q), W)
+            bq = bq[k:] + refill[n_refill:n_refill + k]
+            n_refill += k
+            b -= k
+        if aq[0] == 0:
+            k = next((j for j, q in enumerate(aq) if q), W)
+            aq = aq[k:] + refill[n_refill:n_refill + k]
+            n_refill += k
+            a += k
+        if n_refill > len(refill) - 2 * W:
+            refill += rng.geometric(1.0 / spec.deep_depth, n).tolist()
+
+        rec_b[i], rec_a[i] = b, a
+        rec_bq.extend(bq)
+        rec_aq.extend(aq)
+
+    carry.mid_ticks, carry.z, carry.regime = (b + a) // 2, z, r
+    return _to_ticks(spec, day, seed, np.array(rec_b), np.array(rec_a),
+                     np.array(rec_bq, dtype=np.int64).reshape(n, W), np.array(rec_aq, dtype=np.int64).reshape(n, W),
+                     np.cumsum(rec_gap), np.array(tr_side), np.array(tr_px), np.array(tr_sz), e_gap_end=rng.exponential())
+
+
+def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_side, tr_px, tr_sz,
+              e_gap_end: float) -> Ticks:
+    """Grid state (ticks, lots) -> canonical Ticks (price units, size units). Shapes: (N,), (N, GRID)."""
+    n = b.shape[0]
+    steps = np.arange(GRID)
+    decimals = max(0, -math.floor(math.log10(spec.tick_size))) + 2
+
+    def levels(best, q, sign):  # first N_LEVELS non-empty grid levels, in order
+        px_ticks = best[:, None] + sign * steps  # (N, GRID)
+        present = (q > 0) & (px_ticks > 0)
+        order = np.argsort(~present, axis=1, kind="stable")[:, :N_LEVELS]  # (N, L)
+        keep = np.take_along_axis(present, order, axis=1)
+        px = np.where(keep, np.round(np.take_along_axis(px_ticks, order, axis=1) * spec.tick_size, decimals), 0.0)
+        sz = np.where(keep, np.take_along_axis(q, order, axis=1) * spec.lot_size, 0.0)
+        return px.astype(np.float64), sz.astype(np.float64)
+
+    bid_px, bid_sz = levels(b, bq, -1)
+    ask_px, ask_sz = levels(a, aq, +1)
+    # business time -> session clock; the close comes one more gap after the last event
+    frac = _session_fraction(business / (business[-1] + e_gap_end * business[-1] / n))
+    day_open = datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + OPEN_UTC
+    open_ns = int(day_open.timestamp()) * 1_000_000_000
+    ts_ns = open_ns + np.round(frac * SESSION_S * 1e9).astype(np.int64)
+    traded = tr_side != 0
+    return Ticks(
+        ts_ns=ts_ns, bid_px=bid_px, bid_sz=bid_sz, ask_px=ask_px, ask_sz=ask_sz,
+        trade_px=np.where(traded, np.round(tr_px * spec.tick_size, decimals), 0.0),
+        trade_sz=(tr_sz * spec.lot_size).astype(np.float64),
+        trade_side=tr_side.astype(np.int8),
+        symbol=spec.symbol,
+        meta={"date": day, "tick_size": spec.tick_size, "n_levels": N_LEVELS, "source": "simulator", "seed": seed},
+    )
+
+
+def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_per_day: int,
+                     start_date: str) -> list[Path]:
+    """Simulate ``n_symbols`` x ``n_days`` symbol-days of ``events_per_day`` events each.
+
+    Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
+    sorted by (symbol, date). Same arguments, same bytes.
+    """
+    from rich.progress import Progress
+
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if n_days < 1 or events_per_day < 2:
+        raise ValueError(f"need n_days >= 1 and events_per_day >= 2, got {n_days}, {events_per_day}")
+    specs = symbol_specs(n_symbols)
+    days = trading_days(start_date, n_days)
+    paths = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("simulating symbol-days", total=len(specs) * len(days))
+        for s, spec in enumerate(specs):
+            open_ticks = round(spec.price / spec.tick_size)
+            carry = _Carry(mid_ticks=open_ticks, open_ticks=open_ticks, z=0.0, regime=0)
+            for d, day in enumerate(days):
+                rng = np.random.default_rng(np.random.SeedSequence([seed, s, d]))
+                ticks = _simulate_day(spec, carry, rng, events_per_day, day, seed)
+                paths.append(write_ticks(day_path(out, spec.symbol, day), ticks))
+                progress.advance(task)
+    return paths
