@@ -1,0 +1,330 @@
+"""Import a LOBSTER (lobsterdata.com) message + orderbook pair into the canonical tick table.
+
+LOBSTER gives one trading day of one symbol as two header-less CSVs with one row per event:
+
+* message: ``time`` (s after midnight, New York local time, up to ns precision), ``type`` (1 new limit
+  order, 2 partial cancel, 3 full delete, 4 visible execution, 5 hidden execution, 6 cross trade,
+  7 trading halt notice), ``order_id``, ``size`` (shares), ``price`` (USD x 10,000), ``direction`` (side
+  of the *resting* order: 1 buy limit, -1 sell limit);
+* orderbook: the book after that event, ``ask_price_k, ask_size_k, bid_price_k, bid_size_k`` for levels
+  k = 1..L, L in 1..50, prices x 10,000; empty levels carry dummy prices (ask 9999999999,
+  bid -9999999999) and size 0.
+
+Mapping choices (counts of every dropped row go into ``meta["dropped"]`` and the printed summary):
+
+* Book: the first 10 levels are kept; fewer are padded with empty levels (price 0, size 0).
+* Types 4 and 5 are trade prints at the message price and size. The aggressor is opposite the resting
+  order: direction -1 (a sell limit order executed) is a buyer-initiated trade (+1) and vice versa.
+  Type 5 leaves the visible book as it was but is still a print.
+* Type 6 (cross trade, e.g. the opening or closing auction) is a print whose aggressor the data does not
+  give. Its side is inferred the Lee-Ready way: above the mid +1, below -1, at the mid by the tick rule
+  (sign of the change from the last print at a different price). A cross whose side stays undecided is
+  dropped (``cross_side_unknown``): the canonical table needs a side for every print.
+* Type 7 (halt / quote resume / trade resume notice) changes neither book nor trades: dropped (``halt``).
+* A row whose book has an empty best level on either side (one-sided book) cannot be represented (the
+  canonical table needs both best levels): dropped (``one_sided_book``), whatever its event type.
+
+Timestamps are the date plus seconds after midnight in America/New_York, converted to UTC ns with the
+zone's offset (zoneinfo); a day whose events span a daylight-saving change is rejected (US exchanges are
+closed then).
+
+Malformed input raises ``TickDataError`` naming the file, the CSV line (1-based) and the field (message:
+``time``, ``type``, ``order_id``, ``size``, ``price``, ``direction``; orderbook: ``ask_price_k`` ...).
+Everything is checked before the one atomic write, so a failed import leaves no file behind.
+"""
+from __future__ import annotations
+
+from datetime import datetime, time as clock, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from lob.schema import N_LEVELS, Ticks, TickDataError, day_path, validate, write_ticks
+
+MESSAGE_COLUMNS = ["time", "type", "order_id", "size", "price", "direction"]
+BOOK_FIELDS = ("ask_price", "ask_size", "bid_price", "bid_size")  # per level, in file order
+MAX_LEVELS = 50
+PRICE_SCALE = 10_000.0  # LOBSTER prices are USD x 10,000
+ASK_DUMMY, BID_DUMMY = 9_999_999_999.0, -9_999_999_999.0
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+EVENT_TYPES = np.arange(1, 8)
+HALT, CROSS = 7, 6
+PRINT_TYPES = (4, 5, 6)
+
+
+# ------------------------------------------------------------------------------------------- CSV reading
+
+def _parse_options(on_invalid=None) -> pacsv.ParseOptions:
+    # blank lines are kept as all-empty rows so that data row i is always line i + first_line
+    return pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False)
+
+
+def csv_header(path: Path, header: bool) -> list[str]:
+    """The header's names (``header``) or, for a header-less file, ``f0..f{n-1}`` for the first line's n fields."""
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(use_threads=False, autogenerate_column_names=not header),
+                                parse_options=_parse_options(lambda row: "skip"))
+    except pa.ArrowInvalid as err:  # empty file
+        raise TickDataError(str(path), None, None, f"cannot read: {err}") from None
+    return reader.schema.names
+
+
+def read_numeric_csv(path: Path, columns: dict[str, pa.DataType], header: bool,
+                     field_name=lambda j: f"column {j + 1}") -> dict[str, np.ndarray]:
+    """Read a CSV whose fields are all numbers into ``{name: (N,) array}``, in file order.
+
+    ``columns`` maps each expected column, in order, to its arrow type; a header, when present, must
+    name exactly these columns. Trailing blank lines are ignored. Any other problem raises
+    ``TickDataError(path, line, field, ...)`` with the 1-based line number (header counted): wrong
+    number of fields, an empty or NaN value, a value that is not a number, an infinite value.
+    ``field_name(j)`` names the j-th (0-based) column beyond ``columns`` in the error for extra fields.
+    """
+    names = list(columns)
+    first_line = 2 if header else 1
+    if header:
+        found = csv_header(path, header=True)
+        for j, name in enumerate(names):
+            if j >= len(found) or found[j] != name:
+                problem = f"header column {j + 1} is {found[j]!r}" if j < len(found) else "missing from the header"
+                raise TickDataError(str(path), 1, name, f"{problem}; expected columns {names}")
+        if len(found) > len(names):
+            raise TickDataError(str(path), 1, found[len(names)], f"unexpected column; expected columns {names}")
+
+    invalid: list = []
+
+    def on_invalid(row) -> str:
+        invalid.append(row)
+        return "error"
+
+    read_options = pacsv.ReadOptions(use_threads=False, column_names=None if header else names)  # threads lose row numbers
+    try:
+        table = pacsv.read_csv(path, read_options=read_options, parse_options=_parse_options(on_invalid),
+                               convert_options=pacsv.ConvertOptions(column_types=columns))
+    except pa.ArrowInvalid as err:
+        if invalid:
+            row = invalid[0]
+            j = row.actual_columns
+            field = names[j] if j < len(names) else field_name(len(names))
+            raise TickDataError(str(path), row.number, field,
+                                f"{row.actual_columns} fields, expected {row.expected_columns}") from None
+        raise _unparsable(path, columns, read_options, first_line, err) from None
+
+    n = table.num_rows
+    null_rows = np.ones(n, dtype=bool)
+    for name in names:
+        null_rows &= table[name].is_null().to_numpy(zero_copy_only=False)
+    while n and null_rows[n - 1]:  # trailing blank lines
+        n -= 1
+    out = {}
+    for name in names:
+        col = table[name].slice(0, n)
+        if col.null_count:
+            i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise TickDataError(str(path), i + first_line, name, "empty or NaN value")
+        values = col.to_numpy()
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            i = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise TickDataError(str(path), i + first_line, name, f"{values[i]} is not a finite number")
+        out[name] = values
+    if n == 0:
+        raise TickDataError(str(path), None, None, "no data rows")
+    return out
+
+
+def _unparsable(path: Path, columns: dict[str, pa.DataType], read_options, first_line: int, err) -> TickDataError:
+    """The error for the first value arrow could not convert: re-read as text, bisect each column."""
+    text = pacsv.read_csv(path, read_options=read_options, parse_options=_parse_options(),
+                          convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
+                                                               strings_can_be_null=True))  # nulls as in the typed read
+
+    def converts(col, typ) -> bool:
+        try:
+            pc.cast(col, typ)
+            return True
+        except pa.ArrowInvalid:
+            return False
+
+    first = None
+    for name, typ in columns.items():
+        col = text[name].combine_chunks()
+        if converts(col, typ):
+            continue
+        lo, hi = 0, len(col)  # col[:lo] converts, col[:hi] does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if converts(col.slice(0, mid), typ) else (lo, mid)
+        if first is None or hi - 1 < first[0]:
+            first = (hi - 1, name, col[hi - 1].as_py(), typ)
+    if first is None:
+        return TickDataError(str(path), None, None, str(err))
+    i, name, value, typ = first
+    kind = "an integer" if pa.types.is_integer(typ) else "a number"
+    return TickDataError(str(path), i + first_line, name, f"{value!r} is not {kind}")
+
+
+def fail_first(mask: np.ndarray, source: Path, lines: np.ndarray, field, problem) -> None:
+    """Raise for the earliest True of ``mask`` ((N,) or (N, C)); ``field``/``problem`` may be callables of (row, col)."""
+    hits = np.argwhere(mask)
+    if hits.size:
+        i, j = (int(hits[0][0]), int(hits[0][1]) if mask.ndim == 2 else 0)
+        name = field(i, j) if callable(field) else field
+        raise TickDataError(str(source), int(lines[i]), name, problem(i, j) if callable(problem) else problem)
+
+
+def print_import_summary(title: str, rows_read: int, written: dict[Path, int], dropped: dict[str, int]) -> None:
+    """A short rich table: rows read, written per file, dropped per reason."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_row("rows read", f"{rows_read:,}")
+    for path, n in written.items():
+        table.add_row("written", f"{n:,}  → {path}")
+    for reason, n in dropped.items():
+        table.add_row(f"dropped: {reason}", f"{n:,}")
+    Console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------- LOBSTER
+
+def book_field(j: int) -> str:
+    """Name of orderbook column j (0-based): ask_price_1, ask_size_1, bid_price_1, bid_size_1, ask_price_2, ..."""
+    return f"{BOOK_FIELDS[j % 4]}_{j // 4 + 1}"
+
+
+def _canonical_to_lobster(field: str | None) -> str | None:
+    """``bid_px_3`` -> ``bid_price_3``: name a canonical book field the way the orderbook columns are named."""
+    return field and field.replace("_px_", "_price_").replace("_sz_", "_size_")
+
+
+def _utc_offset_ns(day, seconds: float) -> int:
+    wall = datetime.combine(day, clock(), tzinfo=EXCHANGE_TZ) + timedelta(seconds=seconds)
+    return int(wall.utcoffset() / timedelta(microseconds=1)) * 1000
+
+
+def _cross_sides(price: np.ndarray, typ: np.ndarray, mid: np.ndarray, crosses: np.ndarray) -> np.ndarray:
+    """(len(crosses),) int8 Lee-Ready side of each cross print: quote rule, then tick rule, else 0."""
+    prints = np.flatnonzero(np.isin(typ, PRINT_TYPES))
+    sides = np.sign(price[crosses] - mid[crosses]).astype(np.int8)
+    for n, i in enumerate(crosses):
+        if sides[n] == 0:
+            earlier = price[prints[prints < i]]
+            earlier = earlier[earlier != price[i]]
+            sides[n] = np.sign(price[i] - earlier[-1]) if earlier.size else 0
+    return sides
+
+
+def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: Path, tick_size: float) -> Path:
+    """Import one LOBSTER day into ``out/<symbol>/<date>.parquet``; returns that path (see module docstring)."""
+    message, orderbook = Path(message), Path(orderbook)
+    try:
+        day = datetime.strptime(date, "%Y-%m-%d").date()
+    except ValueError:
+        raise TickDataError(str(message), None, "date", f"{date!r} is not a YYYY-MM-DD date") from None
+    if not tick_size > 0:
+        raise TickDataError(str(message), None, "tick_size", f"{tick_size} is not a positive price step")
+
+    n_cols = len(csv_header(orderbook, header=False))
+    if n_cols % 4:
+        raise TickDataError(str(orderbook), 1, book_field(n_cols - 1),
+                            f"{n_cols} columns is not a multiple of 4 (ask price, ask size, bid price, bid size per level)")
+    n_levels = n_cols // 4
+    if n_levels > MAX_LEVELS:
+        raise TickDataError(str(orderbook), 1, book_field(4 * MAX_LEVELS),
+                            f"{n_levels} levels; LOBSTER files have at most {MAX_LEVELS}")
+    msg = read_numeric_csv(message, {c: pa.float64() for c in MESSAGE_COLUMNS}, header=False)
+    raw = read_numeric_csv(orderbook, {book_field(j): pa.float64() for j in range(n_cols)}, header=False,
+                           field_name=book_field)
+    n = len(msg["time"])
+    n_book = len(raw["ask_price_1"])
+    if n != n_book:
+        short = message if n < n_book else orderbook
+        raise TickDataError(str(short), min(n, n_book) + 1, None,
+                            f"message file has {n} rows, orderbook file {n_book}: one book row per message expected")
+    lines = np.arange(1, n + 1)
+
+    # ---- message checks
+    t, typ, size, price, direction = (msg[c] for c in ("time", "type", "size", "price", "direction"))
+    fail_first(~np.isin(typ, EVENT_TYPES), message, lines, "type",
+               lambda i, _: f"unknown event type {typ[i]:g} (LOBSTER types are 1-7)")
+    fail_first((typ != HALT) & ~np.isin(direction, (-1.0, 1.0)), message, lines, "direction",
+               lambda i, _: f"{direction[i]:g} is not 1 (buy) or -1 (sell)")
+    fail_first((t < 0) | (t >= 86_400), message, lines, "time", lambda i, _: f"{t[i]} s is not within a day")
+    fail_first(np.r_[False, np.diff(t) < 0], message, lines, "time",
+               lambda i, _: f"time goes backwards ({t[i]} after {t[i - 1]})")
+    is_print = np.isin(typ, PRINT_TYPES)
+    fail_first(is_print & (size <= 0), message, lines, "size", lambda i, _: f"trade size {size[i]:g} is not positive")
+    fail_first(is_print & (price <= 0), message, lines, "price", lambda i, _: f"trade price {price[i]:g} is not positive")
+
+    # ---- orderbook checks (all L levels)
+    book = np.stack([raw[book_field(j)] for j in range(n_cols)], axis=1)  # (N, 4L)
+    px = {"ask": book[:, 0::4], "bid": book[:, 2::4]}  # (N, L) x 10,000
+    sz = {"ask": book[:, 1::4], "bid": book[:, 3::4]}  # (N, L)
+    empty = {"ask": px["ask"] == ASK_DUMMY, "bid": px["bid"] == BID_DUMMY}  # (N, L)
+    step = tick_size * PRICE_SCALE
+    for side in ("ask", "bid"):
+        p, s, e = px[side], sz[side], empty[side]
+        fail_first(e & (s != 0), orderbook, lines, lambda i, j: f"{side}_size_{j + 1}",
+                   lambda i, j: f"size {s[i, j]:g} at an empty level (dummy price)")
+        fail_first(~e & (p <= 0), orderbook, lines, lambda i, j: f"{side}_price_{j + 1}",
+                   lambda i, j: f"price {p[i, j]:g} is not positive (nor the empty-level dummy)")
+        fail_first(~e & (s <= 0), orderbook, lines, lambda i, j: f"{side}_size_{j + 1}",
+                   lambda i, j: f"size {s[i, j]:g} is not positive at a priced level")
+        off_grid = np.abs(p / step - np.round(p / step)) > 1e-6
+        fail_first(~e & off_grid, orderbook, lines, lambda i, j: f"{side}_price_{j + 1}",
+                   lambda i, j: f"price {p[i, j] / PRICE_SCALE} is not a multiple of tick_size {tick_size}")
+
+    halt = typ == HALT
+    one_sided = ~halt & (empty["ask"][:, 0] | empty["bid"][:, 0])
+    two_sided = ~(empty["ask"][:, 0] | empty["bid"][:, 0])
+    fail_first(two_sided & (px["bid"][:, 0] >= px["ask"][:, 0]), orderbook, lines, "bid_price_1",
+               lambda i, _: f"{'locked' if px['bid'][i, 0] == px['ask'][i, 0] else 'crossed'} book: best bid "
+                            f"{px['bid'][i, 0] / PRICE_SCALE} >= best ask {px['ask'][i, 0] / PRICE_SCALE}")
+
+    # ---- trade prints
+    side = np.where(np.isin(typ, (4, 5)), -direction, 0).astype(np.int8)  # aggressor opposes the resting order
+    crosses = np.flatnonzero((typ == CROSS) & two_sided)
+    mid = 0.5 * (px["bid"][:, 0] + px["ask"][:, 0])  # a cross leaves the visible book as it was
+    side[crosses] = _cross_sides(price, typ, mid, crosses)
+    cross_unknown = (typ == CROSS) & two_sided & (side == 0)
+    keep = ~(halt | one_sided | cross_unknown)
+    dropped = {"halt": int(halt.sum()), "one_sided_book": int(one_sided.sum()),
+               "cross_side_unknown": int(cross_unknown.sum())}
+    if not keep.any():
+        raise TickDataError(str(orderbook), None, None, f"no representable rows (dropped: {dropped})")
+
+    # ---- canonical ticks
+    k = min(n_levels, N_LEVELS)
+    bid_px, bid_sz, ask_px, ask_sz = Ticks.empty_book(int(keep.sum()))
+    for dst_px, dst_sz, s in ((bid_px, bid_sz, "bid"), (ask_px, ask_sz, "ask")):
+        dst_px[:, :k] = np.where(empty[s], 0.0, px[s] / PRICE_SCALE)[keep, :k]
+        dst_sz[:, :k] = np.where(empty[s], 0.0, sz[s])[keep, :k]
+    is_print = side != 0
+    wall_ns = np.round(t * 1e9).astype(np.int64)  # float64 s < 86,400 resolves 1e-11 s: exact to the ns
+    offset_ns = _utc_offset_ns(day, float(t[0]))
+    if offset_ns != _utc_offset_ns(day, float(t[-1])):
+        raise TickDataError(str(message), n, "time", f"events span a daylight-saving change on {date}")
+    midnight_ns = np.datetime64(day, "ns").astype(np.int64)
+    ticks = Ticks(
+        ts_ns=(midnight_ns + wall_ns - offset_ns)[keep],
+        bid_px=bid_px, bid_sz=bid_sz, ask_px=ask_px, ask_sz=ask_sz,
+        trade_px=np.where(is_print, price / PRICE_SCALE, 0.0)[keep],
+        trade_sz=np.where(is_print, size, 0.0)[keep],
+        trade_side=side[keep],
+        symbol=symbol,
+        meta={"date": date, "tick_size": tick_size, "n_levels": n_levels, "source": "lobster",
+              "rows_read": n, "dropped": dropped, "files": [message.name, orderbook.name]},
+    )
+    try:  # what the checks above leave: level ordering, gaps between levels
+        validate(ticks, str(orderbook))
+    except TickDataError as err:
+        row = None if err.row is None else int(lines[keep][err.row])
+        raise TickDataError(str(orderbook), row, _canonical_to_lobster(err.field), err.problem) from None
+
+    path = write_ticks(day_path(out, symbol, date), ticks)
+    print_import_summary(f"LOBSTER {symbol} {date} ({n_levels} levels)", n, {path: len(ticks)}, dropped)
+    return path
