@@ -1,0 +1,80 @@
+"""FP16 step model: runs in onnxruntime (CPU), tracks the FP32 model over a stream of ticks, same I/O contract."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from lob.onnx_fp16 import convert_fp16, write_gpu_variants
+
+N_FEATURES, VOCAB = 12, 64
+
+
+@pytest.fixture(scope="module")
+def step_onnx(tmp_path_factory) -> Path:
+    """A tiny random Mamba-LOB step model, exported as `lob export` does."""
+    onnx_step = pytest.importorskip("lob.onnx_step", reason="lob.onnx_step (export_step_onnx) not written yet")
+    import torch
+
+    from lob.model import MambaLOB, config_from_preset
+
+    torch.manual_seed(0)
+    model = MambaLOB(config_from_preset("tiny", vocab_size=VOCAB, n_features=N_FEATURES)).eval()
+    path = tmp_path_factory.mktemp("export") / "model.onnx"
+    onnx_step.export_step_onnx(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fp16_onnx(step_onnx: Path) -> Path:
+    return convert_fp16(step_onnx, step_onnx.with_name("model_fp16.onnx"))
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def test_fp16_tracks_fp32_over_a_stream(step_onnx, fp16_onnx):
+    fp32, fp16 = _session(step_onnx), _session(fp16_onnx)
+    shapes = {i.name: i.shape for i in fp32.get_inputs()}
+    batch, rng = 8, np.random.default_rng(0)
+    states = [{name: np.zeros((batch, *shapes[name][1:]), np.float32) for name in ("STATE_CONV_IN", "STATE_SSM_IN")}
+              for _ in range(2)]
+    for tick in range(300):
+        feed = {"TOKEN": rng.integers(0, VOCAB, (batch, 1)),  # (B, 1)
+                "FEATURES": rng.standard_normal((batch, N_FEATURES)).astype(np.float32)}  # (B, F)
+        (ref, got) = [dict(zip([o.name for o in s.get_outputs()], s.run(None, {**feed, **st})))
+                      for s, st in ((fp32, states[0]), (fp16, states[1]))]
+        for out in ("DIR_PROBS", "TOPK_PROBS"):
+            np.testing.assert_allclose(got[out], ref[out], rtol=5e-3, atol=1e-2, err_msg=f"{out} at tick {tick}")
+        for st, res in zip(states, (ref, got)):  # each model carries its own state, as Triton would
+            st.update(STATE_CONV_IN=res["STATE_CONV_OUT"], STATE_SSM_IN=res["STATE_SSM_OUT"])
+
+
+def test_fp16_keeps_the_fp32_interface_and_halves_the_weights(step_onnx, fp16_onnx):
+    def io(path):
+        graph = onnx.load(str(path)).graph
+        return [(v.name, v.type.tensor_type.elem_type) for v in [*graph.input, *graph.output]]
+
+    def weight_bytes(path):
+        return sum(numpy_helper.to_array(t).nbytes for t in onnx.load(str(path)).graph.initializer)
+
+    assert io(fp16_onnx) == io(step_onnx)  # so mamba_lob_onnx's config serves either file
+    assert weight_bytes(fp16_onnx) <= 0.55 * weight_bytes(step_onnx)
+
+
+def test_write_gpu_variants(tmp_path, step_onnx):
+    with pytest.raises(FileNotFoundError, match="lob export"):
+        write_gpu_variants(tmp_path)
+    (tmp_path / "mamba_lob_cpu" / "1").mkdir(parents=True)
+    (tmp_path / "mamba_lob_cpu" / "1" / "model.onnx").write_bytes(step_onnx.read_bytes())
+    fp32, fp16 = write_gpu_variants(tmp_path)
+    assert fp32 == tmp_path / "mamba_lob_onnx" / "1" / "model.onnx"
+    assert fp32.read_bytes() == step_onnx.read_bytes()
+    assert _session(fp16).get_inputs()[0].name == "TOKEN"

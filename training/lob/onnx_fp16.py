@@ -1,0 +1,58 @@
+"""FP16 variant of the exported step model, and the ONNX files of the GPU onnxruntime model.
+
+`convert_fp16` stores weights and runs matmuls and elementwise work in FP16 (onnxconverter-common's
+converter), and keeps in FP32 the parts whose rounding the model cannot absorb:
+
+- ``Exp`` and the ``Mul`` feeding it: the discretisation exp(dt * A); an FP16 product dt * A of a few
+  units is off by ~1e-3 relative, which exp turns into the same relative error of the state decay,
+  compounded over every tick of a sequence;
+- ``Softplus`` (dt = softplus(dt_proj(x) + bias)): the exporter's threshold branch (``Greater``,
+  ``Where``) follows it into FP32 through the converter's casts;
+- ``Softmax``: the direction and next-token probabilities the service returns;
+- the RMSNorm reductions ``Pow``, ``ReduceMean``, ``Sqrt``, ``Reciprocal``: a mean of squares over
+  d_model values overflows or loses digits in FP16;
+- onnxconverter-common's own block list (``TopK`` among it).
+
+Graph inputs and outputs stay FP32 (``keep_io_types``), so the Triton config of the FP32 model serves the
+FP16 one unchanged: the conv and ssm states cross the model boundary in FP32 and are rounded to FP16
+inside each step.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from lob.schema import atomic_write
+
+FP32_OPS = ("Exp", "Softplus", "Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal")
+SOURCE = Path("mamba_lob_cpu") / "1" / "model.onnx"  # written by `lob export`
+GPU_ONNX_DIR = Path("mamba_lob_onnx") / "1"
+
+
+def convert_fp16(src_onnx: Path, dst_onnx: Path) -> Path:
+    """Write the FP16 variant of ONNX model `src_onnx` to `dst_onnx` (atomically); returns `dst_onnx`."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(src_onnx))
+    for i, node in enumerate(model.graph.node):  # the node block list matches by name: name every node
+        node.name = node.name or f"{node.op_type}_{i}"
+    producer = {out: node for node in model.graph.node for out in node.output}
+    exp_args = [producer[n.input[0]].name for n in model.graph.node
+                if n.op_type == "Exp" and n.input[0] in producer and producer[n.input[0]].op_type == "Mul"]
+    fp16 = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=exp_args,
+                                            op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS])
+    onnx.checker.check_model(fp16)
+    atomic_write(Path(dst_onnx), lambda tmp: onnx.save(fp16, tmp))
+    return Path(dst_onnx)
+
+
+def write_gpu_variants(repo: Path) -> list[Path]:
+    """After `lob export`: REPO/mamba_lob_onnx/1/model.onnx (the exported FP32 model) and model_fp16.onnx."""
+    repo = Path(repo)
+    src = repo / SOURCE
+    if not src.is_file():
+        raise FileNotFoundError(f"{src} is missing: run `lob export` first")
+    fp32 = repo / GPU_ONNX_DIR / "model.onnx"
+    atomic_write(fp32, lambda tmp: shutil.copyfile(src, tmp))
+    return [fp32, convert_fp16(fp32, fp32.with_name("model_fp16.onnx"))]
