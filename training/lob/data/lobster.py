@@ -198,7 +198,7 @@ def book_field(j: int) -> str:
 
 def _canonical_to_lobster(field: str | None) -> str | None:
     """``bid_px_3`` -> ``bid_price_3``: name a canonical book field the way the orderbook columns are named."""
-    return field and field.replace("_px_", "_price_").replace("_sz_", "_size_")
+    return field and field.replace("_px", "_price").replace("_sz", "_size")
 
 
 def _utc_offset_ns(day, seconds: float) -> int:
@@ -277,6 +277,12 @@ def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: 
         off_grid = np.abs(p / step - np.round(p / step)) > 1e-6
         fail_first(~e & off_grid, orderbook, lines, lambda i, j: f"{side}_price_{j + 1}",
                    lambda i, j: f"price {p[i, j] / PRICE_SCALE} is not a multiple of tick_size {tick_size}")
+        fail_first(e[:, :-1] & ~e[:, 1:], orderbook, lines, lambda i, j: f"{side}_price_{j + 2}",
+                   lambda i, j: f"level {j + 2} is priced but level {j + 1} is empty")
+        worse = (p[:, 1:] < p[:, :-1]) if side == "bid" else (p[:, 1:] > p[:, :-1])
+        fail_first(~e[:, :-1] & ~e[:, 1:] & ~worse, orderbook, lines, lambda i, j: f"{side}_price_{j + 2}",
+                   lambda i, j: f"price {p[i, j + 1] / PRICE_SCALE} is not {'below' if side == 'bid' else 'above'} "
+                                f"level {j + 1}'s {p[i, j] / PRICE_SCALE}")
 
     halt = typ == HALT
     one_sided = ~halt & (empty["ask"][:, 0] | empty["bid"][:, 0])
@@ -319,7 +325,7 @@ def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: 
         meta={"date": date, "tick_size": tick_size, "n_levels": n_levels, "source": "lobster",
               "rows_read": n, "dropped": dropped, "files": [message.name, orderbook.name]},
     )
-    try:  # what the checks above leave: level ordering, gaps between levels
+    try:  # the checks above should leave nothing; name a canonical complaint the orderbook's way
         validate(ticks, str(orderbook))
     except TickDataError as err:
         row = None if err.row is None else int(lines[keep][err.row])

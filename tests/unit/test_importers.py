@@ -1,0 +1,351 @@
+"""LOBSTER and Binance bookTicker importers: real samples, hand-written files, every malformed case, CLI."""
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lob.cli import app
+from lob.data.binance import import_binance_bookticker
+from lob.data.lobster import import_lobster
+from lob.schema import TickDataError, read_ticks
+
+DATA = Path(__file__).parents[2].parent / "shared" / "data"
+LOBSTER_MESSAGE = DATA / "lobster" / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
+LOBSTER_BOOK = DATA / "lobster" / "AAPL_2012-06-21_34200000_57600000_orderbook_10.csv"
+BINANCE = DATA / "binance" / "BTCUSDT-bookTicker-2023-10-02-short.csv"
+needs_samples = pytest.mark.skipif(not (LOBSTER_MESSAGE.exists() and BINANCE.exists()),
+                                   reason=f"real market data samples not found under {DATA}")
+
+ASK_DUMMY, BID_DUMMY = 9999999999, -9999999999
+BINANCE_HEADER = "update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time"
+T0_MS = 1_700_006_400_000  # 2023-11-15T00:00:00Z
+
+
+def read_rows(path: Path, skip_header: bool = False) -> list[list[str]]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[1:] if skip_header else rows
+
+
+def write_rows(path: Path, rows) -> Path:
+    path.write_text("".join(",".join(str(v) for v in row) + "\n" for row in rows))
+    return path
+
+
+def book(n_levels: int, depth: int | None = None, bid: int = 1_000_000, ask: int = 1_000_100) -> list[int]:
+    """One LOBSTER orderbook row: level k at bid - 100k / ask + 100k (x 10,000, i.e. 1 cent apart);
+    levels from ``depth`` on are empty (dummy prices, size 0). Sizes: ask 100 + k, bid 200 + k."""
+    depth = n_levels if depth is None else depth
+    row = []
+    for k in range(n_levels):
+        present = k < depth
+        row += [ask + 100 * k if present else ASK_DUMMY, 100 + k if present else 0,
+                bid - 100 * k if present else BID_DUMMY, 200 + k if present else 0]
+    return row
+
+
+def lobster_files(tmp_path: Path, messages, books) -> tuple[Path, Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return (write_rows(tmp_path / "X_message.csv", messages), write_rows(tmp_path / "X_orderbook.csv", books))
+
+
+# three events: a new bid, a visible execution of a sell limit order (buyer-initiated), a cancel
+MESSAGES = [(34200.0, 1, 11, 100, 999_900, 1), (34200.5, 4, 7, 30, 1_000_100, -1), (34201.25, 3, 11, 100, 999_900, 1)]
+
+
+def run_lobster(tmp_path: Path, messages=MESSAGES, books=None, date: str = "2024-06-03"):
+    msg, ob = lobster_files(tmp_path, messages, books if books is not None else [book(10)] * len(messages))
+    path = import_lobster(msg, ob, symbol="X", date=date, out=tmp_path / "out", tick_size=0.01)
+    return read_ticks(path)
+
+
+def assert_rejected(call, file: Path, row: int | None, field: str | None, out: Path) -> str:
+    """``call`` raises TickDataError naming file, row and field, and leaves no file under ``out``."""
+    with pytest.raises(TickDataError) as info:
+        call()
+    text = str(info.value)
+    assert file.name in text
+    if row is not None:
+        assert re.search(rf"\brow {row}\b", text), text
+    if field is not None:
+        assert f"field {field!r}" in text, text
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+    return text
+
+
+# ------------------------------------------------------------------------------------------ real samples
+
+@needs_samples
+def test_lobster_sample_round_trips_book_trades_and_time(tmp_path):
+    ticks = read_ticks(import_lobster(LOBSTER_MESSAGE, LOBSTER_BOOK, "AAPL", "2012-06-21", tmp_path, 0.01))
+    messages, books = read_rows(LOBSTER_MESSAGE), read_rows(LOBSTER_BOOK)
+    assert len(ticks) == len(messages) == len(books)
+    assert ticks.meta["source"] == "lobster" and ticks.meta["n_levels"] == 10 and ticks.meta["date"] == "2012-06-21"
+
+    first = [int(v) for v in books[0]]  # ask px, ask sz, bid px, bid sz per level, prices in 1/10,000 USD
+    np.testing.assert_allclose(ticks.ask_px[0], np.array(first[0::4]) / 10_000)
+    np.testing.assert_allclose(ticks.bid_px[0], np.array(first[2::4]) / 10_000)
+    np.testing.assert_array_equal(ticks.ask_sz[0], first[1::4])
+    np.testing.assert_array_equal(ticks.bid_sz[0], first[3::4])
+    assert (ticks.bid_px[0, 0], ticks.ask_px[0, 0]) == (585.33, 585.94)
+
+    # 34200.004241176 s after midnight in New York on 2012-06-21 (EDT, UTC-4)
+    assert ticks.ts_ns[0] == np.datetime64("2012-06-21T13:30:00.004241176", "ns").astype(np.int64)
+
+    types = np.array([int(m[1]) for m in messages])
+    assert int((ticks.trade_side != 0).sum()) == int(np.isin(types, (4, 5)).sum()) == 159
+    sell_limit_hit = next(i for i, m in enumerate(messages) if m[1] == "4" and m[5] == "-1")
+    buy_limit_hit = next(i for i, m in enumerate(messages) if m[1] == "4" and m[5] == "1")
+    hidden = next(i for i, m in enumerate(messages) if m[1] == "5")
+    assert ticks.trade_side[sell_limit_hit] == 1  # a resting sell order executed: a buyer took it
+    assert ticks.trade_side[buy_limit_hit] == -1
+    assert ticks.trade_side[hidden] == -int(messages[hidden][5])
+    for i in (sell_limit_hit, buy_limit_hit, hidden):
+        assert ticks.trade_px[i] == int(messages[i][4]) / 10_000 and ticks.trade_sz[i] == int(messages[i][3])
+    assert ticks.trade_side[types == 1].tolist() == [0] * int((types == 1).sum())
+
+
+@needs_samples
+def test_binance_sample_round_trips_best_levels_and_time(tmp_path):
+    paths = import_binance_bookticker(BINANCE, "BTCUSDT", tmp_path, 0.1)
+    assert paths == [tmp_path / "BTCUSDT" / "2023-10-02.parquet"]
+    ticks = read_ticks(paths[0])
+    rows = read_rows(BINANCE, skip_header=True)
+    assert len(ticks) == len(rows) == 9_999
+    assert ticks.meta["source"] == "binance-bookticker" and ticks.meta["n_levels"] == 1
+    for i in (0, len(rows) - 1):
+        _, bid, bid_qty, ask, ask_qty, transaction_ms, _ = rows[i]
+        assert (ticks.bid_px[i, 0], ticks.bid_sz[i, 0]) == (float(bid), float(bid_qty))
+        assert (ticks.ask_px[i, 0], ticks.ask_sz[i, 0]) == (float(ask), float(ask_qty))
+        assert ticks.ts_ns[i] == int(transaction_ms) * 1_000_000
+    assert (ticks.bid_px[0, 0], ticks.ask_px[0, 0]) == (27981.3, 27981.4)
+    assert not ticks.bid_px[:, 1:].any() and not ticks.ask_sz[:, 1:].any() and not ticks.trade_side.any()
+
+
+# --------------------------------------------------------------------------------- hand-written LOBSTER
+
+@pytest.mark.parametrize("n_levels, depth", [(1, 1), (5, 4), (10, 10), (50, 50)])
+def test_lobster_any_level_count_keeps_first_ten_and_pads(tmp_path, n_levels, depth):
+    ticks = run_lobster(tmp_path, books=[book(n_levels, depth)] * 3)
+    kept = min(depth, 10)
+    expected_bid = np.zeros(10)
+    expected_bid[:kept] = [100.00 - 0.01 * k for k in range(kept)]
+    expected_ask_sz = np.zeros(10)
+    expected_ask_sz[:kept] = [100 + k for k in range(kept)]
+    np.testing.assert_allclose(ticks.bid_px, np.tile(expected_bid, (3, 1)))
+    np.testing.assert_array_equal(ticks.ask_sz, np.tile(expected_ask_sz, (3, 1)))
+    assert ticks.meta["n_levels"] == n_levels
+    assert ticks.trade_side.tolist() == [0, 1, 0] and ticks.trade_px[1] == 100.01 and ticks.trade_sz[1] == 30
+
+
+def test_lobster_time_is_new_york_local_converted_to_utc(tmp_path):
+    summer = run_lobster(tmp_path / "s", date="2024-06-03")  # EDT, UTC-4
+    winter = run_lobster(tmp_path / "w", date="2024-01-10")  # EST, UTC-5
+    assert summer.ts_ns.tolist() == [np.datetime64(f"2024-06-03T13:30:{s}", "ns").astype(np.int64).item()
+                                     for s in ("00", "00.5", "01.25")]
+    assert winter.ts_ns[0] == np.datetime64("2024-01-10T14:30:00", "ns").astype(np.int64)
+
+
+def test_lobster_halts_are_dropped_and_counted(tmp_path):
+    messages = [MESSAGES[0], (34200.2, 7, 0, 0, -1, -1), (34200.3, 7, 0, 0, 0, -1), (34200.4, 7, 0, 0, 1, -1),
+                *MESSAGES[1:]]
+    ticks = run_lobster(tmp_path, messages)
+    assert len(ticks) == 3 and ticks.meta["dropped"]["halt"] == 3
+    assert ticks.trade_side.tolist() == [0, 1, 0]
+
+
+def test_lobster_hidden_execution_is_a_print_that_leaves_the_book(tmp_path):
+    # a hidden buy limit order executed inside the spread: seller-initiated, visible book unchanged
+    messages = [MESSAGES[0], (34200.7, 5, 99, 40, 1_000_050, 1)]
+    ticks = run_lobster(tmp_path, messages)
+    assert ticks.trade_side.tolist() == [0, -1]
+    assert (ticks.trade_px[1], ticks.trade_sz[1]) == (100.005, 40)
+    np.testing.assert_array_equal(ticks.bid_px[1], ticks.bid_px[0])
+    np.testing.assert_array_equal(ticks.ask_sz[1], ticks.ask_sz[0])
+
+
+def test_lobster_cross_trades_get_lee_ready_side_or_are_dropped(tmp_path):
+    mid = 1_000_050  # bid 100.00, ask 100.01
+    messages = [(34200.0, 6, 0, 500, mid, -1),             # at the mid, no earlier print: side unknown
+                (34200.1, 6, 0, 500, 1_000_100, -1),       # above the mid: buyer-initiated
+                (34200.2, 4, 7, 10, 1_000_000, 1),         # a print at 100.00
+                (34200.3, 6, 0, 700, mid, 1)]              # at the mid, up from the last print: +1
+    ticks = run_lobster(tmp_path, messages)
+    assert ticks.meta["dropped"]["cross_side_unknown"] == 1
+    assert ticks.trade_side.tolist() == [1, -1, 1]
+    assert ticks.trade_sz.tolist() == [500, 10, 700]
+
+
+def test_lobster_one_sided_book_rows_are_dropped_and_counted(tmp_path):
+    no_bid = book(10)
+    no_bid[2::4], no_bid[3::4] = [BID_DUMMY] * 10, [0] * 10
+    ticks = run_lobster(tmp_path, books=[book(10), no_bid, book(10)])
+    assert len(ticks) == 2 and ticks.meta["dropped"]["one_sided_book"] == 1
+    assert ticks.ts_ns[1] - ticks.ts_ns[0] == 1_250_000_000  # rows 1 and 3 kept
+
+
+# ------------------------------------------------------------------------------- malformed LOBSTER input
+
+def _reject_lobster(tmp_path, messages, books, file: str, row, field):
+    msg, ob = lobster_files(tmp_path, messages, books)
+    out = tmp_path / "out"
+    return assert_rejected(lambda: import_lobster(msg, ob, "X", "2024-06-03", out, 0.01),
+                           msg if file == "message" else ob, row, field, out)
+
+
+def test_lobster_rejects_missing_field(tmp_path):
+    messages = [MESSAGES[0], MESSAGES[1], MESSAGES[2][:5]]
+    _reject_lobster(tmp_path, messages, [book(10)] * 3, "message", 3, "direction")
+
+
+def test_lobster_rejects_extra_field(tmp_path):
+    messages = [MESSAGES[0], (*MESSAGES[1], 0), MESSAGES[2]]
+    _reject_lobster(tmp_path, messages, [book(10)] * 3, "message", 2, "column 7")
+
+
+@pytest.mark.parametrize("value", ["NaN", "", "inf"])
+def test_lobster_rejects_missing_nan_or_infinite_value(tmp_path, value):
+    messages = [MESSAGES[0], (34200.5, 4, 7, 30, value, -1), MESSAGES[2]]
+    _reject_lobster(tmp_path, messages, [book(10)] * 3, "message", 2, "price")
+
+
+def test_lobster_rejects_non_numeric_book_value(tmp_path):
+    bad = book(10)
+    bad[7] = "abc"  # bid size of level 2
+    _reject_lobster(tmp_path, MESSAGES, [book(10), book(10), bad], "orderbook", 3, "bid_size_2")
+
+
+def test_lobster_rejects_time_going_backwards(tmp_path):
+    messages = [MESSAGES[0], MESSAGES[1], (34200.4, 3, 11, 100, 999_900, 1)]
+    _reject_lobster(tmp_path, messages, [book(10)] * 3, "message", 3, "time")
+
+
+@pytest.mark.parametrize("bid, word", [(1_000_100, "locked"), (1_000_200, "crossed")])
+def test_lobster_rejects_crossed_or_locked_book(tmp_path, bid, word):
+    books = [book(10), book(10, bid=bid), book(10)]
+    text = _reject_lobster(tmp_path, MESSAGES, books, "orderbook", 2, "bid_price_1")
+    assert word in text
+
+
+def test_lobster_rejects_columns_not_a_multiple_of_four(tmp_path):
+    _reject_lobster(tmp_path, MESSAGES, [book(10) + [5]] * 3, "orderbook", 1, "ask_price_11")
+
+
+def test_lobster_rejects_more_than_fifty_levels(tmp_path):
+    _reject_lobster(tmp_path, MESSAGES, [book(51)] * 3, "orderbook", 1, "ask_price_51")
+
+
+def test_lobster_rejects_a_book_row_with_fewer_levels(tmp_path):
+    _reject_lobster(tmp_path, MESSAGES, [book(10), book(10), book(9)], "orderbook", 3, "ask_price_10")
+
+
+def test_lobster_rejects_row_count_mismatch(tmp_path):
+    _reject_lobster(tmp_path, MESSAGES, [book(10)] * 2, "orderbook", 3, None)
+
+
+def test_lobster_rejects_unknown_event_type(tmp_path):
+    messages = [MESSAGES[0], (34200.5, 8, 7, 30, 1_000_100, -1), MESSAGES[2]]
+    _reject_lobster(tmp_path, messages, [book(10)] * 3, "message", 2, "type")
+
+
+def test_lobster_rejects_levels_out_of_price_order(tmp_path):
+    bad = book(10)
+    bad[4 * 3 + 2] = bad[4 * 2 + 2]  # bid level 4 repeats level 3's price
+    _reject_lobster(tmp_path, MESSAGES, [book(10), bad, book(10)], "orderbook", 2, "bid_price_4")
+
+
+# ------------------------------------------------------------------------------------ hand-written Binance
+
+def binance_file(tmp_path: Path, rows, header: str = BINANCE_HEADER) -> Path:
+    path = tmp_path / "bt.csv"
+    path.write_text(header + "\n" + "".join(",".join(str(v) for v in r) + "\n" for r in rows))
+    return path
+
+
+def bt_row(i: int, ms: int, bid: str = "100.1", bid_qty: str = "2.5", ask: str = "100.2", ask_qty: str = "1.5"):
+    return (1000 + i, bid, bid_qty, ask, ask_qty, ms, ms + 3)
+
+
+def test_binance_splits_utc_days_and_drops_one_sided_rows(tmp_path):
+    day = 86_400_000
+    rows = [bt_row(0, T0_MS - 5), bt_row(1, T0_MS - 1, ask_qty="0"), bt_row(2, T0_MS), bt_row(3, T0_MS + 7, bid="100.0"),
+            bt_row(4, T0_MS + day)]
+    paths = import_binance_bookticker(binance_file(tmp_path, rows), "BTCUSDT", tmp_path / "out", 0.1)
+    assert [p.name for p in paths] == ["2023-11-14.parquet", "2023-11-15.parquet", "2023-11-16.parquet"]
+    first, second, third = (read_ticks(p) for p in paths)
+    assert len(first) == 1 and first.meta["dropped"] == {"one_sided_book": 1}
+    assert second.ts_ns.tolist() == [T0_MS * 1_000_000, (T0_MS + 7) * 1_000_000]
+    assert second.bid_px[:, 0].tolist() == [100.1, 100.0] and second.meta["date"] == "2023-11-15"
+    assert len(third) == 1
+
+
+def _reject_binance(tmp_path, rows, row, field, header=BINANCE_HEADER):
+    file, out = binance_file(tmp_path, rows, header), tmp_path / "out"
+    return assert_rejected(lambda: import_binance_bookticker(file, "BTCUSDT", out, 0.1), file, row, field, out)
+
+
+GOOD = [bt_row(i, T0_MS + i) for i in range(4)]
+
+
+def test_binance_rejects_missing_header_column(tmp_path):
+    rows = [r[:6] for r in GOOD]
+    _reject_binance(tmp_path, rows, 1, "event_time", header=BINANCE_HEADER.rsplit(",", 1)[0])
+
+
+def test_binance_rejects_extra_field_in_a_row(tmp_path):
+    _reject_binance(tmp_path, [GOOD[0], (*GOOD[1], 7), *GOOD[2:]], 3, "column 8")  # line 1 is the header
+
+
+@pytest.mark.parametrize("value", ["NaN", "abc"])
+def test_binance_rejects_nan_or_non_numeric(tmp_path, value):
+    _reject_binance(tmp_path, [*GOOD[:2], bt_row(2, T0_MS + 2, ask_qty=value), GOOD[3]], 4, "best_ask_qty")
+
+
+def test_binance_rejects_time_going_backwards(tmp_path):
+    _reject_binance(tmp_path, [GOOD[0], GOOD[1], bt_row(2, T0_MS), GOOD[3]], 4, "transaction_time")
+
+
+def test_binance_rejects_crossed_book(tmp_path):
+    _reject_binance(tmp_path, [GOOD[0], bt_row(1, T0_MS + 1, bid="100.3"), *GOOD[2:]], 3, "best_bid_price")
+
+
+def test_binance_writes_no_day_when_a_later_day_is_bad(tmp_path):
+    rows = [bt_row(0, T0_MS - 5), bt_row(1, T0_MS - 1), bt_row(2, T0_MS, bid="100.2")]  # day 2 locked
+    _reject_binance(tmp_path, rows, 4, "best_bid_price")
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+def test_cli_import_lobster_writes_and_reports_errors(tmp_path):
+    runner = CliRunner()
+    msg, ob = lobster_files(tmp_path, MESSAGES, [book(5)] * 3)
+    args = ["import", "lobster", "--message", str(msg), "--orderbook", str(ob), "--symbol", "X", "--date", "2024-06-03"]
+    ok = runner.invoke(app, [*args, "--out", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert ok.exit_code == 0, ok.output
+    assert "rows read" in ok.output and len(read_ticks(tmp_path / "out" / "X" / "2024-06-03.parquet")) == 3
+
+    write_rows(msg, [MESSAGES[0], (34200.5, 9, 7, 30, 1_000_100, -1), MESSAGES[2]])
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "bad")], env={"COLUMNS": "200"})
+    assert bad.exit_code != 0
+    assert msg.name in bad.output and "row 2" in bad.output and "'type'" in bad.output
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_import_binance_writes_and_reports_errors(tmp_path):
+    runner = CliRunner()
+    file = binance_file(tmp_path, GOOD)
+    args = ["import", "binance-bookticker", "--file", str(file), "--symbol", "BTCUSDT"]
+    ok = runner.invoke(app, [*args, "--out", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert ok.exit_code == 0, ok.output
+    assert len(read_ticks(tmp_path / "out" / "BTCUSDT" / "2023-11-15.parquet")) == 4
+
+    file = binance_file(tmp_path, [*GOOD[:3], bt_row(3, T0_MS - 1)])
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "bad")], env={"COLUMNS": "200"})
+    assert bad.exit_code != 0
+    assert file.name in bad.output and "row 5" in bad.output and "'transaction_time'" in bad.output
+    assert not (tmp_path / "bad").exists()
