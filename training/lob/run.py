@@ -52,6 +52,9 @@ def building(out: Path, force: bool):
         raise FileExistsError(f"{out} already exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the run is an ordinary folder
     try:
         yield tmp
         if out.exists():
@@ -96,7 +99,7 @@ def load_run(run: Path):
     run = Path(run)
     manifest = read_manifest(run)
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    model = MambaLOB(MambaLOBConfig(**ckpt["config"]))
+    model = MambaLOB(MambaLOBConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     model.eval()
     tokenizer = Tokenizer.load(run / "tokenizer.json")

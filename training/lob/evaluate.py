@@ -1,0 +1,193 @@
+"""``lob evaluate``: score a run on each symbol's held-out test split against baselines.
+
+The test split is rebuilt from the boundaries recorded in the run's manifest (the data files must
+be the ones trained on: their sha256 is checked). Each symbol's test segment is tokenized from a
+fresh tokenizer state and run through the model from a fresh model state, in chunks with the state
+carried: exactly what streaming that segment through the server gives. Metrics pool the ticks of
+every symbol.
+
+``RUN/metrics.json``::
+
+    next_event: top1, top5, perplexity, n, baselines.{majority,copy_prev,markov1}.top1
+    direction.h10|h50|h100: accuracy, macro_f1, n, label_counts, confusion[true][pred],
+                            baselines.{majority,logreg}.{accuracy,macro_f1}
+    beats_baselines: every model metric above its best baseline; margins: model - best baseline
+
+``RUN/report.png``: bars of each metric against the baselines and the confusion matrix per horizon.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lob.baselines import DirectionBaselines, TokenBaselines
+from lob.labels import CLASSES, IGNORE
+from lob.predict import stream_chunks
+from lob.run import RunError, load_run, sha256_file, write_json
+from lob.schema import atomic_write, dataset_files, load_dataset
+from lob.split import split_from_boundaries
+from lob.train import segments
+
+
+def confusion(truth: np.ndarray, pred: np.ndarray, n_classes: int = 3) -> np.ndarray:
+    """(C, C) int64 counts, rows = true class, columns = predicted class."""
+    return np.bincount(truth * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def accuracy(truth: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean(truth == pred))
+
+
+def macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int = 3) -> float:
+    """Mean per-class F1 = 2TP / (2TP + FP + FN) over the classes that occur in truth or prediction."""
+    cm = confusion(truth, pred, n_classes)
+    tp = np.diag(cm)
+    denom = 2 * tp + (cm.sum(0) - tp) + (cm.sum(1) - tp)
+    seen = denom > 0
+    return float(np.mean(2 * tp[seen] / denom[seen]))
+
+
+def check_data(run: Path, data: Path, manifest: dict) -> None:
+    """Refuse data that isn't byte-for-byte the data the run was split and trained on."""
+    want = {f["path"]: f["sha256"] for f in manifest["data"]["files"]}
+    root = Path(data)
+    have = {str(f.relative_to(root)): f for f in dataset_files(root)}
+    missing = sorted(set(want) - set(have))
+    if missing:
+        raise RunError(f"{data}: file(s) {missing} of the data {run} was trained on are missing")
+    for rel in sorted(want):
+        if sha256_file(have[rel]) != want[rel]:
+            raise RunError(f"{have[rel]}: differs from the file {run} was trained on (sha256 mismatch)")
+
+
+@torch.no_grad()
+def _model_outputs(model, seg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per tick of a segment: next-token hit@1, hit@5 and log-prob of the true next token (N-1,), dir preds (N, H)."""
+    n = len(seg.tokens)
+    hit1, hit5, logp = np.zeros(n - 1, bool), np.zeros(n - 1, bool), np.zeros(n - 1, np.float64)
+    dir_pred = np.empty((n, len(model.config.horizons)), np.int64)
+    target = torch.from_numpy(seg.tokens[1:])
+    for start, next_logits, dir_logits in stream_chunks(model, seg.tokens, seg.features):
+        stop = min(start + next_logits.shape[0], n - 1)  # the last tick has no next token
+        dir_pred[start:start + dir_logits.shape[0]] = dir_logits.argmax(-1).numpy()
+        if stop <= start:
+            continue
+        lp = next_logits[: stop - start].log_softmax(-1)  # (L, V)
+        tgt = target[start:stop]
+        top5 = lp.topk(5, dim=-1).indices  # (L, 5)
+        hit1[start:stop] = (top5[:, 0] == tgt).numpy()
+        hit5[start:stop] = (top5 == tgt[:, None]).any(-1).numpy()
+        logp[start:stop] = lp.gather(-1, tgt[:, None])[:, 0].double().numpy()
+    return hit1, hit5, logp, dir_pred
+
+
+def evaluate(run: Path, data: Path) -> dict:
+    """Write RUN/metrics.json and RUN/report.png; returns the metrics."""
+    run = Path(run)
+    model, tokenizer, manifest = load_run(run)
+    check_data(run, data, manifest)
+    dataset = load_dataset(data)
+    recorded = manifest["split"]["symbols"]
+    unknown = sorted(set(dataset) - set(recorded))
+    if unknown:
+        raise RunError(f"{data}: symbol(s) {unknown} are not in {run}'s split")
+    splits = {sym: split_from_boundaries(dataset[sym], recorded[sym]) for sym in sorted(dataset)}
+    fee_bps, horizons = manifest["fee_bps"], tuple(model.config.horizons)
+    train_segs = segments(dataset, splits, "train", tokenizer, fee_bps)
+    test_segs = segments(dataset, splits, "test", tokenizer, fee_bps)
+
+    tok_base = TokenBaselines.fit([s.tokens for s in train_segs], tokenizer.vocab_size)
+    dir_base = DirectionBaselines.fit(np.concatenate([s.features for s in train_segs]),
+                                      np.concatenate([s.labels for s in train_segs]))
+
+    hit1, hit5, logp, dir_pred, next_true, tok_base_pred, labels, dir_base_pred = [], [], [], [], [], {}, [], {}
+    for seg in test_segs:
+        h1, h5, lp, dp = _model_outputs(model, seg)
+        hit1.append(h1), hit5.append(h5), logp.append(lp), dir_pred.append(dp), labels.append(seg.labels)
+        next_true.append(seg.tokens[1:])
+        for name, pred in tok_base.predict(seg.tokens[:-1]).items():
+            tok_base_pred.setdefault(name, []).append(pred)
+        for name, pred in dir_base.predict(seg.features).items():
+            dir_base_pred.setdefault(name, []).append(pred)
+    cat = np.concatenate
+    next_true, labels, dir_pred = cat(next_true), cat(labels), cat(dir_pred)
+    logp = cat(logp)
+    metrics: dict = {"run": run.name, "test_ticks": int(sum(len(s.tokens) for s in test_segs)),
+                     "next_event": {"top1": float(cat(hit1).mean()), "top5": float(cat(hit5).mean()),
+                                    "perplexity": float(math.exp(-logp.mean())), "n": int(logp.size),
+                                    "baselines": {name: {"top1": accuracy(next_true, cat(p))}
+                                                  for name, p in tok_base_pred.items()}},
+                     "direction": {}}
+    for j, h in enumerate(horizons):
+        keep = labels[:, j] != IGNORE
+        y, p = labels[keep, j], dir_pred[keep, j]
+        metrics["direction"][f"h{h}"] = {
+            "accuracy": accuracy(y, p), "macro_f1": macro_f1(y, p), "n": int(keep.sum()),
+            "label_counts": dict(zip(CLASSES, np.bincount(y, minlength=3).tolist())),
+            "confusion": confusion(y, p).tolist(),
+            "baselines": {name: {"accuracy": accuracy(y, cat(bp)[keep, j]), "macro_f1": macro_f1(y, cat(bp)[keep, j])}
+                          for name, bp in dir_base_pred.items()}}
+    metrics["margins"] = _margins(metrics)
+    metrics["beats_baselines"] = all(m > 0 for m in metrics["margins"].values())
+    write_json(run / "metrics.json", metrics)
+    write_report(run / "report.png", metrics)
+    return metrics
+
+
+def _margins(metrics: dict) -> dict[str, float]:
+    """Model metric minus its best baseline (perplexity has no baseline here; top1 does)."""
+    ne = metrics["next_event"]
+    out = {"next_event.top1": ne["top1"] - max(b["top1"] for b in ne["baselines"].values())}
+    for h, d in metrics["direction"].items():
+        for key in ("accuracy", "macro_f1"):
+            out[f"direction.{h}.{key}"] = d[key] - max(b[key] for b in d["baselines"].values())
+    return out
+
+
+def write_report(path: Path, metrics: dict) -> None:
+    """PNG: next-event top-1 and per-horizon direction accuracy / macro-F1 against baselines, confusion matrices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dirs = metrics["direction"]
+    n_cols = max(3, len(dirs))  # top row: next event, accuracy, macro-F1; bottom: one confusion per horizon
+    fig = plt.figure(figsize=(4.5 * n_cols, 8), constrained_layout=True)
+    grid = fig.add_gridspec(2, n_cols)
+    ne = metrics["next_event"]
+    ax = fig.add_subplot(grid[0, 0])
+    names = ["model", *ne["baselines"]]
+    ax.bar(names, [ne["top1"], *(b["top1"] for b in ne["baselines"].values())],
+           color=["C0"] + ["C7"] * len(ne["baselines"]))
+    ax.set_title(f"next event top-1 (ppl {ne['perplexity']:.1f})")
+    ax.tick_params(axis="x", rotation=30)
+    for k, key in enumerate(("accuracy", "macro_f1")):
+        ax = fig.add_subplot(grid[0, 1 + k])
+        series = {"model": [d[key] for d in dirs.values()]}
+        for name in next(iter(dirs.values()))["baselines"]:
+            series[name] = [d["baselines"][name][key] for d in dirs.values()]
+        x = np.arange(len(dirs))
+        width = 0.8 / len(series)
+        for i, (name, vals) in enumerate(series.items()):
+            ax.bar(x + i * width, vals, width, label=name)
+        ax.set_xticks(x + 0.4 - width / 2, list(dirs))
+        ax.set_title(f"direction {key}")
+        ax.legend(fontsize=8)
+    for k, (h, d) in enumerate(dirs.items()):
+        ax = fig.add_subplot(grid[1, k])
+        cm = np.asarray(d["confusion"], dtype=np.float64)
+        ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), vmin=0, vmax=1, cmap="Blues")
+        for (r, c), v in np.ndenumerate(cm):
+            ax.text(c, r, f"{int(v)}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(3), CLASSES)
+        ax.set_yticks(range(3), CLASSES)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{h}: acc {d['accuracy']:.3f}, F1 {d['macro_f1']:.3f}")
+    fig.suptitle(f"{metrics['run']}: held-out test, {metrics['test_ticks']:,} ticks")
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

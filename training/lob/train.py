@@ -1,0 +1,235 @@
+"""``lob train``: fit the tokenizer on the train split, then train Mamba-LOB on random windows of it.
+
+Per symbol, ticks split chronologically (``lob.split``); the tokenizer (and with it the feature
+standardisation) is fitted on the train parts only. Each segment (one symbol's train, validation or
+test part) is tokenized from a fresh tokenizer state and labelled within itself, so no label looks
+past its segment's end.
+
+Optimisation: AdamW, linear warmup then cosine decay to ``min_lr_ratio`` · lr, gradient clipping,
+batches of ``batch_size`` random windows of ``window`` ticks (model state fresh at each window
+start). Loss ``L_dir + λ · L_next`` (``lob.labels``). Every ``eval_every`` steps the same loss is
+taken on the validation windows (non-overlapping, fixed); training stops after ``patience``
+evaluations without improvement and keeps the best weights. Everything random flows from ``seed``:
+same data, same seed, same checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lob.labels import HORIZONS, W_MAX, direction_loss, tick_targets
+from lob.run import building, sha256_file, write_json
+from lob.schema import Ticks, dataset_files, load_dataset
+from lob.split import DEFAULT_FRACTIONS, SymbolSplit, split_symbol
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny"
+    seed: int = 0
+    fee_bps: float = 0.5
+    split: tuple[float, float, float] = DEFAULT_FRACTIONS
+    window: int = 256  # ticks per training window
+    batch_size: int = 16
+    max_steps: int = 600
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    warmup_steps: int = 40
+    grad_clip: float = 1.0
+    lambda_next: float = 0.5  # λ: weight of next-event cross-entropy
+    w_max: float = W_MAX  # cap of the move-size weight
+    eval_every: int = 50
+    patience: int = 4
+    max_val_windows: int = 64
+    horizons: tuple[int, ...] = field(default=HORIZONS)
+
+
+@dataclass
+class Segment:
+    """One symbol's part of the split, tokenized from a fresh state and labelled within itself."""
+
+    symbol: str
+    ticks: Ticks
+    tokens: np.ndarray  # (N,) int64
+    features: np.ndarray  # (N, F) float32
+    labels: np.ndarray  # (N, H) int64, IGNORE past the segment end
+    weights: np.ndarray  # (N, H) float32
+
+
+def segments(dataset: dict[str, Ticks], splits: dict[str, SymbolSplit], part: str, tokenizer, fee_bps: float,
+             w_max: float = W_MAX, limit: int | None = None) -> list[Segment]:
+    """``part`` in {"train", "val", "test"}; symbols in sorted order; ``limit`` keeps the first ticks only."""
+    out = []
+    for sym in sorted(splits):
+        sl = getattr(splits[sym], part)
+        ticks = dataset[sym].slice(sl.start, sl.stop if limit is None else min(sl.stop, sl.start + limit))
+        tokens, features, _ = tokenizer.transform(ticks)
+        labels, weights = tick_targets(ticks, fee_bps, w_max)
+        out.append(Segment(sym, ticks, tokens.astype(np.int64), features.astype(np.float32), labels, weights))
+    return out
+
+
+def _batch(segs: list[Segment], picks: list[tuple[int, int]], window: int) -> tuple[torch.Tensor, ...]:
+    """Stack windows (segment index, start) into tokens (B, W), features (B, W, F), labels/weights (B, W, H)."""
+    cut = lambda a: np.stack([getattr(segs[i], a)[s:s + window] for i, s in picks])  # noqa: E731
+    return (torch.from_numpy(cut("tokens")), torch.from_numpy(cut("features")), torch.from_numpy(cut("labels")),
+            torch.from_numpy(cut("weights")))
+
+
+def loss_terms(model, tokens, features, labels, weights) -> tuple[torch.Tensor, torch.Tensor]:
+    """(direction loss, next-event cross-entropy) of one batch, fresh state at each window start."""
+    next_logits, dir_logits, _, _ = model(tokens, features)  # (B, W, V), (B, W, H, 3)
+    l_dir = direction_loss(dir_logits, labels, weights)
+    l_next = F.cross_entropy(next_logits[:, :-1].reshape(-1, next_logits.shape[-1]), tokens[:, 1:].reshape(-1))
+    return l_dir, l_next
+
+
+def _lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _val_picks(segs: list[Segment], window: int, limit: int) -> list[tuple[int, int]]:
+    picks = [(i, s) for i, seg in enumerate(segs) for s in range(0, len(seg.tokens) - window + 1, window)]
+    if len(picks) > limit:  # evenly spaced subset, deterministic
+        picks = [picks[k] for k in np.linspace(0, len(picks) - 1, limit).round().astype(int)]
+    return picks
+
+
+@torch.no_grad()
+def _val_loss(model, segs, picks, cfg: TrainConfig) -> tuple[float, float, float]:
+    model.eval()
+    tot = np.zeros(2)
+    for k in range(0, len(picks), cfg.batch_size):
+        chunk = picks[k:k + cfg.batch_size]
+        l_dir, l_next = loss_terms(model, *_batch(segs, chunk, cfg.window))
+        tot += np.array([float(l_dir), float(l_next)]) * len(chunk)
+    model.train()
+    d, n = tot / len(picks)
+    return d + cfg.lambda_next * n, d, n
+
+
+def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = None, seed: int = 0,
+          fee_bps: float = 0.5, force: bool = False, **overrides) -> Path:
+    """Train a run into ``out``; returns ``out``. ``overrides`` set other ``TrainConfig`` fields."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lob.model import config_from_preset, count_parameters, MambaLOB
+    from lob.tokenizer import Tokenizer
+
+    cfg = TrainConfig(preset=preset, seed=seed, fee_bps=fee_bps, **overrides)
+    if max_steps is not None:
+        cfg.max_steps = max_steps
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    console = Console(stderr=True)
+    t_start = time.perf_counter()
+
+    dataset = load_dataset(data)
+    if not dataset:
+        raise ValueError(f"{data}: no tick files (expected DIR/<SYMBOL>/<YYYY-MM-DD>.parquet)")
+    splits = {sym: split_symbol(t, cfg.split) for sym, t in dataset.items()}
+    tokenizer = Tokenizer.fit([dataset[s].slice(sp.train.start, sp.train.stop) for s, sp in splits.items()])
+    train_segs = segments(dataset, splits, "train", tokenizer, cfg.fee_bps, cfg.w_max)
+    val_segs = segments(dataset, splits, "val", tokenizer, cfg.fee_bps, cfg.w_max)
+    short = [s.symbol for s in train_segs if len(s.tokens) < cfg.window]
+    if short:
+        raise ValueError(f"{data}: symbol(s) {short} have fewer train ticks than the window ({cfg.window})")
+    val_window = min(cfg.window, min(len(s.tokens) for s in val_segs))
+    val_picks = _val_picks(val_segs, val_window, cfg.max_val_windows)
+
+    torch.manual_seed(cfg.seed)
+    model_cfg = config_from_preset(cfg.preset, vocab_size=tokenizer.vocab_size, n_features=tokenizer.n_features)
+    model = MambaLOB(model_cfg)
+    n_params = count_parameters(model)
+    console.print(f"[bold]Mamba-LOB[/] preset={cfg.preset}: {n_params:,} parameters; vocab {tokenizer.vocab_size}, "
+                  f"{tokenizer.n_features} features; train ticks {sum(len(s.tokens) for s in train_segs):,}, "
+                  f"val windows {len(val_picks)}")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg, cfg.max_steps))
+    rng = np.random.default_rng(cfg.seed)
+    starts = np.array([len(s.tokens) - cfg.window + 1 for s in train_segs])  # valid window starts per segment
+    cum = np.cumsum(starts)
+
+    curves = {"step": [], "train_loss": [], "train_dir": [], "train_next": [], "lr": [],
+              "val_step": [], "val_loss": [], "val_dir": [], "val_next": []}
+    best = (math.inf, -1, None)  # (val loss, step, state_dict)
+    bad_evals = 0
+    model.train()
+    columns = [TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]:.4f}")]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("train", total=cfg.max_steps, loss=float("nan"), val=float("nan"))
+        for step in range(cfg.max_steps):
+            flat = rng.integers(0, cum[-1], cfg.batch_size)  # uniform over all windows of all symbols
+            seg_idx = np.searchsorted(cum, flat, side="right")
+            picks = [(int(i), int(f - (cum[i] - starts[i]))) for i, f in zip(seg_idx, flat)]
+            l_dir, l_next = loss_terms(model, *_batch(train_segs, picks, cfg.window))
+            loss = l_dir + cfg.lambda_next * l_next
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            for k, v in (("step", step + 1), ("train_loss", loss.item()), ("train_dir", l_dir.item()),
+                         ("train_next", l_next.item()), ("lr", opt.param_groups[0]["lr"])):
+                curves[k].append(v)
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
+                val, v_dir, v_next = _val_loss(model, val_segs, val_picks, cfg)
+                for k, v in (("val_step", step + 1), ("val_loss", val), ("val_dir", v_dir), ("val_next", v_next)):
+                    curves[k].append(v)
+                if val < best[0]:
+                    best, bad_evals = (val, step + 1, copy.deepcopy(model.state_dict())), 0
+                else:
+                    bad_evals += 1
+                bar.update(task, val=val)
+            bar.update(task, advance=1, loss=loss.item())
+            if bad_evals >= cfg.patience:
+                console.print(f"early stop at step {step + 1}: no validation improvement in {cfg.patience} evaluations")
+                break
+    model.load_state_dict(best[2])
+    elapsed = time.perf_counter() - t_start
+
+    with building(out, force) as tmp:
+        torch.save({"model": model.state_dict(), "config": asdict(model_cfg)}, tmp / "checkpoint.pt")
+        tokenizer.save(tmp / "tokenizer.json")
+        write_json(tmp / "config.json", {"model": asdict(model_cfg), "training": asdict(cfg)})
+        write_json(tmp / "train_metrics.json", {**curves, "best_step": best[1], "best_val_loss": best[0],
+                                                "steps_run": len(curves["step"]), "wall_s": elapsed})
+        write_json(tmp / "manifest.json", _manifest(data, splits, train_segs, val_segs, tokenizer, n_params, cfg))
+    console.print(f"run written to {out} (best val loss {best[0]:.4f} at step {best[1]}, {elapsed:.0f} s)")
+    return out
+
+
+def _manifest(data: Path, splits, train_segs, val_segs, tokenizer, n_params: int, cfg: TrainConfig) -> dict:
+    import lob
+
+    root = Path(data)
+    files = [{"path": str(f.relative_to(root)), "sha256": sha256_file(f)} for f in dataset_files(root)]
+    return {
+        "data": {"root": str(root.resolve()), "files": files},
+        "split": {"fractions": list(cfg.split), "symbols": {s: sp.to_json() for s, sp in splits.items()}},
+        "counts": {"symbols": len(splits), "train_ticks": sum(len(s.tokens) for s in train_segs),
+                   "val_ticks": sum(len(s.tokens) for s in val_segs),
+                   "test_ticks": sum(sp.n_ticks - sp.test_start for sp in splits.values())},
+        "tokenizer_hash": tokenizer.content_hash,
+        "n_parameters": n_params,
+        "fee_bps": cfg.fee_bps,
+        "horizons": list(cfg.horizons),
+        "versions": {"lob": getattr(lob, "__version__", "unknown"), "torch": torch.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "complete": True,
+    }
