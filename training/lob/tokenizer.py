@@ -1,0 +1,345 @@
+"""Tick tokenizer shared by training and the Triton server: one event token + F features per tick.
+
+Pure numpy (never imports torch): the Triton python backend imports this module unchanged.
+
+One implementation, two entry points. ``lob.features.advance`` is the per-tick formula on plain
+Python floats; ``step`` (streaming, once per tick in the server) calls it once, ``transform``
+(batch, training) calls it in a loop over ``ndarray.tolist()`` rows, and both finish with the same
+``_encode`` (buckets) and ``_standardise`` (numpy, any leading shape). Stream and batch therefore
+give bit-identical tokens and features; the loop runs at ~10^5 ticks/s, which is plenty for
+datasets that are read once per training run.
+
+Token layout (mixed radix, most significant first)::
+
+    token = ((((cls * R_mid + mid) * R_spread + spread) * R_size + size) * R_dt + dt
+
+- ``cls``: event class, ``lob.features.EVENT_CLASSES`` (first / add / cancel / trade on bid or ask / other)
+- ``mid``: signed mid-move bucket; index ``n_mag`` is "no move", ``n_mag + 1 + k`` up by magnitude
+  bucket k, ``n_mag - 1 - k`` down; ``R_mid = 2 n_mag + 1``; magnitude edges are quantiles of
+  |mid move| (bps) over the nonzero moves of the training split, shared by both signs
+- ``spread``, ``size``, ``dt``: quantile buckets of spread (bps), event size (best-queue sizes:
+  trade size or |visible size change|) and inter-arrival time (µs)
+
+Bucket k of edges e covers (e[k-1], e[k]] (``bisect_left``), so a value tied with an edge, e.g. the
+one-tick spread that dominates a liquid book, falls in the lower bucket. Edges are
+``np.unique``d quantiles, so a radix can be smaller than configured; ``vocab_size`` is the product
+of the fitted radices (<= 8 * 5 * 2 * 4 * 3 = 960 with the default config). ``describe(token)``
+inverts the layout.
+
+Features: the raw values of ``lob.features`` (see its docstring for units) standardised with the
+training split's mean and std (std 0 -> 1) and clipped to +-10, float32.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from bisect import bisect_left
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from lob.features import (EVENT_CLASSES, FEATURE_NAMES, FIRST, Event, TokenizerState, advance, ema_alpha,
+                          is_canonical, run)
+from lob.schema import N_LEVELS, TickDataError, Ticks, atomic_write, validate
+
+__all__ = ["Tokenizer", "TickInput", "TickError", "TokenizerState", "FEATURE_NAMES", "EVENT_CLASSES"]
+
+FORMAT = "mamba-lob-tokenizer"
+VERSION = 1
+DEFAULT_CONFIG = {
+    "mid_buckets": 2,  # magnitude buckets per sign of the mid move
+    "spread_buckets": 2,
+    "size_buckets": 4,
+    "dt_buckets": 3,
+    "ofi_span": 20.0,  # events
+    "rv_span": 50.0,  # events
+    "vwap_span": 100.0,  # trades
+}
+CLIP = 10.0
+_BOOK_FIELDS = ("bid_px", "bid_sz", "ask_px", "ask_sz")
+
+
+class TickError(TickDataError):
+    """A tick the tokenizer cannot take. ``field`` names the offending field (e.g. ``bid_px_1``)."""
+
+
+class TickInput(NamedTuple):
+    """One tick, as the server receives it; meaning as in ``lob.schema`` (book after the event)."""
+
+    ts_ns: int
+    bid_px: np.ndarray  # (N_LEVELS,) float64, 0 = empty level
+    bid_sz: np.ndarray  # (N_LEVELS,)
+    ask_px: np.ndarray  # (N_LEVELS,)
+    ask_sz: np.ndarray  # (N_LEVELS,)
+    trade_px: float = 0.0
+    trade_sz: float = 0.0
+    trade_side: int = 0  # +1 buyer-initiated, -1 seller-initiated, 0 no trade
+
+    @classmethod
+    def of(cls, ticks: Ticks, i: int) -> "TickInput":
+        """Row ``i`` of a ``Ticks`` table."""
+        return cls(int(ticks.ts_ns[i]), ticks.bid_px[i], ticks.bid_sz[i], ticks.ask_px[i], ticks.ask_sz[i],
+                   float(ticks.trade_px[i]), float(ticks.trade_sz[i]), int(ticks.trade_side[i]))
+
+
+def _quantile_edges(values: list[float], n_buckets: int) -> list[float]:
+    if n_buckets < 1:
+        raise ValueError(f"bucket counts must be >= 1, got {n_buckets}")
+    if not values or n_buckets == 1:
+        return []
+    probs = np.linspace(0.0, 1.0, n_buckets + 1)[1:-1]
+    return np.unique(np.quantile(np.asarray(values, np.float64), probs)).tolist()
+
+
+def _canonical_json(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+class Tokenizer:
+    """Fitted tokenizer. Build with ``Tokenizer.fit`` or ``Tokenizer.load``; immutable afterwards."""
+
+    def __init__(self, config: dict, buckets: dict[str, list[float]], feature_mean: list[float],
+                 feature_std: list[float]):
+        self.config = dict(config)
+        self.buckets = {k: [float(e) for e in v] for k, v in buckets.items()}
+        self._mean = np.asarray(feature_mean, np.float64)  # (F,)
+        self._std = np.asarray(feature_std, np.float64)  # (F,)
+        self._alphas = (ema_alpha(config["ofi_span"]), ema_alpha(config["rv_span"]), ema_alpha(config["vwap_span"]))
+        self._mid_edges, self._spread_edges = self.buckets["mid_bps"], self.buckets["spread_bps"]
+        self._size_edges, self._dt_edges = self.buckets["size"], self.buckets["dt_us"]
+        self._n_mag = len(self._mid_edges) + 1
+        # radices, most significant first: class, mid, spread, size, dt
+        self._radices = (len(EVENT_CLASSES), 2 * self._n_mag + 1, len(self._spread_edges) + 1,
+                         len(self._size_edges) + 1, len(self._dt_edges) + 1)
+        self._content_hash = hashlib.sha256(_canonical_json(self._payload())).hexdigest()
+
+    # ------------------------------------------------------------------------------------------- fitting
+
+    @classmethod
+    def fit(cls, train: list[Ticks], **config) -> "Tokenizer":
+        """Fit buckets and feature scaling on the TRAINING split (one ``Ticks`` per sequence)."""
+        unknown = sorted(set(config) - set(DEFAULT_CONFIG))
+        if unknown:
+            raise ValueError(f"unknown tokenizer config {unknown}; known: {sorted(DEFAULT_CONFIG)}")
+        config = {**DEFAULT_CONFIG, **config}
+        if not train or not sum(len(t) for t in train):
+            raise ValueError("Tokenizer.fit needs at least one training tick")
+        alphas = (ema_alpha(config["ofi_span"]), ema_alpha(config["rv_span"]), ema_alpha(config["vwap_span"]))
+        events: list[Event] = []
+        raws: list[tuple] = []
+        for t in train:
+            _validated(t)
+            ev, raw, _ = run(TokenizerState(), t, alphas)
+            events += ev
+            raws += raw
+        buckets = {
+            "mid_bps": _quantile_edges([abs(e.mid_bps) for e in events if e.mid_bps != 0.0], config["mid_buckets"]),
+            "spread_bps": _quantile_edges([e.spread_bps for e in events], config["spread_buckets"]),
+            "size": _quantile_edges([e.size for e in events if e.size > 0.0], config["size_buckets"]),
+            "dt_us": _quantile_edges([e.dt_us for e in events if e.cls != FIRST], config["dt_buckets"]),
+        }
+        x = np.asarray(raws, np.float64)  # (N, F)
+        std = x.std(axis=0)
+        std[std == 0.0] = 1.0  # a constant feature stays at 0 after centring
+        return cls(config, buckets, x.mean(axis=0).tolist(), std.tolist())
+
+    # ---------------------------------------------------------------------------------------- properties
+
+    @property
+    def vocab_size(self) -> int:
+        return int(np.prod(self._radices))
+
+    @property
+    def n_features(self) -> int:
+        return len(FEATURE_NAMES)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(FEATURE_NAMES)
+
+    @property
+    def feature_mean(self) -> np.ndarray:
+        """(F,) float64 training mean of the raw features (``lob.features`` units)."""
+        return self._mean.copy()
+
+    @property
+    def feature_std(self) -> np.ndarray:
+        """(F,) float64 training std of the raw features (1 where a feature was constant)."""
+        return self._std.copy()
+
+    @property
+    def content_hash(self) -> str:
+        return self._content_hash
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, n_features={self.n_features}, hash={self._content_hash[:12]})"
+
+    # ------------------------------------------------------------------------------------------- the API
+
+    def init_state(self) -> TokenizerState:
+        """State of a sequence before its first tick."""
+        return TokenizerState()
+
+    def transform(self, ticks: Ticks, state: TokenizerState | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, TokenizerState]:
+        """Batch API: ``(tokens (N,) int64, features (N, F) float32, state after the last tick)``.
+
+        ``state`` continues a sequence (default: a new one). Raises ``TickError`` naming the row and field.
+        """
+        state = TokenizerState() if state is None else state
+        source = _validated(ticks)
+        if len(ticks) and state.ts_ns is not None and ticks.ts_ns[0] < state.ts_ns:
+            raise TickError(source, 0, "ts_ns", f"timestamp goes backwards: {int(ticks.ts_ns[0])} < previous {state.ts_ns}")
+        events, raws, state = run(state, ticks, self._alphas)
+        tokens = np.fromiter(map(self._encode, events), np.int64, len(events))  # (N,)
+        features = self._standardise(np.asarray(raws, np.float64).reshape(len(events), self.n_features))  # (N, F)
+        return tokens, features, state
+
+    def step(self, tick: TickInput, state: TokenizerState | None) -> tuple[int, np.ndarray, TokenizerState]:
+        """Streaming API: ``(token, features (F,) float32, new state)``; ``state`` is never modified.
+
+        A bad tick raises ``TickError`` naming the field; the caller keeps its old state.
+        """
+        state = TokenizerState() if state is None else state
+        ts, books, trade_px, trade_sz, trade_side = _unpack(tick)
+        if state.ts_ns is not None and ts < state.ts_ns:
+            raise TickError(f"tick ts_ns={ts}", None, "ts_ns", f"timestamp goes backwards: {ts} < previous {state.ts_ns}")
+        if not is_canonical(*books, trade_px, trade_sz, trade_side):
+            _raise_invalid(ts, books, trade_px, trade_sz, trade_side)
+        event, raw, new_state = advance(state, ts, *books, trade_px, trade_sz, trade_side, self._alphas)
+        return self._encode(event), self._standardise(np.asarray(raw, np.float64)), new_state
+
+    def describe(self, token: int) -> dict:
+        """Inverse of the token layout: event kind, side and each bucket with its value range.
+
+        Ranges are ``(lo, hi]`` in the bucket's unit (``mid_bps`` signed: a down move's range is negative).
+        """
+        token = int(token)
+        if not 0 <= token < self.vocab_size:
+            raise ValueError(f"token {token} outside [0, {self.vocab_size})")
+        digits = []
+        for radix in reversed(self._radices):
+            token, d = divmod(token, radix)
+            digits.append(d)
+        dt, size, spread, mid, cls = digits
+        kind, side = EVENT_CLASSES[cls]
+        move = mid - self._n_mag  # signed: 0 no move, +k up by magnitude bucket k-1
+        if move == 0:
+            mid_range = (0.0, 0.0)
+        else:
+            lo, hi = _bucket_range(self._mid_edges, abs(move) - 1, floor=0.0)
+            mid_range = (lo, hi) if move > 0 else (-hi, -lo)
+        return {"kind": kind, "side": side, "mid_move": move, "mid_bps": mid_range,
+                "spread_bucket": spread, "spread_bps": _bucket_range(self._spread_edges, spread),
+                "size_bucket": size, "size": _bucket_range(self._size_edges, size, floor=0.0),
+                "dt_bucket": dt, "dt_us": _bucket_range(self._dt_edges, dt, floor=0.0)}
+
+    # ----------------------------------------------------------------------------------------- internals
+
+    def _encode(self, e: Event) -> int:
+        _, r_mid, r_spread, r_size, r_dt = self._radices
+        if e.mid_bps == 0.0:
+            mid = self._n_mag
+        elif e.mid_bps > 0.0:
+            mid = self._n_mag + 1 + bisect_left(self._mid_edges, e.mid_bps)
+        else:
+            mid = self._n_mag - 1 - bisect_left(self._mid_edges, -e.mid_bps)
+        return ((((e.cls * r_mid + mid) * r_spread + bisect_left(self._spread_edges, e.spread_bps)) * r_size
+                 + bisect_left(self._size_edges, e.size)) * r_dt + bisect_left(self._dt_edges, e.dt_us))
+
+    def _standardise(self, raw: np.ndarray) -> np.ndarray:
+        """(..., F) float64 raw features -> (..., F) float32 standardised and clipped."""
+        z = (raw - self._mean) / self._std
+        np.maximum(z, -CLIP, out=z)  # np.clip costs several µs more per call at F=12
+        np.minimum(z, CLIP, out=z)
+        return z.astype(np.float32)
+
+    # ------------------------------------------------------------------------------------------ artifact
+
+    def _payload(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "config": self.config, "buckets": self.buckets,
+                "feature_mean": self._mean.tolist(), "feature_std": self._std.tolist(),
+                "feature_names": list(FEATURE_NAMES), "vocab_size": self.vocab_size}
+
+    def save(self, path: Path) -> Path:
+        """Write the versioned JSON artifact atomically."""
+        doc = {**self._payload(), "content_hash": self._content_hash}
+        text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
+        atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Tokenizer":
+        """Read and verify an artifact written by ``save``; ``ValueError`` naming the file otherwise."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not a tokenizer artifact (invalid JSON: {err})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a tokenizer artifact (format {doc.get('format') if isinstance(doc, dict) else None!r}, expected {FORMAT!r})")
+        if doc.get("version") != VERSION:
+            raise ValueError(f"{path}: tokenizer format version {doc.get('version')!r} is not supported (this code reads version {VERSION})")
+        stored = doc.pop("content_hash", None)
+        if stored != hashlib.sha256(_canonical_json(doc)).hexdigest():
+            raise ValueError(f"{path}: content_hash does not match the content (file modified or corrupt)")
+        if doc["feature_names"] != list(FEATURE_NAMES):
+            raise ValueError(f"{path}: features {doc['feature_names']} differ from this code's {list(FEATURE_NAMES)}")
+        tok = cls(doc["config"], doc["buckets"], doc["feature_mean"], doc["feature_std"])
+        if tok.vocab_size != doc["vocab_size"] or tok.content_hash != stored:
+            raise ValueError(f"{path}: inconsistent artifact (vocab_size {doc['vocab_size']} vs buckets {tok.vocab_size})")
+        return tok
+
+
+def _bucket_range(edges: list[float], k: int, floor: float = -np.inf) -> tuple[float, float]:
+    return (edges[k - 1] if k > 0 else floor, edges[k] if k < len(edges) else np.inf)
+
+
+def _validated(ticks: Ticks) -> str:
+    source = ticks.symbol or "ticks"
+    try:
+        validate(ticks, source)
+    except TickError:
+        raise
+    except TickDataError as err:
+        raise TickError(err.source, err.row, err.field, err.problem) from None
+    return source
+
+
+def _unpack(tick: TickInput) -> tuple[int, tuple[list, list, list, list], float, float, int]:
+    """Type/shape checks and conversion of a ``TickInput`` to the Python scalars ``advance`` takes."""
+    ts = tick.ts_ns
+    if not isinstance(ts, (int, np.integer)):
+        raise TickError("tick", None, "ts_ns", f"must be an integer (ns since the epoch), got {type(ts).__name__}")
+    ts = int(ts)
+    source = f"tick ts_ns={ts}"
+    books = []
+    for name in _BOOK_FIELDS:
+        a = getattr(tick, name)
+        if not isinstance(a, np.ndarray) or a.shape != (N_LEVELS,) or a.dtype.kind not in "fiu":
+            got = f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+            raise TickError(source, None, name, f"expected a ({N_LEVELS},) float64 array, got {got}")
+        books.append((a if a.dtype == np.float64 else a.astype(np.float64)).tolist())
+    side = tick.trade_side
+    if not isinstance(side, (int, np.integer)) or side not in (-1, 0, 1):
+        raise TickError(source, None, "trade_side", f"must be -1, 0 or +1, got {side!r}")
+    scalars = []
+    for name in ("trade_px", "trade_sz"):
+        value = getattr(tick, name)
+        if not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TickError(source, None, name, f"must be a number, got {type(value).__name__}")
+        scalars.append(float(value))
+    return ts, tuple(books), scalars[0], scalars[1], int(side)
+
+
+def _raise_invalid(ts: int, books, trade_px: float, trade_sz: float, trade_side: int):
+    """Name the field ``lob.schema.validate`` rejects in this one tick, as a ``TickError``."""
+    source = f"tick ts_ns={ts}"
+    one = Ticks(np.array([ts], np.int64), *(np.array([b], np.float64) for b in books),
+                np.array([trade_px]), np.array([trade_sz]), np.array([trade_side], np.int8))
+    try:
+        validate(one, source)
+    except TickDataError as err:
+        raise TickError(source, None, err.field, err.problem) from None
+    raise TickError(source, None, None, "rejected by lob.features.is_canonical but not by lob.schema.validate (a bug)")
