@@ -174,11 +174,12 @@ def test_lobster_cross_trades_get_lee_ready_side_or_are_dropped(tmp_path):
     messages = [(34200.0, 6, 0, 500, mid, -1),             # at the mid, no earlier print: side unknown
                 (34200.1, 6, 0, 500, 1_000_100, -1),       # above the mid: buyer-initiated
                 (34200.2, 4, 7, 10, 1_000_000, 1),         # a print at 100.00
-                (34200.3, 6, 0, 700, mid, 1)]              # at the mid, up from the last print: +1
+                (34200.3, 6, 0, 700, mid, 1),              # at the mid, up from the last print: +1
+                (34200.4, 6, 0, 300, mid, -1)]             # zero tick: up from the last different price
     ticks = run_lobster(tmp_path, messages)
     assert ticks.meta["dropped"]["cross_side_unknown"] == 1
-    assert ticks.trade_side.tolist() == [1, -1, 1]
-    assert ticks.trade_sz.tolist() == [500, 10, 700]
+    assert ticks.trade_side.tolist() == [1, -1, 1, 1]
+    assert ticks.trade_sz.tolist() == [500, 10, 700, 300]
 
 
 def test_lobster_one_sided_book_rows_are_dropped_and_counted(tmp_path):

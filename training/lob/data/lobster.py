@@ -208,14 +208,62 @@ def _utc_offset_ns(day, seconds: float) -> int:
 
 def _cross_sides(price: np.ndarray, typ: np.ndarray, mid: np.ndarray, crosses: np.ndarray) -> np.ndarray:
     """(len(crosses),) int8 Lee-Ready side of each cross print: quote rule, then tick rule, else 0."""
-    prints = np.flatnonzero(np.isin(typ, PRINT_TYPES))
-    sides = np.sign(price[crosses] - mid[crosses]).astype(np.int8)
-    for n, i in enumerate(crosses):
-        if sides[n] == 0:
-            earlier = price[prints[prints < i]]
-            earlier = earlier[earlier != price[i]]
-            sides[n] = np.sign(price[i] - earlier[-1]) if earlier.size else 0
-    return sides
+    sides = np.sign(price[crosses] - mid[crosses])
+    if crosses.size == 0:
+        return sides.astype(np.int8)
+    prints = np.flatnonzero(np.isin(typ, PRINT_TYPES))  # (P,) rows of all prints, in time order
+    change = np.sign(np.diff(price[prints], prepend=price[prints[0]]))  # (P,) vs the previous print
+    last_change = np.maximum.accumulate(np.where(change != 0, np.arange(prints.size), 0))  # (P,)
+    tick = change[last_change]  # (P,) sign vs the last print at a different price; 0 when there is none
+    at_mid = sides == 0
+    sides[at_mid] = tick[np.searchsorted(prints, crosses[at_mid])]
+    return sides.astype(np.int8)
+
+
+def _check_messages(msg: dict[str, np.ndarray], message: Path, lines: np.ndarray) -> None:
+    t, typ, size, price, direction = (msg[c] for c in ("time", "type", "size", "price", "direction"))
+    fail_first(~np.isin(typ, EVENT_TYPES), message, lines, "type",
+               lambda i, _: f"unknown event type {typ[i]:g} (LOBSTER types are 1-7)")
+    fail_first((typ != HALT) & ~np.isin(direction, (-1.0, 1.0)), message, lines, "direction",
+               lambda i, _: f"{direction[i]:g} is not 1 (buy) or -1 (sell)")
+    fail_first((t < 0) | (t >= 86_400), message, lines, "time", lambda i, _: f"{t[i]} s is not within a day")
+    fail_first(np.r_[False, np.diff(t) < 0], message, lines, "time",
+               lambda i, _: f"time goes backwards ({t[i]} after {t[i - 1]})")
+    is_print = np.isin(typ, PRINT_TYPES)
+    fail_first(is_print & (size <= 0), message, lines, "size", lambda i, _: f"trade size {size[i]:g} is not positive")
+    fail_first(is_print & (price <= 0), message, lines, "price", lambda i, _: f"trade price {price[i]:g} is not positive")
+
+
+def _check_book(raw: dict[str, np.ndarray], n_levels: int, orderbook: Path, lines: np.ndarray, tick_size: float):
+    """Check all L levels of every row; returns ``px``, ``sz``, ``empty``: ``{"ask"|"bid": (N, L)}``, prices x 10,000."""
+    book = np.stack([raw[book_field(j)] for j in range(4 * n_levels)], axis=1)  # (N, 4L)
+    px = {"ask": book[:, 0::4], "bid": book[:, 2::4]}  # (N, L)
+    sz = {"ask": book[:, 1::4], "bid": book[:, 3::4]}  # (N, L)
+    empty = {"ask": px["ask"] == ASK_DUMMY, "bid": px["bid"] == BID_DUMMY}  # (N, L)
+    step = tick_size * PRICE_SCALE
+    for side in ("ask", "bid"):
+        p, s, e = px[side], sz[side], empty[side]
+        fail_first(e & (s != 0), orderbook, lines, lambda i, j: f"{side}_size_{j + 1}",
+                   lambda i, j: f"size {s[i, j]:g} at an empty level (dummy price)")
+        fail_first(~e & (p <= 0), orderbook, lines, lambda i, j: f"{side}_price_{j + 1}",
+                   lambda i, j: f"price {p[i, j]:g} is not positive (nor the empty-level dummy)")
+        fail_first(~e & (s <= 0), orderbook, lines, lambda i, j: f"{side}_size_{j + 1}",
+                   lambda i, j: f"size {s[i, j]:g} is not positive at a priced level")
+        off_grid = np.abs(p / step - np.round(p / step)) > 1e-6
+        fail_first(~e & off_grid, orderbook, lines, lambda i, j: f"{side}_price_{j + 1}",
+                   lambda i, j: f"price {p[i, j] / PRICE_SCALE} is not a multiple of tick_size {tick_size}")
+        fail_first(e[:, :-1] & ~e[:, 1:], orderbook, lines, lambda i, j: f"{side}_price_{j + 2}",
+                   lambda i, j: f"level {j + 2} is priced but level {j + 1} is empty")
+        worse = (p[:, 1:] < p[:, :-1]) if side == "bid" else (p[:, 1:] > p[:, :-1])
+        fail_first(~e[:, :-1] & ~e[:, 1:] & ~worse, orderbook, lines, lambda i, j: f"{side}_price_{j + 2}",
+                   lambda i, j: f"price {p[i, j + 1] / PRICE_SCALE} is not {'below' if side == 'bid' else 'above'} "
+                                f"level {j + 1}'s {p[i, j] / PRICE_SCALE}")
+    two_sided = ~(empty["ask"][:, 0] | empty["bid"][:, 0])
+    bid, ask = px["bid"][:, 0], px["ask"][:, 0]
+    fail_first(two_sided & (bid >= ask), orderbook, lines, "bid_price_1",
+               lambda i, _: f"{'locked' if bid[i] == ask[i] else 'crossed'} book: best bid {bid[i] / PRICE_SCALE} "
+                            f">= best ask {ask[i] / PRICE_SCALE}")
+    return px, sz, empty
 
 
 def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: Path, tick_size: float) -> Path:
@@ -247,56 +295,21 @@ def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: 
                             f"message file has {n} rows, orderbook file {n_book}: one book row per message expected")
     lines = np.arange(1, n + 1)
 
-    # ---- message checks
     t, typ, size, price, direction = (msg[c] for c in ("time", "type", "size", "price", "direction"))
-    fail_first(~np.isin(typ, EVENT_TYPES), message, lines, "type",
-               lambda i, _: f"unknown event type {typ[i]:g} (LOBSTER types are 1-7)")
-    fail_first((typ != HALT) & ~np.isin(direction, (-1.0, 1.0)), message, lines, "direction",
-               lambda i, _: f"{direction[i]:g} is not 1 (buy) or -1 (sell)")
-    fail_first((t < 0) | (t >= 86_400), message, lines, "time", lambda i, _: f"{t[i]} s is not within a day")
-    fail_first(np.r_[False, np.diff(t) < 0], message, lines, "time",
-               lambda i, _: f"time goes backwards ({t[i]} after {t[i - 1]})")
-    is_print = np.isin(typ, PRINT_TYPES)
-    fail_first(is_print & (size <= 0), message, lines, "size", lambda i, _: f"trade size {size[i]:g} is not positive")
-    fail_first(is_print & (price <= 0), message, lines, "price", lambda i, _: f"trade price {price[i]:g} is not positive")
-
-    # ---- orderbook checks (all L levels)
-    book = np.stack([raw[book_field(j)] for j in range(n_cols)], axis=1)  # (N, 4L)
-    px = {"ask": book[:, 0::4], "bid": book[:, 2::4]}  # (N, L) x 10,000
-    sz = {"ask": book[:, 1::4], "bid": book[:, 3::4]}  # (N, L)
-    empty = {"ask": px["ask"] == ASK_DUMMY, "bid": px["bid"] == BID_DUMMY}  # (N, L)
-    step = tick_size * PRICE_SCALE
-    for side in ("ask", "bid"):
-        p, s, e = px[side], sz[side], empty[side]
-        fail_first(e & (s != 0), orderbook, lines, lambda i, j: f"{side}_size_{j + 1}",
-                   lambda i, j: f"size {s[i, j]:g} at an empty level (dummy price)")
-        fail_first(~e & (p <= 0), orderbook, lines, lambda i, j: f"{side}_price_{j + 1}",
-                   lambda i, j: f"price {p[i, j]:g} is not positive (nor the empty-level dummy)")
-        fail_first(~e & (s <= 0), orderbook, lines, lambda i, j: f"{side}_size_{j + 1}",
-                   lambda i, j: f"size {s[i, j]:g} is not positive at a priced level")
-        off_grid = np.abs(p / step - np.round(p / step)) > 1e-6
-        fail_first(~e & off_grid, orderbook, lines, lambda i, j: f"{side}_price_{j + 1}",
-                   lambda i, j: f"price {p[i, j] / PRICE_SCALE} is not a multiple of tick_size {tick_size}")
-        fail_first(e[:, :-1] & ~e[:, 1:], orderbook, lines, lambda i, j: f"{side}_price_{j + 2}",
-                   lambda i, j: f"level {j + 2} is priced but level {j + 1} is empty")
-        worse = (p[:, 1:] < p[:, :-1]) if side == "bid" else (p[:, 1:] > p[:, :-1])
-        fail_first(~e[:, :-1] & ~e[:, 1:] & ~worse, orderbook, lines, lambda i, j: f"{side}_price_{j + 2}",
-                   lambda i, j: f"price {p[i, j + 1] / PRICE_SCALE} is not {'below' if side == 'bid' else 'above'} "
-                                f"level {j + 1}'s {p[i, j] / PRICE_SCALE}")
+    _check_messages(msg, message, lines)
+    offset_ns = _utc_offset_ns(day, float(t[0]))
+    if offset_ns != _utc_offset_ns(day, float(t[-1])):
+        raise TickDataError(str(message), n, "time", f"events span a daylight-saving change on {date}")
+    px, sz, empty = _check_book(raw, n_levels, orderbook, lines, tick_size)
 
     halt = typ == HALT
-    one_sided = ~halt & (empty["ask"][:, 0] | empty["bid"][:, 0])
     two_sided = ~(empty["ask"][:, 0] | empty["bid"][:, 0])
-    fail_first(two_sided & (px["bid"][:, 0] >= px["ask"][:, 0]), orderbook, lines, "bid_price_1",
-               lambda i, _: f"{'locked' if px['bid'][i, 0] == px['ask'][i, 0] else 'crossed'} book: best bid "
-                            f"{px['bid'][i, 0] / PRICE_SCALE} >= best ask {px['ask'][i, 0] / PRICE_SCALE}")
-
-    # ---- trade prints
-    side = np.where(np.isin(typ, (4, 5)), -direction, 0).astype(np.int8)  # aggressor opposes the resting order
+    one_sided = ~halt & ~two_sided
+    aggressor = np.where(np.isin(typ, (4, 5)), -direction, 0).astype(np.int8)  # opposite the resting order
     crosses = np.flatnonzero((typ == CROSS) & two_sided)
     mid = 0.5 * (px["bid"][:, 0] + px["ask"][:, 0])  # a cross leaves the visible book as it was
-    side[crosses] = _cross_sides(price, typ, mid, crosses)
-    cross_unknown = (typ == CROSS) & two_sided & (side == 0)
+    aggressor[crosses] = _cross_sides(price, typ, mid, crosses)
+    cross_unknown = (typ == CROSS) & two_sided & (aggressor == 0)
     keep = ~(halt | one_sided | cross_unknown)
     dropped = {"halt": int(halt.sum()), "one_sided_book": int(one_sided.sum()),
                "cross_side_unknown": int(cross_unknown.sum())}
@@ -309,18 +322,15 @@ def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: 
     for dst_px, dst_sz, s in ((bid_px, bid_sz, "bid"), (ask_px, ask_sz, "ask")):
         dst_px[:, :k] = np.where(empty[s], 0.0, px[s] / PRICE_SCALE)[keep, :k]
         dst_sz[:, :k] = np.where(empty[s], 0.0, sz[s])[keep, :k]
-    is_print = side != 0
+    is_print = aggressor != 0
     wall_ns = np.round(t * 1e9).astype(np.int64)  # float64 s < 86,400 resolves 1e-11 s: exact to the ns
-    offset_ns = _utc_offset_ns(day, float(t[0]))
-    if offset_ns != _utc_offset_ns(day, float(t[-1])):
-        raise TickDataError(str(message), n, "time", f"events span a daylight-saving change on {date}")
     midnight_ns = np.datetime64(day, "ns").astype(np.int64)
     ticks = Ticks(
         ts_ns=(midnight_ns + wall_ns - offset_ns)[keep],
         bid_px=bid_px, bid_sz=bid_sz, ask_px=ask_px, ask_sz=ask_sz,
         trade_px=np.where(is_print, price / PRICE_SCALE, 0.0)[keep],
         trade_sz=np.where(is_print, size, 0.0)[keep],
-        trade_side=side[keep],
+        trade_side=aggressor[keep],
         symbol=symbol,
         meta={"date": date, "tick_size": tick_size, "n_levels": n_levels, "source": "lobster",
               "rows_read": n, "dropped": dropped, "files": [message.name, orderbook.name]},
