@@ -307,6 +307,13 @@ def test_binance_rejects_nan_or_non_numeric(tmp_path, value):
     _reject_binance(tmp_path, [*GOOD[:2], bt_row(2, T0_MS + 2, ask_qty=value), GOOD[3]], 4, "best_ask_qty")
 
 
+def test_binance_blank_line_inside_is_rejected_at_its_line_but_trailing_ones_are_ignored(tmp_path):
+    file = binance_file(tmp_path, GOOD)
+    file.write_text(file.read_text() + "\n\n")
+    assert len(read_ticks(import_binance_bookticker(file, "BTCUSDT", tmp_path / "ok", 0.1)[0])) == 4
+    _reject_binance(tmp_path, [GOOD[0], (), *GOOD[1:]], 3, "update_id")
+
+
 def test_binance_rejects_time_going_backwards(tmp_path):
     _reject_binance(tmp_path, [GOOD[0], GOOD[1], bt_row(2, T0_MS), GOOD[3]], 4, "transaction_time")
 
