@@ -36,7 +36,7 @@ def _block_sizes(dim: int, dstate: int) -> tuple[int, int]:
 
 @triton.jit
 def _selective_scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, ckpt_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, init_ptr, out_ptr, ckpt_ptr,
     dim, L, dstate,
     s_u_b, s_u_d, s_u_l,
     s_dt_b, s_dt_d, s_dt_l,
@@ -45,10 +45,11 @@ def _selective_scan_fwd_kernel(
     s_C_b, s_C_n, s_C_l,
     s_D, s_bias,
     s_z_b, s_z_d, s_z_l,
+    s_init_b, s_init_d, s_init_n,
     s_out_b, s_out_d, s_out_l,
     s_ck_b, s_ck_d, s_ck_c, s_ck_n,
     DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SAVE_CHECKPOINTS: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_INIT: tl.constexpr, SAVE_CHECKPOINTS: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -74,6 +75,9 @@ def _selective_scan_fwd_kernel(
     ck_ptrs = ckpt_ptr + pid_b * s_ck_b + offs_d[:, None] * s_ck_d + offs_n[None, :] * s_ck_n
 
     h = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)  # (BLOCK_D, BLOCK_N)
+    if HAS_INIT:
+        h = tl.load(init_ptr + pid_b * s_init_b + offs_d[:, None] * s_init_d + offs_n[None, :] * s_init_n,
+                    mask=mask_dn, other=0.0).to(tl.float32)
     n_chunks = tl.cdiv(L, CHUNK)
     for c in range(0, n_chunks):
         for k in range(0, CHUNK):
@@ -104,8 +108,8 @@ def _selective_scan_fwd_kernel(
 
 @triton.jit
 def _selective_scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, dout_ptr, dlast_ptr, scratch_ptr,
-    du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, init_ptr, ckpt_ptr, dout_ptr, dlast_ptr,
+    scratch_ptr, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dinit_ptr,
     dim, L, dstate,
     s_u_b, s_u_d, s_u_l,
     s_dt_b, s_dt_d, s_dt_l,
@@ -114,17 +118,18 @@ def _selective_scan_bwd_kernel(
     s_C_b, s_C_n, s_C_l,
     s_D, s_bias,
     s_z_b, s_z_d, s_z_l,
+    s_init_b, s_init_d, s_init_n,
     s_ck_b, s_ck_d, s_ck_c, s_ck_n,
     s_do_b, s_do_d, s_do_l,
     s_dl_b, s_dl_d, s_dl_n,
     DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-    HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_INIT: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """Reverse scan. With g_t = dLoss/dh_t and a_t = exp(delta_t A):
     g_t = a_{t+1} g_{t+1} + dy_t C_t;  dA += g_t a_t h_{t-1} delta_t;  ddelta_t = sum_n g_t (a_t h_{t-1} A + B_t u_t);
     du_t = delta_t sum_n g_t B_t (+ D dy_t);  dB_t = sum_d g_t delta_t u_t;  dC_t = sum_d dy_t h_t.
     Outputs dB, dC are per-channel-block partial sums (batch, n_dblocks, dstate, L), dA, dD, dbias per-batch partial
-    sums: summed by the caller, which keeps the result deterministic (no atomics)."""
+    sums: summed by the caller, which keeps the result deterministic (no atomics). dinit = a_0 g_0."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
     n_dblocks = tl.num_programs(1)
@@ -166,12 +171,17 @@ def _selective_scan_bwd_kernel(
     dD_acc = tl.zeros((BLOCK_D,), tl.float32)
     dbias_acc = tl.zeros((BLOCK_D,), tl.float32)
 
+    if HAS_INIT:
+        h0 = tl.load(init_ptr + pid_b * s_init_b + offs_d[:, None] * s_init_d + offs_n[None, :] * s_init_n,
+                     mask=mask_dn, other=0.0).to(tl.float32)
     n_chunks = tl.cdiv(L, CHUNK)
     for ci in range(0, n_chunks):
         c = n_chunks - 1 - ci
         # Recompute this chunk's states: scratch[k] = state before step c*CHUNK + k, scratch[CHUNK] = after the last.
         h = tl.load(ck_ptrs + (c - 1) * s_ck_c, mask=mask_d[:, None] & (offs_n[None, :] < tl.where(c > 0, dstate, 0)),
                     other=0.0)
+        if HAS_INIT:
+            h = tl.where(c > 0, h, h0)
         tl.store(scratch_ptrs, h)
         for k in range(0, CHUNK):
             t = c * CHUNK + k
@@ -246,10 +256,13 @@ def _selective_scan_bwd_kernel(
         tl.store(dD_ptr + pid_b * dim + offs_d, dD_acc, mask=mask_d)
     if HAS_BIAS:
         tl.store(dbias_ptr + pid_b * dim + offs_d, dbias_acc, mask=mask_d)
+    if HAS_INIT:
+        tl.store(dinit_ptr + (pid_b * dim + offs_d[:, None]) * dstate + offs_n[None, :], g_next, mask=mask_dn)
 
 
-def _check_args(u, delta, A, B, C, D, z, delta_bias):
-    expect_same_device({"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": delta_bias})
+def _check_args(u, delta, A, B, C, D, z, delta_bias, initial_state):
+    expect_same_device({"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": delta_bias,
+                        "initial_state": initial_state})
     expect_ndim("u", u, (3,), "(batch, dim, L)")
     batch, dim, L = u.shape
     if L < 1:
@@ -270,8 +283,10 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
             expect_shape(name, t, (dim,))
     if z is not None:
         expect_shape("z", z, (batch, dim, L))
+    if initial_state is not None:
+        expect_shape("initial_state", initial_state, (batch, dim, dstate))
     for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
-                    ("delta_bias", delta_bias)):
+                    ("delta_bias", delta_bias), ("initial_state", initial_state)):
         if t is not None:
             expect_float(name, t)
     return batch, dim, L, dstate
@@ -284,24 +299,27 @@ def _strides(t: torch.Tensor | None, ndim: int) -> tuple[int, ...]:
 class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
-        batch, dim, L, dstate = _check_args(u, delta, A, B, C, D, z, delta_bias)
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_last_state):
+        batch, dim, L, dstate = _check_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
         block_d, block_n = _block_sizes(dim, dstate)
-        save_checkpoints = any(ctx.needs_input_grad[:8])
-        n_ckpt = triton.cdiv(L, CHUNK) if save_checkpoints else 1
+        save_checkpoints = any(ctx.needs_input_grad[:9])
+        chunk = min(CHUNK, triton.next_power_of_2(L))  # short sequences: no padded steps beyond the next power of 2
+        n_ckpt = triton.cdiv(L, chunk) if save_checkpoints else 1
         out = torch.empty((batch, dim, L), dtype=u.dtype, device=u.device)
         ckpt = torch.empty((batch, dim, n_ckpt, dstate), dtype=torch.float32, device=u.device)
         grid = (batch, triton.cdiv(dim, block_d))
         _selective_scan_fwd_kernel[grid](
-            u, delta, A, B, C, D, z, delta_bias, out, ckpt,
+            u, delta, A, B, C, D, z, delta_bias, initial_state, out, ckpt,
             dim, L, dstate,
             *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(),
-            *_strides(D, 1), *_strides(delta_bias, 1), *_strides(z, 3), *out.stride(), *ckpt.stride(),
+            *_strides(D, 1), *_strides(delta_bias, 1), *_strides(z, 3), *_strides(initial_state, 3),
+            *out.stride(), *ckpt.stride(),
             DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, SAVE_CHECKPOINTS=save_checkpoints,
-            CHUNK=CHUNK, BLOCK_D=block_d, BLOCK_N=block_n,
+            HAS_BIAS=delta_bias is not None, HAS_INIT=initial_state is not None, SAVE_CHECKPOINTS=save_checkpoints,
+            CHUNK=chunk, BLOCK_D=block_d, BLOCK_N=block_n,
         )
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
+        ctx.chunk = chunk
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt)
         ctx.delta_softplus = delta_softplus
         # (batch, dim, dstate) float32, like mamba_ssm; a copy, so that editing it cannot corrupt the saved checkpoints
         last_state = ckpt[:, :, -1].clone() if save_checkpoints else ckpt[:, :, 0]
@@ -311,7 +329,7 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, *rest):
-        u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt = ctx.saved_tensors
         dlast = rest[0] if rest else None
         batch, dim, L = u.shape
         dstate = A.shape[1]
@@ -327,41 +345,47 @@ class SelectiveScanFn(torch.autograd.Function):
         dC = torch.empty((batch, n_dblocks, dstate, L), dtype=f32, device=dev)
         dD = torch.empty((batch, dim), dtype=f32, device=dev) if D is not None else None
         dbias = torch.empty((batch, dim), dtype=f32, device=dev) if delta_bias is not None else None
-        scratch = torch.empty((batch * n_dblocks, CHUNK + 1, block_d, block_n), dtype=f32, device=dev)
+        dinit = torch.empty((batch, dim, dstate), dtype=f32, device=dev) if initial_state is not None else None
+        chunk = ctx.chunk
+        scratch = torch.empty((batch * n_dblocks, chunk + 1, block_d, block_n), dtype=f32, device=dev)
         _selective_scan_bwd_kernel[(batch, n_dblocks)](
-            u, delta, A, B, C, D, z, delta_bias, ckpt, dout, dlast, scratch,
-            du, ddelta, dz, dA, dB, dC, dD, dbias,
+            u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt, dout, dlast,
+            scratch, du, ddelta, dz, dA, dB, dC, dD, dbias, dinit,
             dim, L, dstate,
             *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(),
-            *_strides(D, 1), *_strides(delta_bias, 1), *_strides(z, 3), *ckpt.stride(),
-            *dout.stride(), *_strides(dlast, 3),
+            *_strides(D, 1), *_strides(delta_bias, 1), *_strides(z, 3), *_strides(initial_state, 3),
+            *ckpt.stride(), *dout.stride(), *_strides(dlast, 3),
             DELTA_SOFTPLUS=ctx.delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, HAS_DLAST=dlast is not None,
-            CHUNK=CHUNK, BLOCK_D=block_d, BLOCK_N=block_n,
+            HAS_BIAS=delta_bias is not None, HAS_INIT=initial_state is not None, HAS_DLAST=dlast is not None,
+            CHUNK=chunk, BLOCK_D=block_d, BLOCK_N=block_n,
         )
         return (
             du, ddelta, dA.sum(0).to(A.dtype), dB.sum(1).to(B.dtype), dC.sum(1).to(C.dtype),
             dD.sum(0).to(D.dtype) if D is not None else None,
             dz,
             dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
+            dinit.to(initial_state.dtype) if initial_state is not None else None,
             None, None,
         )
 
 
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                      return_last_state=False):
+                      return_last_state=False, initial_state=None):
     """Selective scan; see the module docstring.
 
     u, delta, z: (batch, dim, L); A: (dim, dstate) real; B, C: (batch, dstate, L); D, delta_bias: (dim,).
-    Returns out (batch, dim, L) in u's dtype, and with return_last_state the final state (batch, dim, dstate)
-    in float32. Differentiable in every tensor argument (including through the returned last state).
+    initial_state (batch, dim, dstate) replaces h_{-1} = 0 (an extension over mamba_ssm: it lets a long
+    sequence be scanned in pieces). Returns out (batch, dim, L) in u's dtype, and with return_last_state the
+    final state (batch, dim, dstate) in float32. Differentiable in every tensor argument, through both outputs.
     """
-    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus,
+                                 return_last_state)
 
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                       return_last_state=False):
-    """PyTorch reference: mamba_ssm's selective_scan_ref for real A and B, C of shape (batch, dstate, L)."""
+                       return_last_state=False, initial_state=None):
+    """PyTorch reference: mamba_ssm's selective_scan_ref for real A and B, C of shape (batch, dstate, L),
+    plus initial_state."""
     dtype_in = u.dtype
     u = u.float()
     delta = delta.float()
@@ -372,7 +396,7 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     batch, dim, dstate = u.shape[0], A.shape[0], A.shape[1]
     B = B.float()
     C = C.float()
-    x = A.new_zeros((batch, dim, dstate), dtype=torch.float32)
+    x = A.new_zeros((batch, dim, dstate), dtype=torch.float32) if initial_state is None else initial_state.float()
     delta_A = torch.exp(torch.einsum("bdl,dn->bdln", delta, A.float()))  # (batch, dim, L, dstate)
     delta_B_u = torch.einsum("bdl,bnl,bdl->bdln", delta, B, u)  # (batch, dim, L, dstate)
     ys = []
