@@ -133,7 +133,8 @@ def test_tokens_in_vocab_and_buckets_fitted_on_train_only(tok10):
         assert tokens.min() >= 0 and tokens.max() < tok10.vocab_size
         assert np.abs(features).max() <= 10.0
         assert (json.dumps(tok10.buckets, sort_keys=True), tok10.content_hash) == before
-    assert Tokenizer.fit([random_walk(3000, 10, seed=1), random_walk(1000, 10, seed=2)]).content_hash == tok10.content_hash
+    refit = Tokenizer.fit([random_walk(3000, 10, seed=1), random_walk(1000, 10, seed=2)])
+    assert refit.content_hash == tok10.content_hash
     # fitting does depend on the data it sees, so the equalities above are not vacuous
     assert Tokenizer.fit([random_walk(3000, 10, seed=1), odd]).buckets != tok10.buckets
 
@@ -178,6 +179,9 @@ def test_save_load_round_trip_and_tamper_detection(tok10, tmp_path):
     (tmp_path / "other.json").write_text(json.dumps(dict(doc, format="something-else")))
     with pytest.raises(ValueError, match="format"):
         Tokenizer.load(tmp_path / "other.json")
+    (tmp_path / "truncated.json").write_text(path.read_text()[:200])
+    with pytest.raises(ValueError, match="truncated.json: not a tokenizer artifact"):
+        Tokenizer.load(tmp_path / "truncated.json")
 
 
 def test_importing_the_tokenizer_does_not_import_torch():
@@ -260,7 +264,7 @@ def test_stream_check_agrees_with_schema_validate(tok10):
                 tick = tick._replace(**{field: float(rng.choice(values))})
             else:
                 tick = _with(tick, field, int(rng.integers(3 if rng.random() < 0.5 else N_LEVELS)), rng.choice(values))
-        one = Ticks(np.array([tick.ts_ns]), *(np.array([getattr(tick, f)]) for f in ("bid_px", "bid_sz", "ask_px", "ask_sz")),
+        one = Ticks(np.array([tick.ts_ns]), *(np.array([book]) for book in tick[1:5]),
                     np.array([tick.trade_px]), np.array([tick.trade_sz]), np.array([tick.trade_side], np.int8))
         try:
             validate(one, "case")

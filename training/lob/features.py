@@ -60,7 +60,7 @@ class TokenizerState(NamedTuple):
     """What one sequence carries from tick to tick. Immutable (tuples, floats): copying is free and a
     failed step leaves the caller's state as it was."""
 
-    book: tuple | None = None  # previous (bid_px, bid_sz, ask_px, ask_sz), tuples of L floats; None before the first tick
+    book: tuple | None = None  # previous (bid_px, bid_sz, ask_px, ask_sz), tuples of L floats; None: no tick yet
     ts_ns: int | None = None  # previous event time, ns
     mid: float = 0.0  # previous mid, price units
     ofi_ema: float = 0.0  # best-queue sizes
@@ -173,7 +173,8 @@ def advance(state: TokenizerState, ts_ns: int, bid_px, bid_sz, ask_px, ask_sz, t
     return Event(cls, mid_bps, spread_bps, size, dt_us), raw, new_state
 
 
-def run(state: TokenizerState, ticks, alphas: tuple[float, float, float]) -> tuple[list[Event], list[tuple], TokenizerState]:
+def run(state: TokenizerState, ticks, alphas: tuple[float, float, float]
+        ) -> tuple[list[Event], list[tuple], TokenizerState]:
     """``advance`` over every row of a (valid) ``lob.schema.Ticks``, carrying ``state``."""
     events, raws = [], []
     rows = zip(ticks.ts_ns.tolist(), ticks.bid_px.tolist(), ticks.bid_sz.tolist(), ticks.ask_px.tolist(),

@@ -6,8 +6,8 @@ One implementation, two entry points. ``lob.features.advance`` is the per-tick f
 Python floats; ``step`` (streaming, once per tick in the server) calls it once, ``transform``
 (batch, training) calls it in a loop over ``ndarray.tolist()`` rows, and both finish with the same
 ``_encode`` (buckets) and ``_standardise`` (numpy, any leading shape). Stream and batch therefore
-give bit-identical tokens and features; the loop runs at ~10^5 ticks/s, which is plenty for
-datasets that are read once per training run.
+give bit-identical tokens and features. The price is a Python loop in the batch path (tens of
+thousands of ticks/s on one core), paid once per dataset per training run.
 
 Token layout (mixed radix, most significant first)::
 
@@ -57,7 +57,10 @@ DEFAULT_CONFIG = {
     "vwap_span": 100.0,  # trades
 }
 CLIP = 10.0
+_BUCKETS = ("mid_bps", "spread_bps", "size", "dt_us")  # bucketed quantities, token digits 2..5
 _BOOK_FIELDS = ("bid_px", "bid_sz", "ask_px", "ask_sz")
+_BOOK_SHAPE = (N_LEVELS,)
+_F64 = np.dtype(np.float64)
 
 
 class TickError(TickDataError):
@@ -92,6 +95,10 @@ def _quantile_edges(values: list[float], n_buckets: int) -> list[float]:
     return np.unique(np.quantile(np.asarray(values, np.float64), probs)).tolist()
 
 
+def _alphas(config: dict) -> tuple[float, float, float]:
+    return ema_alpha(config["ofi_span"]), ema_alpha(config["rv_span"]), ema_alpha(config["vwap_span"])
+
+
 def _canonical_json(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
@@ -101,13 +108,12 @@ class Tokenizer:
 
     def __init__(self, config: dict, buckets: dict[str, list[float]], feature_mean: list[float],
                  feature_std: list[float]):
-        self.config = dict(config)
-        self.buckets = {k: [float(e) for e in v] for k, v in buckets.items()}
+        self._config = dict(config)
+        self._buckets = {k: [float(e) for e in buckets[k]] for k in _BUCKETS}
         self._mean = np.asarray(feature_mean, np.float64)  # (F,)
         self._std = np.asarray(feature_std, np.float64)  # (F,)
-        self._alphas = (ema_alpha(config["ofi_span"]), ema_alpha(config["rv_span"]), ema_alpha(config["vwap_span"]))
-        self._mid_edges, self._spread_edges = self.buckets["mid_bps"], self.buckets["spread_bps"]
-        self._size_edges, self._dt_edges = self.buckets["size"], self.buckets["dt_us"]
+        self._alphas = _alphas(config)
+        self._mid_edges, self._spread_edges, self._size_edges, self._dt_edges = (self._buckets[k] for k in _BUCKETS)
         self._n_mag = len(self._mid_edges) + 1
         # radices, most significant first: class, mid, spread, size, dt
         self._radices = (len(EVENT_CLASSES), 2 * self._n_mag + 1, len(self._spread_edges) + 1,
@@ -125,7 +131,7 @@ class Tokenizer:
         config = {**DEFAULT_CONFIG, **config}
         if not train or not sum(len(t) for t in train):
             raise ValueError("Tokenizer.fit needs at least one training tick")
-        alphas = (ema_alpha(config["ofi_span"]), ema_alpha(config["rv_span"]), ema_alpha(config["vwap_span"]))
+        alphas = _alphas(config)
         events: list[Event] = []
         raws: list[tuple] = []
         for t in train:
@@ -145,6 +151,15 @@ class Tokenizer:
         return cls(config, buckets, x.mean(axis=0).tolist(), std.tolist())
 
     # ---------------------------------------------------------------------------------------- properties
+
+    @property
+    def config(self) -> dict:
+        return dict(self._config)
+
+    @property
+    def buckets(self) -> dict[str, list[float]]:
+        """Fitted bucket edges: ``mid_bps`` (|mid move|), ``spread_bps``, ``size`` (best-queue sizes), ``dt_us``."""
+        return {k: list(v) for k, v in self._buckets.items()}
 
     @property
     def vocab_size(self) -> int:
@@ -190,7 +205,8 @@ class Tokenizer:
         state = TokenizerState() if state is None else state
         source = _validated(ticks)
         if len(ticks) and state.ts_ns is not None and ticks.ts_ns[0] < state.ts_ns:
-            raise TickError(source, 0, "ts_ns", f"timestamp goes backwards: {int(ticks.ts_ns[0])} < previous {state.ts_ns}")
+            raise TickError(source, 0, "ts_ns",
+                            f"timestamp goes backwards: {int(ticks.ts_ns[0])} < previous {state.ts_ns}")
         events, raws, state = run(state, ticks, self._alphas)
         tokens = np.fromiter(map(self._encode, events), np.int64, len(events))  # (N,)
         features = self._standardise(np.asarray(raws, np.float64).reshape(len(events), self.n_features))  # (N, F)
@@ -204,7 +220,8 @@ class Tokenizer:
         state = TokenizerState() if state is None else state
         ts, books, trade_px, trade_sz, trade_side = _unpack(tick)
         if state.ts_ns is not None and ts < state.ts_ns:
-            raise TickError(f"tick ts_ns={ts}", None, "ts_ns", f"timestamp goes backwards: {ts} < previous {state.ts_ns}")
+            raise TickError(f"tick ts_ns={ts}", None, "ts_ns",
+                            f"timestamp goes backwards: {ts} < previous {state.ts_ns}")
         if not is_canonical(*books, trade_px, trade_sz, trade_side):
             _raise_invalid(ts, books, trade_px, trade_sz, trade_side)
         event, raw, new_state = advance(state, ts, *books, trade_px, trade_sz, trade_side, self._alphas)
@@ -258,7 +275,7 @@ class Tokenizer:
     # ------------------------------------------------------------------------------------------ artifact
 
     def _payload(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "config": self.config, "buckets": self.buckets,
+        return {"format": FORMAT, "version": VERSION, "config": self._config, "buckets": self._buckets,
                 "feature_mean": self._mean.tolist(), "feature_std": self._std.tolist(),
                 "feature_names": list(FEATURE_NAMES), "vocab_size": self.vocab_size}
 
@@ -277,18 +294,25 @@ class Tokenizer:
             doc = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not a tokenizer artifact (invalid JSON: {err})") from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a tokenizer artifact (format {doc.get('format') if isinstance(doc, dict) else None!r}, expected {FORMAT!r})")
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        if found != FORMAT:
+            raise ValueError(f"{path}: not a tokenizer artifact (format {found!r}, expected {FORMAT!r})")
         if doc.get("version") != VERSION:
-            raise ValueError(f"{path}: tokenizer format version {doc.get('version')!r} is not supported (this code reads version {VERSION})")
-        stored = doc.pop("content_hash", None)
+            raise ValueError(f"{path}: tokenizer format version {doc.get('version')!r} is not supported "
+                             f"(this code reads version {VERSION})")
+        missing = sorted({"config", "buckets", "feature_mean", "feature_std", "feature_names", "vocab_size",
+                          "content_hash"} - set(doc))
+        if missing:
+            raise ValueError(f"{path}: tokenizer artifact lacks {missing}")
+        stored = doc.pop("content_hash")
         if stored != hashlib.sha256(_canonical_json(doc)).hexdigest():
             raise ValueError(f"{path}: content_hash does not match the content (file modified or corrupt)")
         if doc["feature_names"] != list(FEATURE_NAMES):
             raise ValueError(f"{path}: features {doc['feature_names']} differ from this code's {list(FEATURE_NAMES)}")
         tok = cls(doc["config"], doc["buckets"], doc["feature_mean"], doc["feature_std"])
-        if tok.vocab_size != doc["vocab_size"] or tok.content_hash != stored:
-            raise ValueError(f"{path}: inconsistent artifact (vocab_size {doc['vocab_size']} vs buckets {tok.vocab_size})")
+        if tok.content_hash != stored:  # e.g. a vocab_size that does not match the buckets
+            raise ValueError(f"{path}: inconsistent artifact "
+                             f"(vocab_size {doc['vocab_size']}, buckets give {tok.vocab_size})")
         return tok
 
 
@@ -300,36 +324,38 @@ def _validated(ticks: Ticks) -> str:
     source = ticks.symbol or "ticks"
     try:
         validate(ticks, source)
-    except TickError:
-        raise
     except TickDataError as err:
         raise TickError(err.source, err.row, err.field, err.problem) from None
     return source
 
 
 def _unpack(tick: TickInput) -> tuple[int, tuple[list, list, list, list], float, float, int]:
-    """Type/shape checks and conversion of a ``TickInput`` to the Python scalars ``advance`` takes."""
+    """Type/shape checks and conversion of a ``TickInput`` to the Python scalars ``advance`` takes.
+
+    Exact-type tests first: ``isinstance`` against numpy's abstract types and dtype comparisons are
+    the slow part of this hot path.
+    """
     ts = tick.ts_ns
-    if not isinstance(ts, (int, np.integer)):
-        raise TickError("tick", None, "ts_ns", f"must be an integer (ns since the epoch), got {type(ts).__name__}")
-    ts = int(ts)
-    source = f"tick ts_ns={ts}"
+    if type(ts) is not int:
+        if not isinstance(ts, np.integer):
+            raise TickError("tick", None, "ts_ns", f"must be an integer (ns since the epoch), got {type(ts).__name__}")
+        ts = int(ts)
     books = []
-    for name in _BOOK_FIELDS:
-        a = getattr(tick, name)
-        if not isinstance(a, np.ndarray) or a.shape != (N_LEVELS,) or a.dtype.kind not in "fiu":
+    for name, a in zip(_BOOK_FIELDS, tick[1:5]):
+        if not isinstance(a, np.ndarray) or a.shape != _BOOK_SHAPE or a.dtype.kind not in "fiu":
             got = f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-            raise TickError(source, None, name, f"expected a ({N_LEVELS},) float64 array, got {got}")
-        books.append((a if a.dtype == np.float64 else a.astype(np.float64)).tolist())
+            raise TickError(f"tick ts_ns={ts}", None, name, f"expected a {_BOOK_SHAPE} float64 array, got {got}")
+        books.append((a if a.dtype is _F64 else a.astype(_F64)).tolist())
     side = tick.trade_side
-    if not isinstance(side, (int, np.integer)) or side not in (-1, 0, 1):
-        raise TickError(source, None, "trade_side", f"must be -1, 0 or +1, got {side!r}")
+    if not (type(side) is int or isinstance(side, np.integer)) or side not in (-1, 0, 1):
+        raise TickError(f"tick ts_ns={ts}", None, "trade_side", f"must be -1, 0 or +1, got {side!r}")
     scalars = []
-    for name in ("trade_px", "trade_sz"):
-        value = getattr(tick, name)
-        if not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TickError(source, None, name, f"must be a number, got {type(value).__name__}")
-        scalars.append(float(value))
+    for name, value in zip(("trade_px", "trade_sz"), tick[5:7]):
+        if type(value) is not float:
+            if not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TickError(f"tick ts_ns={ts}", None, name, f"must be a number, got {type(value).__name__}")
+            value = float(value)
+        scalars.append(value)
     return ts, tuple(books), scalars[0], scalars[1], int(side)
 
 
