@@ -1,0 +1,111 @@
+"""A real tritonserver on a temporary copy of the CPU model repository, shared by the server tests.
+
+Session fixtures: a small simulated dataset (4 symbols), a random-initialised run folder in the
+`lob train` layout (training is not what these tests check, and 2 shared cores cannot afford it),
+`lob export` of it into a copy of `model_repository/`, and the server started by the launcher on
+free ports. The copy also holds `lob_stream_pool2`: the same ensemble over `mamba_lob_cpu_pool2`, a
+config copy with 2 state slots and a 1.5 s idle timeout, for the pool tests.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+PROJECT_REPO = Path(__file__).resolve().parents[2] / "model_repository"
+CPU_MODELS = ("lob_tokenizer", "mamba_lob_cpu", "lob_stream")
+POOL_SLOTS, POOL_IDLE_S = 2, 1.5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory) -> Path:
+    from lob.data.simulator import simulate_dataset
+
+    out = tmp_path_factory.mktemp("data")
+    simulate_dataset(out, n_symbols=4, n_days=1, seed=11, events_per_day=400, start_date="2024-03-04")
+    return out
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, dataset_dir) -> Path:
+    """A complete run folder (`lob train`'s files) holding a random-initialised tiny model."""
+    import torch
+
+    from lob.model import MambaLOB, config_from_preset
+    from lob.schema import load_dataset
+    from lob.tokenizer import Tokenizer
+
+    run = tmp_path_factory.mktemp("run")
+    tokenizer = Tokenizer.fit(list(load_dataset(dataset_dir).values()))
+    torch.manual_seed(0)
+    config = config_from_preset("tiny", tokenizer.vocab_size, tokenizer.n_features)
+    model = MambaLOB(config)
+    torch.save({"model": model.state_dict(), "config": asdict(config)}, run / "checkpoint.pt")
+    tokenizer.save(run / "tokenizer.json")
+    (run / "config.json").write_text(json.dumps(asdict(config)))
+    (run / "train_metrics.json").write_text("[]")
+    (run / "manifest.json").write_text(json.dumps({
+        "complete": True, "tokenizer_hash": tokenizer.content_hash, "fee_bps": 0.5,
+        "n_parameters": sum(p.numel() for p in model.parameters())}))
+    return run
+
+
+def _config(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory, run_dir) -> Path:
+    from lob.export import export_repository
+
+    repo = tmp_path_factory.mktemp("model_repository")
+    for name in CPU_MODELS:
+        shutil.copytree(PROJECT_REPO / name, repo / name, ignore=shutil.ignore_patterns("*.onnx", "*.json"))
+    export_repository(run_dir, repo)
+    shutil.copytree(repo / "mamba_lob_cpu", repo / "mamba_lob_cpu_pool2")
+    step = _config(repo / "mamba_lob_cpu_pool2" / "config.pbtxt")
+    step.name = "mamba_lob_cpu_pool2"
+    step.parameters["pool_size"].string_value = str(POOL_SLOTS)
+    step.sequence_batching.max_sequence_idle_microseconds = int(POOL_IDLE_S * 1e6)
+    (repo / "mamba_lob_cpu_pool2" / "config.pbtxt").write_text(text_format.MessageToString(step))
+    shutil.copytree(repo / "lob_stream", repo / "lob_stream_pool2")
+    ensemble = _config(repo / "lob_stream_pool2" / "config.pbtxt")
+    ensemble.name = "lob_stream_pool2"
+    ensemble.ensemble_scheduling.step[1].model_name = "mamba_lob_cpu_pool2"
+    (repo / "lob_stream_pool2" / "config.pbtxt").write_text(text_format.MessageToString(ensemble))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def server(repo, tmp_path_factory):
+    from lob.serving.launcher import TritonServer
+
+    log = tmp_path_factory.mktemp("server") / "tritonserver.log"
+    with TritonServer(repo, "cpu", grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
+                      log_file=log, extra_models=("mamba_lob_cpu_pool2", "lob_stream_pool2")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def offline(run_dir, dataset_dir, tmp_path_factory):
+    """`lob predict` of the whole dataset: {symbol: pyarrow table sorted by seq}."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lob.predict import predict
+
+    out = predict(run_dir, dataset_dir, tmp_path_factory.mktemp("offline") / "predictions.parquet")
+    table = pq.read_table(out)
+    return {s: table.filter(pc.equal(table["symbol"], s)) for s in sorted(set(table["symbol"].to_pylist()))}

@@ -1,0 +1,101 @@
+"""Served predictions through `lob_stream` on a real tritonserver: order, offline equality, isolation."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+import lobclient
+from lob.labels import CLASSES
+from lob.schema import load_dataset
+from lob.serving.replay import interleave
+
+pytestmark = pytest.mark.server
+
+N_TICKS = 120  # per symbol
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def dataset(dataset_dir):
+    return {s: t.slice(0, N_TICKS) for s, t in load_dataset(dataset_dir).items()}
+
+
+def offline_rows(offline, symbol, n=N_TICKS):
+    """(dir_probs (n, 3, 3), top1 (n,), top1_p (n,)) of `lob predict` for the first n ticks of symbol."""
+    t = offline[symbol].slice(0, n)
+    dir_probs = np.stack([np.stack([t[f"p_{c}_h{h}"].to_numpy() for c in CLASSES], -1) for h in lobclient.HORIZONS], 1)
+    return dir_probs, t["next_token_top1"].to_numpy(), t["next_token_top1_p"].to_numpy()
+
+
+def assert_matches_offline(preds, offline, symbol):
+    dir_probs, top1, top1_p = offline_rows(offline, symbol, len(preds))
+    served = np.stack([p.dir_probs for p in preds])  # (n, 3, 3)
+    assert np.abs(served - dir_probs).max() <= TOL
+    served_p = np.array([p.topk_probs[0] for p in preds])
+    assert np.abs(served_p - top1_p).max() <= TOL
+    # ids can only differ where the two best tokens tie within the tolerance
+    tie = np.array([p.topk_probs[0] - p.topk_probs[1] <= TOL for p in preds])
+    assert np.all((np.array([p.topk_ids[0] for p in preds]) == top1) | tie)
+
+
+def test_interleaved_symbols_one_prediction_per_tick_in_order_equal_to_offline(server, dataset, offline, repo):
+    ticks = list(interleave(dataset))
+    assert len(dataset) >= 4
+    preds = list(lobclient.stream(ticks, url=server.url, window=64))
+
+    assert [(p.symbol, p.ts_ns) for p in preds] == [(t.symbol, t.ts_ns) for t in ticks]
+    assert all(p.error is None for p in preds)
+    version = json.loads((repo / "mamba_lob_cpu" / "1" / "export.json").read_text())["model_version"]
+    assert {p.model_version for p in preds} == {version}
+    for symbol in dataset:
+        mine = [p for p in preds if p.symbol == symbol]
+        assert [p.seq for p in mine] == list(range(N_TICKS))
+        probs = np.stack([p.dir_probs for p in mine])
+        assert np.all(probs >= 0) and np.allclose(probs.sum(-1), 1.0, atol=1e-5)
+        topk = np.stack([p.topk_probs for p in mine])
+        assert np.all(np.diff(topk, axis=1) <= 0)
+        assert_matches_offline(mine, offline, symbol)
+
+
+def test_symbol_alone_equals_symbol_interleaved(server, dataset):
+    symbol = sorted(dataset)[1]
+    alone = list(lobclient.stream(interleave({symbol: dataset[symbol]}), url=server.url))
+    mixed = [p for p in lobclient.stream(interleave(dataset), url=server.url) if p.symbol == symbol]
+    np.testing.assert_array_equal(np.stack([p.dir_probs for p in alone]), np.stack([p.dir_probs for p in mixed]))
+
+
+def test_astream_equals_stream(server, dataset):
+    ticks = list(interleave(dataset))[:200]
+
+    async def collect():
+        return [p async for p in lobclient.astream(ticks, url=server.url, window=16)]
+
+    preds = asyncio.run(collect())
+    reference = list(lobclient.stream(ticks, url=server.url))
+    assert [(p.symbol, p.seq) for p in preds] == [(p.symbol, p.seq) for p in reference]
+    np.testing.assert_array_equal(np.stack([p.dir_probs for p in preds]), np.stack([p.dir_probs for p in reference]))
+
+
+def test_lob_stream_cli_writes_the_lob_predict_table(server, dataset_dir, offline, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from lob.cli import app
+
+    out = tmp_path / "served.parquet"
+    result = CliRunner().invoke(app, ["stream", "--url", server.url, "--data", str(dataset_dir), "--out", str(out),
+                                      "--limit", "50"])
+    assert result.exit_code == 0, result.output
+    assert "p99" in result.output
+    served = pq.read_table(out)
+    reference = pa.concat_tables([offline[s].slice(0, 50) for s in sorted(offline)])
+    assert served.schema == reference.schema
+    assert served.column("symbol").to_pylist() == reference.column("symbol").to_pylist()
+    assert served.column("seq").to_pylist() == reference.column("seq").to_pylist()
+    for name in served.column_names:
+        if name.startswith("p_"):
+            assert np.abs(served[name].to_numpy() - reference[name].to_numpy()).max() <= TOL
