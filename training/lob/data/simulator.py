@@ -45,10 +45,11 @@ import numpy as np
 
 from lob.schema import N_LEVELS, Ticks, day_path, write_ticks
 
-GRID = 12  # ticks tracked per side; the 10 output levels are the first non-empty ones of this grid
+GRID = 16  # ticks tracked per side; the 10 output levels are the first non-empty ones of this grid
 SESSION_S = 6.5 * 3600  # 09:30-16:00
 OPEN_UTC = timedelta(hours=14, minutes=30)
-LEVEL_W = [2.5, 1.6, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.45, 0.4]  # activity by distance from best
+LEVEL_W = [2.5, 1.6, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.45] + [0.4] * 5  # activity by distance from best
+DEPTH_PROFILE = [1.0, 1.3, 1.6, 1.8] + [2.0] * 12  # typical queue by distance from best, in units of D
 
 # order flow (business-time rates; only their ratios matter, the clock is rescaled to the session)
 LAM = 0.05  # limit arrivals per level at w=1 and q=D
@@ -59,8 +60,9 @@ ALPHA_SELF, ALPHA_CROSS = 0.55, 0.1  # branching ratio (self + cross) 0.65 calm
 BETA, GAMMA = 0.4, 0.2  # tilt of market / limit-and-cancel flow by the informed signal z
 Z_EVENTS = 3000.0  # correlation time of z, in events
 # regimes: 0 calm, 1 volatile
-SWITCH = (1 / 6000, 1 / 2000)  # per-event probability of leaving the regime
+SWITCH = (1 / 4000, 1 / 1500)  # per-event probability of leaving the regime
 MKT_MULT = (1.0, 2.2)
+LIMIT_MULT = (1.0, 0.75)  # liquidity is withdrawn in the volatile regime: thinner queues
 CANCEL_MULT = (1.0, 1.6)
 HAWKES_MULT = (1.0, 1.3)
 
@@ -74,7 +76,6 @@ class SymbolSpec:
     tick_size: float  # price units
     lot_size: float
     depth: float  # D: typical queue at the best, lots
-    deep_depth: float  # mean size of a refilled deep level, lots
     limit_size: float  # mean limit/cancel order size, lots
     market_size: float  # mean market order size, lots
     inside_rate: float  # lam_in: inside-spread arrivals per empty tick of spread
@@ -82,12 +83,12 @@ class SymbolSpec:
 
 # price level, tick grid, depth and spread character of each archetype (symbol i uses i % 6)
 _ARCHETYPES = [
-    dict(price=20.0, tick_size=0.01, lot_size=100, depth=10, deep_depth=11, limit_size=1.6, market_size=2.0, inside_rate=0.25),
-    dict(price=150.0, tick_size=0.01, lot_size=100, depth=2.5, deep_depth=2.5, limit_size=1.3, market_size=1.4, inside_rate=0.06),
-    dict(price=3000.0, tick_size=0.25, lot_size=1, depth=40, deep_depth=45, limit_size=4.0, market_size=6.0, inside_rate=2.0),
-    dict(price=4.0, tick_size=0.01, lot_size=100, depth=150, deep_depth=160, limit_size=8.0, market_size=10.0, inside_rate=3.0),
-    dict(price=60.0, tick_size=0.01, lot_size=100, depth=5, deep_depth=5, limit_size=1.5, market_size=1.8, inside_rate=0.15),
-    dict(price=600.0, tick_size=0.05, lot_size=10, depth=12, deep_depth=14, limit_size=2.5, market_size=3.0, inside_rate=0.6),
+    dict(price=20.0, tick_size=0.01, lot_size=100, depth=10, limit_size=1.6, market_size=2.0, inside_rate=0.25),
+    dict(price=150.0, tick_size=0.01, lot_size=100, depth=2.5, limit_size=1.3, market_size=1.4, inside_rate=0.06),
+    dict(price=3000.0, tick_size=0.25, lot_size=1, depth=40, limit_size=4.0, market_size=6.0, inside_rate=2.0),
+    dict(price=4.0, tick_size=0.01, lot_size=100, depth=150, limit_size=8.0, market_size=10.0, inside_rate=3.0),
+    dict(price=60.0, tick_size=0.01, lot_size=100, depth=5, limit_size=1.5, market_size=1.8, inside_rate=0.15),
+    dict(price=600.0, tick_size=0.05, lot_size=10, depth=12, limit_size=2.5, market_size=3.0, inside_rate=0.6),
 ]
 
 
@@ -144,10 +145,11 @@ def _session_fraction(business: np.ndarray) -> np.ndarray:
 def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: int, day: str, seed: int) -> Ticks:
     """Run ``n`` events of one symbol-day from ``carry`` (updated in place to the close)."""
     D, W = spec.depth, GRID
-    theta = LAM / D  # cancels per lot at w=1: balances LAM arrivals at q = D
-    dr = D / REACT
-    lam_w = [LAM * w * (1 + REACT) * dr for w in LEVEL_W]  # LAM w (1+R) D / (D + R q) = lam_w / (dr + q)
-    th_w = [theta * w for w in LEVEL_W]
+    # level k: arrivals LAM w_k (1+R) D_k / (D_k + R q) = lam_w / (dr + q), cancels LAM w_k q / D_k; balance at q = D_k
+    depth_k = [D * f for f in DEPTH_PROFILE]
+    dr = [d / REACT for d in depth_k]
+    lam_w = [LAM * w * (1 + REACT) * d for w, d in zip(LEVEL_W, dr)]
+    th_w = [LAM * w / d for w, d in zip(LEVEL_W, depth_k)]
     phi = math.exp(-1.0 / Z_EVENTS)
     z_sd = math.sqrt(1.0 - phi * phi)
 
@@ -159,7 +161,7 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
     z_noise = (z_sd * rng.standard_normal(n)).tolist()
     lim_size = rng.geometric(1.0 / spec.limit_size, n).tolist()
     mkt_size = rng.geometric(1.0 / spec.market_size, n).tolist()
-    refill = rng.geometric(1.0 / spec.deep_depth, 2 * n + 2 * W).tolist()  # deep levels, opening book
+    refill = rng.geometric(1.0 / depth_k[-1], 2 * n + 2 * W).tolist()  # deep levels, opening book
     n_refill = 0
 
     # overnight gap: noise plus slow reversion of the log price towards the first open
@@ -190,8 +192,9 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
         cm = CANCEL_MULT[r]
         spread_in = spec.inside_rate * (a - b - 1)
         rates = [mkt * bm + eb, mkt / bm + es, spread_in * ez, spread_in / ez]
-        rates += [lw * ez / (dr + q) for lw, q in zip(lam_w, bq)]
-        rates += [lw / (ez * (dr + q)) for lw, q in zip(lam_w, aq)]
+        lb, la = LIMIT_MULT[r] * ez, LIMIT_MULT[r] / ez
+        rates += [lw * lb / (d + q) for lw, d, q in zip(lam_w, dr, bq)]
+        rates += [lw * la / (d + q) for lw, d, q in zip(lam_w, dr, aq)]
         cb, ca = cm / ez, cm * ez
         rates += [t * cb * q for t, q in zip(th_w, bq)]
         rates += [t * ca * q for t, q in zip(th_w, aq)]
@@ -251,7 +254,7 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
             n_refill += k
             a += k
         if n_refill > len(refill) - 2 * W:
-            refill += rng.geometric(1.0 / spec.deep_depth, n).tolist()
+            refill += rng.geometric(1.0 / depth_k[-1], n).tolist()
 
         rec_b[i], rec_a[i] = b, a
         rec_bq.extend(bq)
