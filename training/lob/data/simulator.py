@@ -3,32 +3,39 @@
 Each symbol-day is one event loop over ``events_per_day`` book events, written as the canonical tick
 table (``lob.schema``): ``OUT/<SYMBOL>/<YYYY-MM-DD>.parquet``, one row per event, book after the event.
 
-State (per symbol, prices in integer ticks, sizes in integer lots)
-    b, a              best bid / best ask (a > b always: never crossed or locked)
-    bq[k], aq[k]      queue sizes on a dense grid of ``GRID`` ticks per side, bid price b-k, ask a+k;
-                      bq[0], aq[0] >= 1, deeper levels may be empty (gaps; output skips them)
-    r                 hidden regime, calm (0) or volatile (1); per-event switch prob ``SWITCH[r]``
-    z                 latent informed flow, an OU process in event time (correlation time ``Z_EVENTS``)
-    eb, es            Hawkes excitation of market buys / sells; decays at rate ``KAPPA`` in business time
+State (per symbol; prices in integer ticks, sizes in integer lots)
+    b, a          best bid / best ask; a > b always (never crossed or locked)
+    bq[k], aq[k]  queues on a dense grid of GRID = 16 ticks per side (bid price b-k, ask price a+k),
+                  bq[0], aq[0] >= 1; deeper ticks may be empty. The 10 output levels are the first
+                  non-empty grid ticks (a thin book rarely shows fewer than 10).
+    r             hidden regime, 0 calm / 1 volatile; leaves state r with probability SWITCH[r] per event
+    z             latent informed flow: OU in event time, stationary N(0, 1), correlation time Z_EVENTS
+    eb, es        Hawkes excitation of market buys / sells, decaying at rate KAPPA in business time
 
-Intensities (business time; x_r = regime multipliers ``MKT_MULT``/``CANCEL_MULT``/``HAWKES_MULT``)
-    market buy        mu * x_r * exp(+BETA z) + eb          market sell   mu * x_r * exp(-BETA z) + es
-    limit bid, lvl k  lam * w_k * 2D / (D + bq[k]) * exp(+GAMMA z)   (more arrivals on short queues)
-    cancel bid, lvl k theta * w_k * bq[k] * x_r * exp(-GAMMA z)      (grows with the queue; theta = lam*s/D)
-    inside spread     lam_in * (a - b - 1) * exp(+-GAMMA z)          (only when the spread is wide)
-    (ask side mirrored: z > 0 means buying pressure.) A market buy of geometric size hits the best ask and
-    prints there; a market buy raises eb by ``ALPHA_SELF * kappa`` and es by ``ALPHA_CROSS * kappa``.
-    When a best queue empties, the side shifts to its next non-empty level (the mid moves) and the
-    vacated deep levels are refilled with geometric(D_deep) lots.
+Intensities in business time (D_k = D * DEPTH_PROFILE[k] typical queue, w_k = LEVEL_W[k]; the ask side
+mirrors the bid side with z -> -z, so z > 0 is buying pressure)
+    market buy          MU * MKT_MULT[r] * exp(BETA z) + eb
+    limit bid at k      LAM * LIMIT_MULT[r] * w_k * (1+REACT) D_k / (D_k + REACT bq[k]) * exp(GAMMA z)
+                        (queue-reactive: (1+REACT)x the arrivals on an empty tick as on a typical queue)
+    cancel bid at k     LAM * CANCEL_MULT[r] * w_k * bq[k] / D_k * exp(-GAMMA z)   (grows with the queue)
+    bid inside spread   inside_rate * (a - b - 1) * exp(GAMMA z)   (uniform improvement; only if spread > 1)
+A market buy takes geometric(market_size) lots from the best ask, at most the whole queue, printing at the
+ask; it raises eb by ALPHA_SELF * KAPPA * HAWKES_MULT[r] and es by ALPHA_CROSS * KAPPA * HAWKES_MULT[r]
+(branching ratio 0.65 calm, 0.85 volatile). Limit and cancel sizes are geometric(limit_size) lots. When a
+best queue empties the side shifts to its next non-empty tick (the mid moves, the spread widens) and
+the vacated deep ticks refill with geometric(2D) lots. The volatile regime trades more, cancels more
+and posts less, so queues thin and the mid moves more often. z tilts market, limit, cancel and
+inside-spread flow, so order-flow imbalance over the last hundreds of events predicts the next moves;
+the signal is spread over a long history (slow z, Hawkes memory, regimes), not held in one tick.
 
-Clock. Events are spaced by Exp(1)/total-intensity in business time, so busy (volatile, excited)
-periods are dense. Business time is mapped onto the 09:30-16:00 session through a U-shaped activity
-profile (``_season``: more events per minute near the open and the close). ``ts_ns`` is UTC ns of
+Clock. Each symbol-day has exactly ``events_per_day`` events, spaced by Exp(1)/total-intensity in
+business time, so busy (volatile, excited) periods are dense. The day's business time is mapped onto
+the 09:30-16:00 session through a U-shaped activity profile (``_season``: more events per minute near the open and the close). ``ts_ns`` is UTC ns of
 ``date 14:30 UTC + elapsed`` (09:30 New York in winter; daylight saving is ignored).
 
 Instruments (``symbol_specs``) differ in price level, tick size, lot size, depth and spread: a $20 stock,
 a $150 stock with thin queues and wider spreads, a $3000 future with $0.25 ticks, a $4 large-tick stock
-whose spread is nearly always one tick, ... State (close, z, regime) carries from one day to the next,
+whose spread is nearly always one tick, ... Output sizes are lots * lot_size. State (close, z, regime) carries from one day to the next,
 with an overnight gap that mean-reverts slowly towards the first open. Randomness: one
 ``numpy.random.Generator`` per symbol-day from ``SeedSequence([seed, symbol_index, day_index])``.
 """
@@ -55,8 +62,8 @@ DEPTH_PROFILE = [1.0, 1.3, 1.6, 1.8] + [2.0] * 12  # typical queue by distance f
 LAM = 0.05  # limit arrivals per level at w=1 and q=D
 REACT = 3.0  # queue reactivity: limit arrivals on an empty queue are (1 + REACT)x those at q = D
 MU = 0.03  # baseline market-order rate per side
-KAPPA = 0.05  # Hawkes decay: memory of ~20 business-time units, about 10 events
-ALPHA_SELF, ALPHA_CROSS = 0.55, 0.1  # branching ratio (self + cross) 0.65 calm
+KAPPA = 0.05  # Hawkes decay: memory of 20 business-time units, about 50 events
+ALPHA_SELF, ALPHA_CROSS = 0.55, 0.1  # kernel mass per market order, self- and cross-excitation
 BETA, GAMMA = 0.4, 0.2  # tilt of market / limit-and-cancel flow by the informed signal z
 Z_EVENTS = 3000.0  # correlation time of z, in events
 # regimes: 0 calm, 1 volatile
@@ -100,7 +107,7 @@ def symbol_specs(n_symbols: int) -> list[SymbolSpec]:
     for i in range(n_symbols):
         arch = dict(_ARCHETYPES[i % len(_ARCHETYPES)])
         tick = arch["tick_size"]
-        arch["price"] = round(arch["price"] * 1.7 ** (i // len(_ARCHETYPES)) / tick) * tick
+        arch["price"] = round(round(arch["price"] * 1.7 ** (i // len(_ARCHETYPES)) / tick) * tick, 8)
         specs.append(SymbolSpec(symbol=f"SIM{chr(ord('A') + i)}", **arch))
     return specs
 
@@ -162,7 +169,6 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
     lim_size = rng.geometric(1.0 / spec.limit_size, n).tolist()
     mkt_size = rng.geometric(1.0 / spec.market_size, n).tolist()
     refill = rng.geometric(1.0 / depth_k[-1], 2 * n + 2 * W).tolist()  # deep levels, opening book
-    n_refill = 0
 
     # overnight gap: noise plus slow reversion of the log price towards the first open
     gap = rng.normal(-0.1 * math.log(carry.mid_ticks / carry.open_ticks), 0.004)
@@ -316,7 +322,7 @@ def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_p
     specs = symbol_specs(n_symbols)
     days = trading_days(start_date, n_days)
     paths = []
-    with Progress(transient=True) as progress:
+    with Progress() as progress:
         task = progress.add_task("simulating symbol-days", total=len(specs) * len(days))
         for s, spec in enumerate(specs):
             open_ticks = round(spec.price / spec.tick_size)
