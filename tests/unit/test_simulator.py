@@ -1,7 +1,7 @@
 """The simulator's ticks have the stylised facts a quant checks first, computed from the written files."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -48,7 +48,7 @@ def _minute_returns(t: Ticks) -> np.ndarray:
 
 
 def _ofi(t: Ticks) -> np.ndarray:
-    """Order-flow imbalance of each event at the best level (Cont, Kukanov & Stoikov 2014), in lots of size."""
+    """Order-flow imbalance of each event at the best level (Cont, Kukanov & Stoikov 2014), in median best-bid sizes."""
     bp, bs, ap, az = t.bid_px[:, 0], t.bid_sz[:, 0], t.ask_px[:, 0], t.ask_sz[:, 0]
     e = np.zeros(len(t))
     e[1:] = ((bp[1:] >= bp[:-1]) * bs[1:] - (bp[1:] <= bp[:-1]) * bs[:-1]

@@ -30,14 +30,16 @@ the signal is spread over a long history (slow z, Hawkes memory, regimes), not h
 
 Clock. Each symbol-day has exactly ``events_per_day`` events, spaced by Exp(1)/total-intensity in
 business time, so busy (volatile, excited) periods are dense. The day's business time is mapped onto
-the 09:30-16:00 session through a U-shaped activity profile (``_season``: more events per minute near the open and the close). ``ts_ns`` is UTC ns of
-``date 14:30 UTC + elapsed`` (09:30 New York in winter; daylight saving is ignored).
+the 09:30-16:00 session through a U-shaped activity profile (``_season``: more events per minute near
+the open and the close). ``ts_ns`` is UTC ns of ``date 14:30 UTC + elapsed`` (09:30 New York in
+winter; daylight saving is ignored).
 
 Instruments (``symbol_specs``) differ in price level, tick size, lot size, depth and spread: a $20 stock,
 a $150 stock with thin queues and wider spreads, a $3000 future with $0.25 ticks, a $4 large-tick stock
-whose spread is nearly always one tick, ... Output sizes are lots * lot_size. State (close, z, regime) carries from one day to the next,
-with an overnight gap that mean-reverts slowly towards the first open. Randomness: one
-``numpy.random.Generator`` per symbol-day from ``SeedSequence([seed, symbol_index, day_index])``.
+whose spread is nearly always one tick, ... Output sizes are lots * lot_size. State (close, z, regime)
+carries from one day to the next, with an overnight gap that mean-reverts slowly towards the first
+open. Randomness: one ``numpy.random.Generator`` per symbol-day from
+``SeedSequence([seed, symbol_index, day_index])``.
 """
 from __future__ import annotations
 
@@ -267,9 +269,10 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
         rec_aq.extend(aq)
 
     carry.mid_ticks, carry.z, carry.regime = (b + a) // 2, z, r
-    return _to_ticks(spec, day, seed, np.array(rec_b), np.array(rec_a),
-                     np.array(rec_bq, dtype=np.int64).reshape(n, W), np.array(rec_aq, dtype=np.int64).reshape(n, W),
-                     np.cumsum(rec_gap), np.array(tr_side), np.array(tr_px), np.array(tr_sz), e_gap_end=rng.exponential())
+    grid_bq = np.array(rec_bq, dtype=np.int64).reshape(n, W)
+    grid_aq = np.array(rec_aq, dtype=np.int64).reshape(n, W)
+    return _to_ticks(spec, day, seed, np.array(rec_b), np.array(rec_a), grid_bq, grid_aq, np.cumsum(rec_gap),
+                     np.array(tr_side), np.array(tr_px), np.array(tr_sz), e_gap_end=rng.exponential())
 
 
 def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_side, tr_px, tr_sz,
