@@ -185,9 +185,13 @@ def build_trt(
     max_batch: int = typer.Option(4096, min=1, help="Largest batch of the optimisation profile."),
 ):
     """Build TensorRT engines (model.plan) from the exported ONNX; needs a CUDA GPU."""
-    from lob.trt import build_engines
+    from lob.trt import TrtBuildError, build_engines
 
-    build_engines(repo, precisions=_symbols(precision) or [], max_batch=max_batch)
+    try:
+        for path in build_engines(repo, precisions=_symbols(precision) or [], max_batch=max_batch):
+            typer.echo(f"wrote {path}")
+    except (TrtBuildError, ValueError, FileNotFoundError) as err:
+        _fail(err)
 
 
 if __name__ == "__main__":

@@ -40,11 +40,33 @@ def convert_fp16(src_onnx: Path, dst_onnx: Path) -> Path:
     producer = {out: node for node in model.graph.node for out in node.output}
     exp_args = [producer[n.input[0]].name for n in model.graph.node
                 if n.op_type == "Exp" and n.input[0] in producer and producer[n.input[0]].op_type == "Mul"]
+    fp32_outputs = [o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
     fp16 = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=exp_args,
                                             op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS])
+    _restore_fp32_outputs(fp16, fp32_outputs)
     onnx.checker.check_model(fp16)
     atomic_write(Path(dst_onnx), lambda tmp: onnx.save(fp16, tmp))
     return Path(dst_onnx)
+
+
+def _restore_fp32_outputs(model, names: list[str]) -> None:
+    """Make graph outputs `names` FP32 again where the converter left them FP16.
+
+    onnxconverter-common 1.16 ignores ``keep_io_types`` for an output whose producer is blocked (the
+    softmax of DIR_PROBS and TOPK_PROBS): it casts that FP32 result to FP16 and declares the output FP16.
+    That Cast is turned into a cast to FP32, so the softmax's FP32 values pass unrounded.
+    """
+    import onnx
+
+    producer = {out: node for node in model.graph.node for out in node.output}
+    for output in model.graph.output:
+        if output.name not in names or output.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
+            continue
+        node = producer[output.name]
+        if node.op_type != "Cast":
+            raise ValueError(f"FP16 conversion left output {output.name} FP16 behind a {node.op_type} node")
+        next(a for a in node.attribute if a.name == "to").i = onnx.TensorProto.FLOAT
+        output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
 
 
 def write_gpu_variants(repo: Path) -> list[Path]:

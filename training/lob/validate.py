@@ -7,9 +7,9 @@ the config (implicit state included), a stateful model has the sequence batching
 defines `TritonPythonModel.execute` (read with `ast`, never imported); per ensemble: every tensor is produced
 exactly once and every consumer agrees with its producer on dtype and shape.
 
-`model.onnx` and `model.plan` are build products (`lob export`, `lob build-trt`; git-ignored): a missing one is
-not a fault, a present one is checked. TensorRT plans are engine- and GPU-specific and only checked for
-presence. Each problem is one string naming the file and the config field.
+`model.onnx`, `model_fp16.onnx` and `model.plan` are build products (`lob export`, `lob build-trt`;
+git-ignored): a missing one is not a fault, a present one is checked. TensorRT plans are engine- and
+GPU-specific and only checked for presence. Each problem is one string naming the file and the config field.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-BUILD_PRODUCTS = frozenset({"model.onnx", "model.plan"})
+BUILD_PRODUCTS = frozenset({"model.onnx", "model_fp16.onnx", "model.plan"})
 
 _DEFAULT_FILE = {"onnxruntime_onnx": "model.onnx", "onnxruntime": "model.onnx", "tensorrt_plan": "model.plan",
                  "tensorrt": "model.plan", "python": "model.py"}
