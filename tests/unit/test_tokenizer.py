@@ -215,6 +215,7 @@ BAD_TICKS = {  # case: (mutation of a valid 10-level tick, field the error must 
     "float timestamp": (lambda t: t._replace(ts_ns=float(t.ts_ns)), "ts_ns"),
     "short array": (lambda t: t._replace(bid_sz=t.bid_sz[:9]), "bid_sz"),
     "string array": (lambda t: t._replace(ask_px=t.ask_px.astype(str)), "ask_px"),
+    "float32 array": (lambda t: t._replace(bid_px=t.bid_px.astype(np.float32)), "bid_px"),
     "list not array": (lambda t: t._replace(bid_px=list(t.bid_px)), "bid_px"),
 }
 

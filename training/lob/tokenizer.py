@@ -71,7 +71,7 @@ class TickInput(NamedTuple):
     """One tick, as the server receives it; meaning as in ``lob.schema`` (book after the event)."""
 
     ts_ns: int
-    bid_px: np.ndarray  # (N_LEVELS,) float64, 0 = empty level
+    bid_px: np.ndarray  # (N_LEVELS,) float64 (other dtypes are rejected), 0 = empty level
     bid_sz: np.ndarray  # (N_LEVELS,)
     ask_px: np.ndarray  # (N_LEVELS,)
     ask_sz: np.ndarray  # (N_LEVELS,)
@@ -342,10 +342,11 @@ def _unpack(tick: TickInput) -> tuple[int, tuple[list, list, list, list], float,
         ts = int(ts)
     books = []
     for name, a in zip(_BOOK_FIELDS, tick[1:5]):
-        if not isinstance(a, np.ndarray) or a.shape != _BOOK_SHAPE or a.dtype.kind not in "fiu":
+        # float64 only: a float32 price (100.01 -> 100.0100021) would skew spreads and buckets vs training
+        if not isinstance(a, np.ndarray) or a.shape != _BOOK_SHAPE or (a.dtype is not _F64 and a.dtype != _F64):
             got = f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
             raise TickError(f"tick ts_ns={ts}", None, name, f"expected a {_BOOK_SHAPE} float64 array, got {got}")
-        books.append((a if a.dtype is _F64 else a.astype(_F64)).tolist())
+        books.append(a.tolist())
     side = tick.trade_side
     if not (type(side) is int or isinstance(side, np.integer)) or side not in (-1, 0, 1):
         raise TickError(f"tick ts_ns={ts}", None, "trade_side", f"must be -1, 0 or +1, got {side!r}")
