@@ -31,6 +31,13 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "cpu": Profile(models=("lob_tokenizer", "mamba_lob_cpu", "lob_stream"), backends=("python",)),
+    # GPU: the same tokenizer, the step model on the GPU with implicit state, MODEL_VERSION from lob_model_version
+    "gpu-onnx": Profile(models=("lob_tokenizer", "lob_model_version", "mamba_lob_onnx", "lob_stream_onnx"),
+                        backends=("python", "onnxruntime"), gpu=True),
+    "gpu-fp16": Profile(models=("lob_tokenizer", "lob_model_version", "mamba_lob_trt_fp16", "lob_stream_trt_fp16"),
+                        backends=("python", "tensorrt"), gpu=True),
+    "gpu-bf16": Profile(models=("lob_tokenizer", "lob_model_version", "mamba_lob_trt_bf16", "lob_stream_trt_bf16"),
+                        backends=("python", "tensorrt"), gpu=True),
 }
 
 
