@@ -1,0 +1,33 @@
+"""`lob serve`'s launcher refuses what it cannot run, with a message saying what is missing."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from lob.serving.launcher import PROFILES, ServerError, TritonServer, _backend_dir, _wheel_root
+
+from .conftest import PROJECT_REPO
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ServerError, match="choose one of cpu"):
+        TritonServer(PROJECT_REPO, profile="tpu")
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None and subprocess.run(["nvidia-smi", "-L"]).returncode == 0,
+                    reason="this machine has a GPU")
+@pytest.mark.parametrize("profile", [p for p, spec in PROFILES.items() if spec.gpu])
+def test_gpu_profile_without_gpu_says_so(profile):
+    with pytest.raises(ServerError, match="needs a CUDA GPU"):
+        TritonServer(PROJECT_REPO, profile=profile).start()
+
+
+def test_backend_directory_has_the_python_stub_of_this_python(tmp_path):
+    backends = _backend_dir(_wheel_root(), PROFILES["cpu"], tmp_path)
+    python = backends / "python"
+    assert (python / "libtriton_python.so").is_file() and (python / "triton_python_backend_utils.py").is_file()
+    stub = (python / "triton_python_backend_stub").read_bytes()
+    assert f"libpython{sys.version_info.major}.{sys.version_info.minor}.so".encode() in stub
