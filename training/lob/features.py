@@ -92,6 +92,8 @@ def visible_change(px, sz, prev_px, prev_sz, sign: float) -> float:
     scrolled into or out of view is not an order. At the best level alone this is the CKS OFI's
     per-side term, so a one-level (bookTicker) feed gets the same definition.
     """
+    if px == prev_px:  # same price levels (the usual add or cancel): every level is in range
+        return sum(sz) - sum(prev_sz)
     n = len(sz) - sz.count(0.0)  # non-empty levels come first
     prev_n = len(prev_sz) - prev_sz.count(0.0)
     edge = max(sign * px[n - 1], sign * prev_px[prev_n - 1])
@@ -140,8 +142,8 @@ def advance(state: TokenizerState, ts_ns: int, bid_px, bid_sz, ask_px, ask_sz, t
             # most events touch one side: comparing the tuples is far cheaper than visible_change
             same_bid = book[0] == p_bpx and book[1] == p_bsz
             same_ask = book[2] == p_apx and book[3] == p_asz
-            d_bid = 0.0 if same_bid else visible_change(bid_px, bid_sz, p_bpx, p_bsz, 1.0)
-            d_ask = 0.0 if same_ask else visible_change(ask_px, ask_sz, p_apx, p_asz, -1.0)
+            d_bid = 0.0 if same_bid else visible_change(book[0], book[1], p_bpx, p_bsz, 1.0)
+            d_ask = 0.0 if same_ask else visible_change(book[2], book[3], p_apx, p_asz, -1.0)
             if d_bid == 0.0 and d_ask == 0.0:
                 cls, size = OTHER, 0.0
             elif abs(d_bid) >= abs(d_ask):
