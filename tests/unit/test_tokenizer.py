@@ -139,6 +139,16 @@ def test_tokens_in_vocab_and_buckets_fitted_on_train_only(tok10):
     assert Tokenizer.fit([random_walk(3000, 10, seed=1), odd]).buckets != tok10.buckets
 
 
+def test_describe_inverts_the_token_layout(tok10):
+    described = [tok10.describe(t) for t in range(tok10.vocab_size)]
+    digits = {(d["kind"], d["side"], d["mid_move"], d["spread_bucket"], d["size_bucket"], d["dt_bucket"]) for d in described}
+    assert len(digits) == tok10.vocab_size  # every token names a different event
+    assert {d["kind"] for d in described} == {"first", "add", "cancel", "trade", "other"}
+    for bad in (-1, tok10.vocab_size):
+        with pytest.raises(ValueError, match="outside"):
+            tok10.describe(bad)
+
+
 def test_features_are_standardised_with_training_statistics():
     train = random_walk(4000, 10, seed=8)
     tok = Tokenizer.fit([train])
