@@ -77,7 +77,6 @@ def _causal_conv1d_update_kernel(
 def _check_args(x, conv_state, weight, bias, activation):
     if activation not in (None, "silu", "swish"):
         raise ValueError(f"activation must be None, 'silu' or 'swish', got {activation!r}")
-    expect_same_device({"x": x, "conv_state": conv_state, "weight": weight, "bias": bias})
     expect_ndim("x", x, (2, 3), "(batch, dim) or (batch, dim, seqlen)")
     expect_ndim("weight", weight, (2,), "(dim, width)")
     batch, dim = x.shape[:2]
@@ -98,6 +97,8 @@ def _check_args(x, conv_state, weight, bias, activation):
 def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
     """Returns out with x's shape and dtype; shifts x into conv_state in place. Shapes in the module docstring."""
     _check_args(x, conv_state, weight, bias, activation)
+    expect_same_device({"x": x, "conv_state": conv_state, "weight": weight, "bias": bias},
+                       _causal_conv1d_update_kernel)
     one_step = x.dim() == 2
     x3 = x.unsqueeze(-1) if one_step else x  # (batch, dim, seqlen)
     batch, dim, seqlen = x3.shape

@@ -49,7 +49,8 @@ def _selective_scan_fwd_kernel(
     s_out_b, s_out_d, s_out_l,
     s_ck_b, s_ck_d, s_ck_c, s_ck_n,
     DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-    HAS_INIT: tl.constexpr, SAVE_CHECKPOINTS: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_INIT: tl.constexpr, SAVE_CHECKPOINTS: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -262,7 +263,7 @@ def _selective_scan_bwd_kernel(
 
 def _check_args(u, delta, A, B, C, D, z, delta_bias, initial_state):
     expect_same_device({"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": delta_bias,
-                        "initial_state": initial_state})
+                        "initial_state": initial_state}, _selective_scan_fwd_kernel)
     expect_ndim("u", u, (3,), "(batch, dim, L)")
     batch, dim, L = u.shape
     if L < 1:

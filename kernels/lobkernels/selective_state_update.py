@@ -167,7 +167,8 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     float32 and rounded once when stored.
     """
     expect_same_device({"state": state, "x": x, "dt": dt, "A": A, "B": B, "C": C, "D": D, "z": z,
-                        "dt_bias": dt_bias, "state_batch_indices": state_batch_indices})
+                        "dt_bias": dt_bias, "state_batch_indices": state_batch_indices},
+                       _selective_state_update_kernel)
     for name, t in (("state", state), ("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
                     ("dt_bias", dt_bias)):
         if t is not None:

@@ -6,14 +6,25 @@ import os
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    # No GPU: the kernels run on CPU tensors through the Triton interpreter. Triton picks the interpreter when a
-    # kernel is defined, so this precedes importing lobkernels; it stays set because Triton also reads it at launch.
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
+# No GPU: the kernels run on CPU tensors through the Triton interpreter. Triton reads TRITON_INTERPRET when a kernel
+# is defined (this import) and again at launch (the fixture below); it is unset in between so that it does not leak
+# into other tests' processes.
+INTERPRET = not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ
+if INTERPRET:
+    os.environ["TRITON_INTERPRET"] = "1"
 from lobkernels import selective_scan_fn, selective_scan_ref  # noqa: E402
+if INTERPRET:
+    del os.environ["TRITON_INTERPRET"]
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def triton_interpreter():
+    with pytest.MonkeyPatch.context() as env:
+        if INTERPRET:
+            env.setenv("TRITON_INTERPRET", "1")
+        yield
 # mamba_ssm's tolerances: rtol, atol per dtype
 TOL = {torch.float32: (3e-4, 1e-3), torch.float16: (5e-3, 1e-2), torch.bfloat16: (1e-2, 5e-2)}
 OPTIONAL = ("D", "z", "delta_bias", "initial_state")
