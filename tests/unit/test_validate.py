@@ -152,6 +152,12 @@ def test_ensemble_consumer_dtype_mismatch(repo):
     assert_caught(repo, path, "output[2]")
 
 
+def test_ensemble_input_consumed_by_no_step(repo):
+    path = repo / "lob_stream_trt_bf16" / "config.pbtxt"
+    edit_config(path, lambda c: c.input.add(name="VENUE", data_type=mc.TYPE_INT32, dims=[1]))
+    assert_caught(repo, path, "input[8] (VENUE)")
+
+
 def test_ensemble_missing_composing_model(repo):
     path = repo / "lob_stream_onnx" / "config.pbtxt"
     edit_config(path, lambda c: setattr(_step(c, "mamba_lob_onnx"), "model_name", "mamba_lob_gpu"))
