@@ -31,11 +31,12 @@ def test_last_h_ticks_are_masked_per_horizon():
 def test_weights_grow_with_move_size_and_are_capped():
     mid = np.array([100.0, 100.005, 100.015, 100.025, 100.5])
     base = np.full(5, 100.0)
-    # moves 0, 0.005, 0.015, 0.025, 0.5 against band 0.01 -> weights 1, 1.5, 2.5, 3.5, 51 capped at 4
+    # moves 0, 0.005, 0.015, 0.025, 0.5 against band 0.01 -> profit after costs 0, 0, 0.005, 0.015, 0.49
+    # -> weights 1, 1, 1.5, 2.5, 50 capped at 4
     moves = np.stack([base, mid], axis=1).reshape(-1)  # t -> t+1 pairs
     labels, weights = direction_labels(moves, np.full(10, 0.01), 0.0, horizons=(1,), w_max=4.0)
     pairs = weights[0::2, 0]
-    assert pairs.tolist() == pytest.approx([1.0, 1.5, 2.5, 3.5, 4.0])
+    assert pairs.tolist() == pytest.approx([1.0, 1.0, 1.5, 2.5, 4.0])
     assert labels[0::2, 0].tolist() == [1, 1, 2, 2, 2]
 
 

@@ -134,7 +134,23 @@ def evaluate(run: Path, data: Path) -> dict:
     metrics["beats_baselines"] = all(m > 0 for m in metrics["margins"].values())
     write_json(run / "metrics.json", metrics)
     write_report(run / "report.png", metrics)
+    _print_summary(metrics)
     return metrics
+
+
+def _print_summary(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['run']}: held-out test ({metrics['test_ticks']:,} ticks)")
+    for col in ("metric", "model", "best baseline", "margin"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, margin in metrics["margins"].items():
+        value = metrics
+        for part in key.split("."):  # "direction.h10.accuracy" -> metrics["direction"]["h10"]["accuracy"]
+            value = value[part]
+        table.add_row(key, f"{value:.4f}", f"{value - margin:.4f}", f"[{'green' if margin > 0 else 'red'}]{margin:+.4f}")
+    Console(stderr=True).print(table)
 
 
 def _margins(metrics: dict) -> dict[str, float]:
@@ -180,9 +196,11 @@ def write_report(path: Path, metrics: dict) -> None:
     for k, (h, d) in enumerate(dirs.items()):
         ax = fig.add_subplot(grid[1, k])
         cm = np.asarray(d["confusion"], dtype=np.float64)
-        ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), vmin=0, vmax=1, cmap="Blues")
+        share = cm / np.maximum(cm.sum(1, keepdims=True), 1)  # row-normalised: recall along the diagonal
+        ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
         for (r, c), v in np.ndenumerate(cm):
-            ax.text(c, r, f"{int(v)}", ha="center", va="center", fontsize=8)
+            ax.text(c, r, f"{int(v)}", ha="center", va="center", fontsize=8,
+                    color="white" if share[r, c] > 0.5 else "black")
         ax.set_xticks(range(3), CLASSES)
         ax.set_yticks(range(3), CLASSES)
         ax.set_xlabel("predicted")

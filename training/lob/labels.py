@@ -10,15 +10,17 @@ Labels. For tick ``t`` and horizon ``h`` (ticks), with mid ``m`` and half-spread
 The last ``h`` ticks of a sequence have no future and get ``IGNORE`` (-1): they are masked out of
 losses and metrics.
 
-Direction loss. Cross-entropy weighted by how far the move went relative to the cost band, so the
-model is pushed hardest on the moves that would have paid after costs::
+Direction loss. Cross-entropy weighted by how much the move would have paid after costs, so the
+model is pushed hardest on the moves worth trading::
 
-    w = min(1 + |Δ| / band, w_max)
+    w = min(1 + max(|Δ| - band, 0) / band, w_max)
     L_dir = Σ_{t,h valid} w · CE(dir_logits[t, h], label[t, h]) / Σ_{t,h valid} w
 
-A flat tick weighs between 1 and 2 (its move is inside the band); an up or down tick weighs more
-than 2, capped at ``w_max``. Predicting a direction on a flat tick is penalised by the same
-cross-entropy (the flat class must win there), only at a lower weight than missing a paying move.
+A flat tick weighs 1 (its move does not clear the band); an up or down tick weighs 1 plus its
+profit after costs in units of the band, capped at ``w_max`` (default 3) so rare jumps don't
+dominate a batch. Predicting a direction on a flat tick is penalised by the same cross-entropy (the
+flat class must win there); a move that only just clears costs weighs about as much as a flat tick,
+so the weights tilt the model towards calling directions only as far as the moves pay for it.
 Normalising by Σw keeps the loss scale independent of volatility. The total loss adds next-event
 cross-entropy: ``L = L_dir + λ · L_next``.
 """
@@ -29,7 +31,7 @@ import numpy as np
 HORIZONS = (10, 50, 100)
 CLASSES = ("down", "flat", "up")
 IGNORE = -1
-W_MAX = 4.0
+W_MAX = 3.0
 
 
 def cost_band(mid: np.ndarray, half_spread: np.ndarray, fee_bps: float) -> np.ndarray:
@@ -57,7 +59,7 @@ def direction_labels(mid: np.ndarray, half_spread: np.ndarray, fee_bps: float,
         move = mid[h:] - mid[:-h]  # (N-h,)
         b = band[:-h]
         labels[: n - h, j] = np.where(move > b, 2, np.where(move < -b, 0, 1))
-        weights[: n - h, j] = np.minimum(1.0 + np.abs(move) / b, w_max)
+        weights[: n - h, j] = np.minimum(1.0 + np.maximum(np.abs(move) - b, 0.0) / b, w_max)
     return labels, weights
 
 
