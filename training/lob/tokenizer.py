@@ -230,7 +230,10 @@ class Tokenizer:
     def describe(self, token: int) -> dict:
         """Inverse of the token layout: event kind, side and each bucket with its value range.
 
-        Ranges are ``(lo, hi]`` in the bucket's unit (``mid_bps`` signed: a down move's range is negative).
+        Keys: ``kind``, ``side`` (None for first/other), ``mid_move`` (signed bucket, 0 = no move),
+        ``mid_bps``, ``spread_bucket``, ``spread_bps``, ``size_bucket``, ``size`` (best-queue sizes),
+        ``dt_bucket``, ``dt_us``. Ranges are ``(lo, hi]`` in the bucket's unit; a down move's
+        ``mid_bps`` range is ``[lo, hi)`` with lo < hi < 0, no move is ``(0.0, 0.0)``.
         """
         token = int(token)
         if not 0 <= token < self.vocab_size:
