@@ -116,6 +116,8 @@ def test_carried_state_continues_the_sequence(tok10):
     np.testing.assert_array_equal(np.r_[t1, t2], whole_tokens)
     np.testing.assert_array_equal(np.vstack([f1, f2]), whole_features)
     assert state == whole_state
+    tokens, features, same = tok10.transform(ticks.slice(5, 5), state)  # an empty chunk changes nothing
+    assert tokens.shape == (0,) and features.shape == (0, tok10.n_features) and same == state
     # a fresh state would have made tick 777 a "first" event: the carried one did not
     assert tok10.describe(t2[0])["kind"] != "first"
     assert tok10.transform(ticks.slice(777, 778))[0][0] != t2[0]

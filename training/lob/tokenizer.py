@@ -134,7 +134,7 @@ class Tokenizer:
         alphas = _alphas(config)
         events: list[Event] = []
         raws: list[tuple] = []
-        for t in train:
+        for t in filter(len, train):
             _validated(t)
             ev, raw, _ = run(TokenizerState(), t, alphas)
             events += ev
@@ -203,8 +203,10 @@ class Tokenizer:
         ``state`` continues a sequence (default: a new one). Raises ``TickError`` naming the row and field.
         """
         state = TokenizerState() if state is None else state
+        if not len(ticks):  # (lob.schema.validate cannot take an empty table)
+            return np.zeros(0, np.int64), np.zeros((0, self.n_features), np.float32), state
         source = _validated(ticks)
-        if len(ticks) and state.ts_ns is not None and ticks.ts_ns[0] < state.ts_ns:
+        if state.ts_ns is not None and ticks.ts_ns[0] < state.ts_ns:
             raise TickError(source, 0, "ts_ns",
                             f"timestamp goes backwards: {int(ticks.ts_ns[0])} < previous {state.ts_ns}")
         events, raws, state = run(state, ticks, self._alphas)
