@@ -15,19 +15,26 @@ REPO = Path(__file__).resolve().parents[2] / "model_repository"
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """The committed repository after `lob export` (a tiny random step model in mamba_lob_cpu/1/)."""
-    repo = Path(shutil.copytree(REPO, tmp_path / "model_repository",
-                                ignore=shutil.ignore_patterns("*.onnx", "*.plan", "*.json")))
+@pytest.fixture(scope="module")
+def step_onnx(tmp_path_factory) -> Path:
+    """A tiny random Mamba-LOB step model, exported as `lob export` does."""
     onnx_step = pytest.importorskip("lob.onnx_step", reason="lob.onnx_step (export_step_onnx) not written yet")
     import torch
 
     from lob.model import MambaLOB, config_from_preset
 
     torch.manual_seed(0)
-    onnx_step.export_step_onnx(MambaLOB(config_from_preset("tiny", vocab_size=64, n_features=12)).eval(),
-                               repo / "mamba_lob_cpu" / "1" / "model.onnx")
+    path = tmp_path_factory.mktemp("export") / "model.onnx"
+    onnx_step.export_step_onnx(MambaLOB(config_from_preset("tiny", vocab_size=64, n_features=12)).eval(), path)
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path, step_onnx: Path) -> Path:
+    """The committed repository after `lob export`."""
+    repo = Path(shutil.copytree(REPO, tmp_path / "model_repository",
+                                ignore=shutil.ignore_patterns("*.onnx", "*.plan", "*.json")))
+    shutil.copyfile(step_onnx, repo / "mamba_lob_cpu" / "1" / "model.onnx")
     return repo
 
 
