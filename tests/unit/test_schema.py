@@ -80,3 +80,7 @@ def test_unknown_symbol_is_named(tmp_path):
     write_ticks(tmp_path / "TEST" / "2023-11-14.parquet", book(5))
     with pytest.raises(KeyError, match="NOPE"):
         load_dataset(tmp_path, symbols=["NOPE"])
+
+
+def test_empty_table_is_valid():
+    validate(book(0), "empty.parquet")

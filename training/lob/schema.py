@@ -43,7 +43,11 @@ META_KEY = b"lob"
 
 
 class TickDataError(ValueError):
-    """Malformed tick data. The message names the file, the row (0-based data row) and the field."""
+    """Malformed tick data. The message names the source (file or stream), the row and the field.
+
+    ``row`` is what a user would look up: importers give the 1-based line of the CSV they read,
+    ``validate`` gives the array index plus its ``row_offset``.
+    """
 
     def __init__(self, source: str, row: int | None, field: str | None, problem: str):
         self.source, self.row, self.field, self.problem = source, row, field, problem
@@ -119,7 +123,7 @@ def validate(t: Ticks, source: str, row_offset: int = 0) -> None:
         arr = getattr(t, name)
         for k in range(N_LEVELS):
             fail(~np.isfinite(arr[:, k]), f"{name}", "not a finite number", k)
-            fail(arr[:, k] < 0, f"{name}", f"negative value {arr[:, k].min()}", k)
+            fail(arr[:, k] < 0, f"{name}", "negative value", k)
     for name in ("trade_px", "trade_sz"):
         arr = getattr(t, name)
         fail(~np.isfinite(arr), name, "not a finite number")
