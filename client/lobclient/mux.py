@@ -94,15 +94,17 @@ class Mux:
         """Fail requests older than ``timeout_s``. The server's state for such a symbol is unknown, so
         its next tick restarts the sequence (START)."""
         out = []
-        for rid, (entry, sym) in list(self.in_flight.items()):
-            if now - entry.sent_at > self.timeout_s:
-                del self.in_flight[rid]
-                sym.in_flight, sym.started = None, False
-                self._finish(entry, f"no answer within {self.timeout_s:g} s")
-                out += self._send_next(sym)
-        for rid, deadline in list(self.closing.items()):
-            if now > deadline:
-                del self.closing[rid]
+        # both dicts are in send order and share one timeout: the expired ones are a prefix
+        while self.in_flight:
+            rid, (entry, sym) = next(iter(self.in_flight.items()))
+            if now - entry.sent_at <= self.timeout_s:
+                break
+            del self.in_flight[rid]
+            sym.in_flight, sym.started = None, False
+            self._finish(entry, f"no answer within {self.timeout_s:g} s")
+            out += self._send_next(sym)
+        while self.closing and next(iter(self.closing.values())) < now:
+            del self.closing[next(iter(self.closing))]
         return out
 
     def fail_all(self, reason: str) -> None:
@@ -136,7 +138,9 @@ class Mux:
         return out
 
     def next_deadline(self) -> Optional[float]:
-        deadlines = [e.sent_at + self.timeout_s for e, _ in self.in_flight.values()] + list(self.closing.values())
+        deadlines = [next(iter(self.closing.values()))] if self.closing else []
+        if self.in_flight:
+            deadlines.append(next(iter(self.in_flight.values()))[0].sent_at + self.timeout_s)
         return min(deadlines, default=None)
 
     def _send_next(self, sym: _Symbol) -> list[service_pb2.ModelInferRequest]:

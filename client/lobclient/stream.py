@@ -93,13 +93,15 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", model: str = "lob
 
 
 def _handle(mux: Mux, kind, item) -> list:
+    """Apply one event (or a wait that timed out: kind None) to ``mux``; the requests to send."""
+    out = []
     if kind == _TICK:
-        return mux.add(item)
-    if kind == _RESPONSE:
-        return mux.on_response(item)
-    if kind == _STREAM_FAILED:
+        out = mux.add(item)
+    elif kind == _RESPONSE:
+        out = mux.on_response(item)
+    elif kind == _STREAM_FAILED:
         mux.fail_all(item)
-    return mux.expire(time.monotonic())
+    return out + mux.expire(time.monotonic())
 
 
 def _close(mux: Mux, events: queue.Queue, outbox: queue.Queue) -> None:

@@ -55,7 +55,7 @@ class TritonPythonModel:
         except TickError as err:
             if end:
                 self._forget(corrid)
-            return _error(f"sequence {corrid}, tick ts_ns={tick.ts_ns}: {err}")
+            return _error(f"sequence {corrid}: {err}")  # err names the tick and the field
         if end:
             self._forget(corrid)
         else:
