@@ -1,6 +1,6 @@
 """Selective scan (Mamba's S6 recurrence) over a whole sequence, differentiable.
 
-    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t        h: (batch, dim, dstate), h_{-1} = 0
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t        h: (batch, dim, dstate), h_{-1} = 0 or given
     y_t = sum_n h_t[..., n] * C_t[n]  (+ D * u_t)  (* silu(z_t))
 
 Same semantics as mamba_ssm's `selective_scan_fn` / `selective_scan_ref` for real A and input-dependent B, C of
@@ -156,10 +156,7 @@ def _selective_scan_bwd_kernel(
     z_offs = pid_b * s_z_b + offs_d * s_z_d  # an offset, not a pointer: z_ptr may be None
     do_ptrs = dout_ptr + pid_b * s_do_b + offs_d * s_do_d
     ck_ptrs = ckpt_ptr + pid_b * s_ck_b + offs_d[:, None] * s_ck_d + offs_n[None, :] * s_ck_n
-    # Gradient outputs are contiguous buffers allocated by the wrapper.
-    du_ptrs = du_ptr + (pid_b * dim + offs_d) * L
-    ddt_ptrs = ddelta_ptr + (pid_b * dim + offs_d) * L
-    grad_offs = (pid_b * dim + offs_d) * L
+    grad_offs = (pid_b * dim + offs_d) * L  # du, ddelta, dz: contiguous (batch, dim, L) buffers from the wrapper
     dB_ptrs = dB_ptr + ((pid_b * n_dblocks + pid_d) * dstate + offs_n) * L
     dC_ptrs = dC_ptr + ((pid_b * n_dblocks + pid_d) * dstate + offs_n) * L
     tile = tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + offs_n[None, :]
@@ -181,8 +178,8 @@ def _selective_scan_bwd_kernel(
     for ci in range(0, n_chunks):
         c = n_chunks - 1 - ci
         # Recompute this chunk's states: scratch[k] = state before step c*CHUNK + k, scratch[CHUNK] = after the last.
-        h = tl.load(ck_ptrs + (c - 1) * s_ck_c, mask=mask_d[:, None] & (offs_n[None, :] < tl.where(c > 0, dstate, 0)),
-                    other=0.0)
+        after_first = offs_n < tl.where(c > 0, dstate, 0)  # chunk 0 starts from zeros or initial_state
+        h = tl.load(ck_ptrs + (c - 1) * s_ck_c, mask=mask_d[:, None] & after_first[None, :], other=0.0)
         if HAS_INIT:
             h = tl.where(c > 0, h, h0)
         tl.store(scratch_ptrs, h)
@@ -205,7 +202,6 @@ def _selective_scan_bwd_kernel(
         for kk in range(0, CHUNK):
             k = CHUNK - 1 - kk
             t = c * CHUNK + k
-            # Bounds as vector compares: a scalar & vector mask is mis-typed by the Triton 3.9 interpreter.
             mask_t = offs_d < tl.where(t < L, dim, 0)
             mask_nt = offs_n < tl.where(t < L, dstate, 0)
             h_prev = tl.load(scratch_ptrs + k * (BLOCK_D * BLOCK_N))
@@ -247,8 +243,8 @@ def _selective_scan_bwd_kernel(
                 ddt = ddt * tl.where(dt_raw <= 20.0, 1.0 / (1.0 + tl.exp(-dt_raw)), 1.0)
             ddt = tl.where(mask_t, ddt, 0.0)  # padded steps carry g but contribute nothing
             dbias_acc += ddt
-            tl.store(du_ptrs + t, du.to(du_ptr.dtype.element_ty), mask=mask_t)
-            tl.store(ddt_ptrs + t, ddt.to(ddelta_ptr.dtype.element_ty), mask=mask_t)
+            tl.store(du_ptr + grad_offs + t, du.to(du_ptr.dtype.element_ty), mask=mask_t)
+            tl.store(ddelta_ptr + grad_offs + t, ddt.to(ddelta_ptr.dtype.element_ty), mask=mask_t)
 
             g_next = g * a
             h_cur = h_prev
@@ -302,10 +298,10 @@ def _strides(t: torch.Tensor | None, ndim: int) -> tuple[int, ...]:
 class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_last_state):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_last_state,
+                save_checkpoints):
         batch, dim, L, dstate = _check_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
         block_d, block_n = _block_sizes(dim, dstate)
-        save_checkpoints = any(ctx.needs_input_grad[:9])
         chunk = min(CHUNK, triton.next_power_of_2(L))  # short sequences: no padded steps beyond the next power of 2
         n_ckpt = triton.cdiv(L, chunk) if save_checkpoints else 1
         out = torch.empty((batch, dim, L), dtype=u.dtype, device=u.device)
@@ -368,7 +364,7 @@ class SelectiveScanFn(torch.autograd.Function):
             dz,
             dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
             dinit.to(initial_state.dtype) if initial_state is not None else None,
-            None, None,
+            None, None, None,
         )
 
 
@@ -381,8 +377,10 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
     sequence be scanned in pieces). Returns out (batch, dim, L) in u's dtype, and with return_last_state the
     final state (batch, dim, dstate) in float32. Differentiable in every tensor argument, through both outputs.
     """
-    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus,
-                                 return_last_state)
+    tensors = (u, delta, A, B, C, D, z, delta_bias, initial_state)
+    # Checkpoints only when a backward can follow (ctx.needs_input_grad stays True under torch.no_grad).
+    save_checkpoints = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return SelectiveScanFn.apply(*tensors, delta_softplus, return_last_state, save_checkpoints)
 
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,

@@ -82,14 +82,14 @@ def test_forward_half_precision(dtype):
 
 
 def _grads(fn, inputs, softplus, seed=1):
-    """Gradients of a fixed random projection of both outputs w.r.t. every input."""
+    """Both outputs, and the gradients of a fixed random projection of them w.r.t. every input."""
     leaves = leaf_copy(inputs)
     out, last = fn(**leaves, delta_softplus=softplus, return_last_state=True)
     g = torch.Generator().manual_seed(seed)
     dout = torch.randn(out.shape, generator=g).to(DEVICE, out.dtype)
     dlast = torch.randn(last.shape, generator=g).to(DEVICE, last.dtype)
     torch.autograd.backward([out, last], [dout, dlast])
-    return {k: v.grad for k, v in leaves.items()}
+    return (out.detach(), last.detach()), {k: v.grad for k, v in leaves.items()}
 
 
 @pytest.mark.parametrize(
@@ -105,8 +105,10 @@ def _grads(fn, inputs, softplus, seed=1):
 )
 def test_gradients_match_reference(batch, dim, L, dstate, optional, softplus):
     inputs = make_inputs(batch, dim, L, dstate, optional=optional)
-    grads = _grads(selective_scan_fn, inputs, softplus)
-    grads_ref = _grads(selective_scan_ref, inputs, softplus)
+    (out, last), grads = _grads(selective_scan_fn, inputs, softplus)
+    (out_ref, last_ref), grads_ref = _grads(selective_scan_ref, inputs, softplus)
+    assert_close(out, out_ref, torch.float32, "out")
+    assert_close(last, last_ref, torch.float32, "last state")  # taken from the saved checkpoints
     assert set(grads) == {"u", "delta", "A", "B", "C", *optional}
     for name, grad_ref in grads_ref.items():
         assert grads[name] is not None, f"no gradient for {name}"
@@ -116,8 +118,8 @@ def test_gradients_match_reference(batch, dim, L, dstate, optional, softplus):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_gradients_half_precision(dtype):
     inputs = make_inputs(2, 12, 9, 16, dtype=dtype, optional=("D", "z", "delta_bias"))
-    grads = _grads(selective_scan_fn, inputs, True)
-    grads_ref = _grads(selective_scan_ref, inputs, True)
+    _, grads = _grads(selective_scan_fn, inputs, True)
+    _, grads_ref = _grads(selective_scan_ref, inputs, True)
     for name, grad_ref in grads_ref.items():
         assert grads[name].dtype == inputs[name].dtype
         assert_close(grads[name], grad_ref, dtype, f"d{name}")
