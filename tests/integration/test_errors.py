@@ -128,3 +128,14 @@ def test_state_pool_full_is_an_error_until_end_or_idle_timeout_frees_a_slot(clie
     infer(client, model, ticks[0], 2003, start=True)
     with pytest.raises(InferenceServerException, match="START"):
         infer(client, model, ticks[1], 2001)  # its slot was reclaimed: a non-START tick is refused
+
+
+def test_a_refused_start_opens_no_sequence(client, dataset):
+    ticks = ticks_of(dataset, sorted(dataset)[2])[:3]
+    with pytest.raises(InferenceServerException, match="bid_px_1"):
+        infer(client, "lob_stream", with_level(ticks[0], "bid_px", 0, np.nan), 903, start=True)
+    with pytest.raises(InferenceServerException, match="START"):
+        infer(client, "lob_stream", ticks[0], 903)
+    fresh = infer(client, "lob_stream", ticks[0], 903, start=True, end=True)
+    reference = infer(client, "lob_stream", ticks[0], 904, start=True, end=True)
+    np.testing.assert_array_equal(fresh, reference)

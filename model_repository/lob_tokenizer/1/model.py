@@ -25,7 +25,7 @@ class TritonPythonModel:
         self.idle_timeout_s = int(config["sequence_batching"]["max_sequence_idle_microseconds"]) / 1e6
         self.states = {}  # correlation id -> TokenizerState
         self.last_seen = {}  # correlation id -> time.monotonic() of its last tick
-        self.next_sweep = time.monotonic() + self.idle_timeout_s
+        self.next_sweep = time.monotonic() + min(self.idle_timeout_s, 1.0)
 
     def execute(self, requests):
         # Requests arrive in sequence order (oldest strategy, preserve_ordering): loop, never reorder.
@@ -53,7 +53,7 @@ class TritonPythonModel:
         try:
             token, features, new_state = self.tokenizer.step(tick, state)
         except TickError as err:
-            if end:
+            if start or end:  # a refused START opens no sequence: its next tick must START again
                 self._forget(corrid)
             return _error(f"sequence {corrid}: {err}")  # err names the tick and the field
         if end:
