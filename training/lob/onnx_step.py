@@ -1,0 +1,62 @@
+"""Export ``MambaLOB.step`` as the one-tick ONNX model served by Triton (tensor names: docs/architecture.md).
+
+Inputs ``TOKEN`` int64 (B, 1), ``FEATURES`` float32 (B, F), ``STATE_CONV_IN`` float32 (B, n_layer, D, d_conv-1),
+``STATE_SSM_IN`` float32 (B, n_layer, D, d_state); outputs ``DIR_PROBS`` float32 (B, H, 3) (softmax over
+down/flat/up), ``TOPK_IDS`` int64 (B, K) and ``TOPK_PROBS`` float32 (B, K) (top-k of the next-token softmax),
+``STATE_CONV_OUT``, ``STATE_SSM_OUT``. Only the batch axis is dynamic; the graph has no loops (layers are
+unrolled), so TensorRT can build it. Uses the dynamo exporter (torch.export + onnxscript), the default of
+``torch.onnx.export``, at opset 18 (the TorchScript exporter cannot export ``rms_norm``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import torch
+from torch import Tensor, nn
+
+from lob.model import MambaLOB
+from lob.schema import atomic_write
+
+INPUT_NAMES = ["TOKEN", "FEATURES", "STATE_CONV_IN", "STATE_SSM_IN"]
+OUTPUT_NAMES = ["DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "STATE_CONV_OUT", "STATE_SSM_OUT"]
+
+
+class StepGraph(nn.Module):
+    """``MambaLOB.step`` with the served inputs and outputs (probabilities, not logits)."""
+
+    def __init__(self, model: MambaLOB):
+        super().__init__()
+        self.model = model
+
+    def forward(self, TOKEN: Tensor, FEATURES: Tensor, STATE_CONV_IN: Tensor,  # noqa: N803 (graph names)
+                STATE_SSM_IN: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        next_logits, dir_logits, conv, ssm = self.model.step(TOKEN[:, 0], FEATURES, STATE_CONV_IN, STATE_SSM_IN)
+        topk_probs, topk_ids = next_logits.softmax(-1).topk(self.model.config.topk, dim=-1)  # (B, K) each
+        return dir_logits.softmax(-1), topk_ids, topk_probs, conv, ssm
+
+
+def export_step_onnx(model: MambaLOB, path: Path, opset: int = 18) -> None:
+    """Write the step model to ``path`` (one self-contained .onnx file, checked by ``onnx.checker``).
+
+    ``opset`` >= 18: the dynamo exporter has no lower-opset implementations (asked for 17 it emits 18
+    and fails to convert down), and the TorchScript exporter cannot export ``rms_norm`` at all.
+    """
+    if opset < 18:
+        raise ValueError(f"opset {opset} is not supported: the step model exports at opset 18 or later")
+    cfg = model.config
+    graph = StepGraph(model).eval()
+    batch = 2  # an example batch > 1, so the exporter keeps the axis symbolic rather than specialising to 1
+    conv, ssm = model.allocate_inference_cache(batch)
+    args = (torch.zeros(batch, 1, dtype=torch.int64), torch.zeros(batch, cfg.n_features), conv, ssm)
+    batch_dim = torch.export.Dim("batch", min=1)
+    dynamic_shapes = {name: {0: batch_dim} for name in INPUT_NAMES}
+
+    def write(tmp: str) -> None:
+        with torch.no_grad():
+            torch.onnx.export(graph, args, tmp, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                              opset_version=opset, dynamo=True, verbose=False, dynamic_shapes=dynamic_shapes,
+                              external_data=False)
+        onnx.checker.check_model(tmp, full_check=True)
+
+    atomic_write(Path(path), write)
