@@ -207,14 +207,12 @@ def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=No
     batch = x.shape[0]
     _check_indices(state_batch_indices, batch, pool)
     if state_batch_indices is None:
-        rows = torch.arange(batch, device=x.device)
-        valid = torch.ones(batch, dtype=torch.bool, device=x.device)
+        s = state4.float()  # (batch, nheads, dim, dstate)
     else:
         rows = state_batch_indices.long()
         valid = (rows >= 0) & (rows < pool)
         rows = torch.where(valid, rows, 0)
-    # (batch, nheads, dim, dstate); padding requests see zeros
-    s = torch.where(valid[:, None, None, None], state4[rows].float(), 0.0)
+        s = torch.where(valid[:, None, None, None], state4[rows].float(), 0.0)  # padding requests see zeros
     if dt_bias is not None:
         dt = dt + dt_bias
     dt = F.softplus(dt) if dt_softplus else dt
@@ -223,11 +221,15 @@ def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=No
     B = B.repeat_interleave(heads_per_group, dim=1)  # (batch, nheads, dstate)
     C = C.repeat_interleave(heads_per_group, dim=1)
     dB = dt[..., None] * B[:, :, None, :]  # (batch, nheads, dim, dstate)
-    s = s * dA + dB * x[..., None]
-    state4[rows[valid]] = s[valid].to(state4.dtype)
-    out = torch.einsum("bhdn,bhn->bhd", s.to(state4.dtype).to(C.dtype), C)
+    s = (s * dA + dB * x[..., None]).to(state4.dtype)
+    if state_batch_indices is None:
+        state4.copy_(s)
+    else:
+        state4[rows[valid]] = s[valid]
+    out = torch.einsum("bhdn,bhn->bhd", s.to(C.dtype), C)
     if D is not None:
         out += (x * D).to(out.dtype)
     out = (out if z is None else out * F.silu(z)).to(x.dtype)
-    out = torch.where(valid[:, None, None], out, 0.0).to(x.dtype)
+    if state_batch_indices is not None:
+        out = torch.where(valid[:, None, None], out, 0.0).to(x.dtype)
     return out if has_heads else out.squeeze(1)
