@@ -88,3 +88,21 @@ def test_logreg_baseline_learns_a_linear_rule():
     assert accuracy(y, pred["logreg"][:, 0]) > 0.95
     assert b.majority.tolist() == [1, 1]
     assert (pred["majority"] == 1).all()
+
+
+@pytest.mark.slow
+def test_default_tiny_run_beats_every_baseline(tmp_path):
+    """The README's promise: `lob simulate` defaults, `lob train` defaults, `lob evaluate` -> above every baseline."""
+    from typer.testing import CliRunner
+
+    from lob.cli import app
+
+    cli = CliRunner()
+    for args in (["simulate", "--out", str(tmp_path / "data")],
+                 ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")],
+                 ["evaluate", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "data")]):
+        result = cli.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    short = {k: v for k, v in m["margins"].items() if v <= 0}
+    assert not short, f"at or below the best baseline: {short}"

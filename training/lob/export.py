@@ -34,7 +34,7 @@ def export_repository(run: Path, repo: Path) -> str:
     ckpt_sha = sha256_file(run / "checkpoint.pt")
     version = f"{run.resolve().name}-{ckpt_sha[:12]}"
     step_dir = repo / STEP_MODEL / "1"
-    atomic_write(step_dir / "model.onnx", lambda tmp: export_step_onnx(model, Path(tmp)))
+    export_step_onnx(model, step_dir / "model.onnx")  # written atomically by the exporter itself
     atomic_write(repo / TOKENIZER_MODEL / "1" / "tokenizer.json",
                  lambda tmp: shutil.copyfile(run / "tokenizer.json", tmp))
     write_json(step_dir / "export.json", {

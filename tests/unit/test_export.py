@@ -1,0 +1,97 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from lob.data.simulator import simulate_dataset
+from lob.export import export_repository
+from lob.predict import predict
+from lob.run import sha256_file
+from lob.schema import load_dataset
+from lob.tokenizer import TickInput, Tokenizer
+from lob.train import train
+
+PROJECT_REPO = Path(__file__).resolve().parents[2] / "model_repository"
+N_TICKS = 2000
+
+
+@pytest.fixture(scope="module")
+def data_and_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("export")
+    simulate_dataset(root / "data", n_symbols=3, n_days=1, seed=2, events_per_day=3000, start_date="2024-01-02")
+    run = train(root / "data", root / "run", max_steps=20, window=64, batch_size=4, eval_every=10, max_val_windows=4)
+    return root / "data", run
+
+
+def _repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "mamba_lob_cpu").mkdir(parents=True)
+    shutil.copy(PROJECT_REPO / "mamba_lob_cpu" / "config.pbtxt", repo / "mamba_lob_cpu" / "config.pbtxt")
+    return repo
+
+
+def test_repository_files_and_version(data_and_run, tmp_path):
+    _, run = data_and_run
+    repo = _repo(tmp_path)
+    version = export_repository(run, repo)
+    info = json.loads((repo / "mamba_lob_cpu/1/export.json").read_text())
+    assert info["model_version"] == version == f"run-{sha256_file(run / 'checkpoint.pt')[:12]}"
+    tok = Tokenizer.load(repo / "lob_tokenizer/1/tokenizer.json")
+    assert info["tokenizer_hash"] == tok.content_hash
+    assert (repo / "lob_tokenizer/1/tokenizer.json").read_bytes() == (run / "tokenizer.json").read_bytes()
+    assert info["config"]["vocab_size"] == tok.vocab_size and info["config"]["n_features"] == tok.n_features
+    # no temp files left next to the artifacts
+    assert sorted(p.name for p in (repo / "mamba_lob_cpu/1").iterdir()) == ["export.json", "model.onnx"]
+
+
+def test_refuses_a_folder_that_is_not_a_model_repository(data_and_run, tmp_path):
+    _, run = data_and_run
+    with pytest.raises(FileNotFoundError, match="config.pbtxt"):
+        export_repository(run, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_onnx_stepped_over_the_token_stream_matches_lob_predict(data_and_run, tmp_path):
+    data, run = data_and_run
+    repo = _repo(tmp_path)
+    export_repository(run, repo)
+    offline = pq.read_table(predict(run, data, tmp_path / "p.parquet", limit=N_TICKS)).to_pydict()
+    symbols = sorted(load_dataset(data))
+    ticks = load_dataset(data)
+    tokenizer = Tokenizer.load(repo / "lob_tokenizer/1/tokenizer.json")
+    sess = ort.InferenceSession(str(repo / "mamba_lob_cpu/1/model.onnx"), providers=["CPUExecutionProvider"])
+    shapes = {i.name: i.shape for i in sess.get_inputs()}
+    conv = np.zeros([len(symbols), *shapes["STATE_CONV_IN"][1:]], np.float32)
+    ssm = np.zeros([len(symbols), *shapes["STATE_SSM_IN"][1:]], np.float32)
+    states = [None] * len(symbols)
+    dir_probs, top_ids, top_p = [], [], []
+    for i in range(N_TICKS):  # one step of every symbol's sequence, batched as the server's slot pool does
+        toks, feats = [], []
+        for k, s in enumerate(symbols):
+            tok, f, states[k] = tokenizer.step(TickInput.of(ticks[s], i), states[k])
+            toks.append(tok)
+            feats.append(f)
+        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {
+            "TOKEN": np.array(toks, np.int64)[:, None], "FEATURES": np.stack(feats),
+            "STATE_CONV_IN": conv, "STATE_SSM_IN": ssm})))
+        conv, ssm = out["STATE_CONV_OUT"], out["STATE_SSM_OUT"]
+        dir_probs.append(out["DIR_PROBS"])
+        top_ids.append(out["TOPK_IDS"])
+        top_p.append(out["TOPK_PROBS"])
+    dir_probs = np.stack(dir_probs, 1).reshape(-1, 3, 3)  # (S*N, H, 3), rows symbol-major like predict
+    top_ids, top_p = np.stack(top_ids, 1).reshape(-1, 5), np.stack(top_p, 1).reshape(-1, 5)
+    cols = [f"p_{c}_h{h}" for h in (10, 50, 100) for c in ("down", "flat", "up")]
+    want = np.stack([np.asarray(offline[c]) for c in cols], axis=1).reshape(-1, 3, 3)
+    assert offline["symbol"] == [s for s in symbols for _ in range(N_TICKS)]
+    assert np.abs(dir_probs - want).max() <= 1e-4
+    assert np.abs(top_p[:, 0] - np.asarray(offline["next_token_top1_p"])).max() <= 1e-4
+    # the top-1 id agrees wherever it is not a near tie
+    clear = top_p[:, 0] - top_p[:, 1] > 1e-4
+    assert clear.sum() >= 100  # not a vacuous check (an undertrained model has many near ties)
+    assert np.array_equal(top_ids[clear, 0], np.asarray(offline["next_token_top1"])[clear])
