@@ -111,7 +111,7 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
         *x3.stride(), *conv_state.stride(), *weight.stride(), *(bias.stride() if bias is not None else (0,)),
         *out.stride(),
         WIDTH=weight.shape[1], HAS_BIAS=bias is not None, SILU=activation in ("silu", "swish"),
-        BLOCK_DIM=BLOCK_DIM, BLOCK_STATE=triton.next_power_of_2(state_len),
+        BLOCK_DIM=BLOCK_DIM, BLOCK_STATE=max(1, triton.next_power_of_2(state_len)),  # width 1 keeps no state
     )
     return out.squeeze(-1) if one_step else out
 
@@ -126,7 +126,7 @@ def causal_conv1d_update_ref(x, conv_state, weight, bias=None, activation=None):
     dim, seqlen = x.shape[1], x.shape[2]
     state_len = conv_state.shape[-1]
     x_all = torch.cat([conv_state, x], dim=-1).to(weight.dtype)  # (batch, dim, state_len + seqlen)
-    conv_state.copy_(x_all[:, :, -state_len:])
+    conv_state.copy_(x_all[:, :, x_all.shape[-1] - state_len:])  # not [-state_len:], which is all for 0
     out = F.conv1d(x_all, weight.unsqueeze(1), bias, padding=0, groups=dim)[:, :, -seqlen:]
     if one_step:
         out = out.squeeze(-1)

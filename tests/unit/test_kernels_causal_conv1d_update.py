@@ -59,6 +59,7 @@ def run_both(inputs, activation):
         (2, 16, 5, 4, 3),  # more new steps than the window holds
         (2, 16, 3, 2, 1),
         (2, 16, 2, 3, 6),  # a longer window than the conv needs
+        (2, 16, 2, 1, 0),  # width 1: no window at all
     ],
 )
 @pytest.mark.parametrize("activation,bias", [(None, False), ("silu", True)])
@@ -71,7 +72,7 @@ def test_matches_reference_and_shifts_state(batch, dim, seqlen, width, state_len
     # The newest steps end the window: conv_state[..., -1] is the last x, in place on the tensor passed in.
     x3 = inputs["x"] if seqlen is not None else inputs["x"][..., None]
     kept = min(state_len, x3.shape[-1])
-    assert torch.equal(state[..., -kept:], x3[..., -kept:])
+    assert torch.equal(state[..., state_len - kept:], x3[..., x3.shape[-1] - kept:])
 
 
 def test_swish_is_silu():
