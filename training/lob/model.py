@@ -144,8 +144,8 @@ def _linear_recurrence(a: Tensor, b: Tensor, h0: Tensor, out: Tensor | None = No
 
 class LinearRecurrence(torch.autograd.Function):
     """Differentiable ``_linear_recurrence``. The gradient is the same recurrence run backwards in time,
-    G_t = g_t + a_{t+1} G_{t+1}, so the backward is one more parallel scan instead of autograd's
-    replay of every level (about half the time and memory)."""
+    G_t = g_t + a_{t+1} G_{t+1}, so the backward is one more parallel scan (and only a, h0 and h are
+    kept for it) instead of autograd's replay of every level."""
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
