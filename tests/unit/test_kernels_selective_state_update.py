@@ -13,8 +13,13 @@ INTERPRET = not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.envir
 if INTERPRET:
     os.environ["TRITON_INTERPRET"] = "1"
 from lobkernels import selective_state_update, selective_state_update_ref  # noqa: E402
+import triton.language as tl  # noqa: E402
+from triton.runtime.jit import JITFunction  # noqa: E402
 if INTERPRET:
     del os.environ["TRITON_INTERPRET"]
+    if isinstance(tl.sum, JITFunction):  # triton's own helpers were defined before: the interpreter cannot run them
+        raise RuntimeError("triton was imported in this process before these tests could select its interpreter: "
+                           "run them with TRITON_INTERPRET=1 in the environment")
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -25,6 +30,8 @@ def triton_interpreter():
         if INTERPRET:
             env.setenv("TRITON_INTERPRET", "1")
         yield
+
+
 TOL = {torch.float32: (3e-4, 1e-3), torch.float16: (5e-3, 1e-2), torch.bfloat16: (1e-2, 5e-2)}
 OPTIONAL = ("D", "z", "dt_bias")
 
