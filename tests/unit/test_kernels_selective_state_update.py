@@ -96,14 +96,20 @@ def test_multihead_form_matches_reference(nheads, ngroups):
 
 
 def test_mamba_lob_step_shapes_and_strided_inputs():
-    """Mamba-LOB's decode step: state (B, d_inner, 16), x and z halves of one in_proj output (strided views)."""
+    """Mamba-LOB's decode step: x and z are halves of one in_proj output, and the state is one layer's slice of the
+    served cache (B, n_layer, d_inner, d_state): strided views, the slice updated in place, the other layer not."""
     inputs = make_inputs(3, 48, 16)
     xz = torch.randn(3, 2 * 48, device=DEVICE)
     inputs["x"], inputs["z"] = xz.chunk(2, dim=-1)
     assert inputs["x"].stride() == (96, 1)
-    out, state, out_ref, state_ref = run_both(inputs, dt_softplus=True)
-    assert_close(state, state_ref, torch.float32, "state")
+    cache = torch.randn(3, 2, 48, 16, device=DEVICE)  # (B, n_layer, d_inner, d_state)
+    cache_before = cache.clone()
+    state_ref = cache[:, 1].clone()
+    out = selective_state_update(**{**inputs, "state": cache[:, 1]}, dt_softplus=True)
+    out_ref = selective_state_update_ref(**{**inputs, "state": state_ref}, dt_softplus=True)
+    assert_close(cache[:, 1], state_ref, torch.float32, "state")
     assert_close(out, out_ref, torch.float32, "out")
+    assert torch.equal(cache[:, 0], cache_before[:, 0])
 
 
 @pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
