@@ -99,6 +99,19 @@ def test_steps_one_at_a_time_equal_steps_together():
     assert torch.equal(state, state_together)
 
 
+def test_updates_one_layer_slice_of_the_served_cache():
+    """Mamba-LOB serves conv_state as (B, n_layer, d_inner, d_conv - 1): each layer updates its strided slice."""
+    inputs = make_inputs(3, 20, None, 4, 3)
+    cache = torch.randn(3, 2, 20, 3, device=DEVICE)
+    cache_before = cache.clone()
+    state_ref = cache[:, 0].clone()
+    out = causal_conv1d_update(inputs["x"], cache[:, 0], inputs["weight"], inputs["bias"], "silu")
+    out_ref = causal_conv1d_update_ref(inputs["x"], state_ref, inputs["weight"], inputs["bias"], "silu")
+    torch.testing.assert_close(out, out_ref, rtol=3e-4, atol=1e-3)
+    assert torch.equal(cache[:, 0], state_ref)
+    assert torch.equal(cache[:, 1], cache_before[:, 1])
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision(dtype):
     inputs = make_inputs(2, 24, 2, 4, 3, dtype=dtype)
