@@ -1,4 +1,4 @@
-"""Element-wise activations shared by the kernels, matching torch.nn.functional exactly where it matters."""
+"""Element-wise activations for the kernels, matching torch.nn.functional."""
 
 import triton
 import triton.language as tl
@@ -9,8 +9,3 @@ def softplus(x):
     # torch's F.softplus (beta=1, threshold=20): identity above 20, where exp would overflow in fp32 soon.
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
 
-
-@triton.jit
-def softplus_grad(x):
-    # d softplus / dx with the same threshold.
-    return tl.where(x <= 20.0, tl.sigmoid(x), 1.0)
