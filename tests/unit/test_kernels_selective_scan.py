@@ -173,3 +173,17 @@ def test_bad_arguments_raise_clear_errors(change, message):
     with pytest.raises(ValueError) as err:
         selective_scan_fn(**inputs)
     assert message in str(err.value)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: training shapes are too slow to interpret")
+@pytest.mark.parametrize("L", [256, 2048])
+def test_training_shapes_on_gpu(L):
+    """Mamba-LOB's training shapes (base preset: dim 384, dstate 16), many chunks: outputs and every gradient."""
+    inputs = make_inputs(4, 384, L, 16)
+    (out, last), grads = _grads(selective_scan_fn, inputs, True)
+    (out_ref, last_ref), grads_ref = _grads(selective_scan_ref, inputs, True)
+    assert_close(out, out_ref, torch.float32, "out")
+    assert_close(last, last_ref, torch.float32, "last state")
+    for name, grad_ref in grads_ref.items():
+        assert_close(grads[name], grad_ref, torch.float32, f"d{name}")

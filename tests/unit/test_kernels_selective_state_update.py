@@ -175,3 +175,18 @@ def test_heads_not_multiple_of_groups_is_rejected():
     inputs = make_inputs(2, 8, 4, nheads=3, ngroups=2)
     with pytest.raises(ValueError, match=r"nheads \(3\) must be a multiple of ngroups"):
         selective_state_update(**inputs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: serving shapes are too slow to interpret")
+def test_serving_shapes_on_gpu():
+    """Batch 1024 of a 4096-slot pool at d_inner 512: named rows match the reference, the others stay bit-identical."""
+    inputs = make_inputs(1024, 512, 16, pool=4096)
+    indices = torch.randperm(4096, device=DEVICE)[:1024]
+    before = inputs["state"].clone()
+    out, state, out_ref, state_ref = run_both(inputs, dt_softplus=True, state_batch_indices=indices)
+    assert_close(state, state_ref, torch.float32, "state")
+    assert_close(out, out_ref, torch.float32, "out")
+    untouched = torch.ones(4096, dtype=torch.bool, device=DEVICE)
+    untouched[indices] = False
+    assert torch.equal(state[untouched], before[untouched])
