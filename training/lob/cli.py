@@ -79,6 +79,11 @@ def import_binance_cmd(
 
 # ------------------------------------------------------------------------------------------- model lifecycle
 
+# a missing/unfinished run, an existing output, bad or mismatched data: a one-line error, not a traceback
+from lob.run import RunError  # noqa: E402 (stdlib + numpy only)
+
+_USER_ERRORS = (FileExistsError, FileNotFoundError, KeyError, ValueError, RunError)
+
 @app.command()
 def train(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder."),
@@ -92,7 +97,10 @@ def train(
     """Train Mamba-LOB with a chronological train/validation/test split."""
     from lob.train import train as run_train
 
-    run_train(data, out, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force)
+    try:
+        run_train(data, out, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force)
+    except _USER_ERRORS as err:
+        _fail(err)
 
 
 @app.command()
@@ -103,7 +111,10 @@ def evaluate(
     """Score the held-out test split against baselines; writes RUN/metrics.json and RUN/report.png."""
     from lob.evaluate import evaluate as run_evaluate
 
-    run_evaluate(run, data)
+    try:
+        run_evaluate(run, data)
+    except _USER_ERRORS as err:
+        _fail(err)
 
 
 @app.command()
@@ -117,7 +128,10 @@ def predict(
     """Offline per-tick scoring, one row per tick (the schema `lob stream` writes)."""
     from lob.predict import predict as run_predict
 
-    run_predict(run, data, out, symbols=_symbols(symbols), limit=limit)
+    try:
+        run_predict(run, data, out, symbols=_symbols(symbols), limit=limit)
+    except _USER_ERRORS as err:
+        _fail(err)
 
 
 @app.command()
@@ -128,7 +142,10 @@ def export(
     """Export the one-tick step model to ONNX and the tokenizer into the model repository."""
     from lob.export import export_repository
 
-    export_repository(run, repo)
+    try:
+        typer.echo(f"exported model_version {export_repository(run, repo)} into {repo}")
+    except _USER_ERRORS as err:
+        _fail(err)
 
 
 # ---------------------------------------------------------------------------------------------------- serving
