@@ -28,6 +28,7 @@ have mamba_ssm's signatures (plus ``initial_state`` on the scan) so the Triton-l
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -231,18 +232,64 @@ def selective_state_update_torch(state: Tensor, x: Tensor, dt: Tensor, A: Tensor
     return y, state
 
 
-# The dispatch point. Both kernels run in PyTorch by default (CPU, and the ONNX export); for CUDA
-# tensors the integrator routes to lobkernels' Triton kernels here (same arguments; a mamba_ssm-style
-# in-place state update is wrapped as ``s = state.clone(); y = kernel(s, ...); return y, s``).
+# The dispatch point. "auto" runs lobkernels' Triton-language kernels on CUDA tensors and the PyTorch
+# path otherwise (CPU training, the ONNX export); "triton" forces the kernels (tests run them on CPU
+# under TRITON_INTERPRET=1); "torch" forces PyTorch. lobkernels is imported lazily: triton picks its
+# CPU interpreter only if TRITON_INTERPRET is set before its first import.
+_KERNEL_BACKEND = "auto"
+
+
+@contextmanager
+def kernel_backend(name: str):
+    """Temporarily route the scan, state update and conv update to "auto" | "torch" | "triton"."""
+    global _KERNEL_BACKEND
+    if name not in ("auto", "torch", "triton"):
+        raise ValueError(f"kernel backend must be auto, torch or triton, not {name!r}")
+    previous, _KERNEL_BACKEND = _KERNEL_BACKEND, name
+    try:
+        yield
+    finally:
+        _KERNEL_BACKEND = previous
+
+
+def _use_kernels(t: Tensor) -> bool:
+    return _KERNEL_BACKEND == "triton" or (_KERNEL_BACKEND == "auto" and t.is_cuda)
+
 
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                       return_last_state=False, initial_state=None):
+    if _use_kernels(u):
+        import lobkernels
+
+        return lobkernels.selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                            return_last_state, initial_state=initial_state)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
                                 initial_state)
 
 
 def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+    """Functional: returns (y, new_state); the kernel updates in place, so it works on a copy."""
+    if _use_kernels(x):
+        import lobkernels
+
+        state = state.clone()
+        y = lobkernels.selective_state_update(state, x, dt, A, B, C, D, z, dt_bias=dt_bias, dt_softplus=dt_softplus)
+        return y, state
     return selective_state_update_torch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+
+
+def causal_conv1d_step(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """One tick of the depthwise causal conv + SiLU: x (B, D), conv_state (B, D, d_conv-1), weight (D, d_conv).
+
+    Returns (silu(conv) (B, D), new conv_state) and leaves ``conv_state`` untouched.
+    """
+    if _use_kernels(x):
+        import lobkernels
+
+        conv_state = conv_state.clone()
+        return lobkernels.causal_conv1d_update(x, conv_state, weight, bias, activation="silu"), conv_state
+    window = torch.cat([conv_state, x[..., None]], dim=-1)  # (B, D, d_conv)
+    return F.silu((window * weight).sum(-1) + bias), window[..., 1:]
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -290,12 +337,11 @@ class MambaBlock(nn.Module):
     def step(self, h: Tensor, conv_state: Tensor, ssm_state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One tick: h (B, d_model) -> (out (B, d_model), conv_state (B, D, d_conv-1), ssm_state (B, D, N))."""
         x, z = self.in_proj(h).chunk(2, dim=-1)  # (B, D) each
-        window = torch.cat([conv_state, x[..., None]], dim=-1)  # (B, D, d_conv)
-        x = F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias)  # (B, D)
+        x, conv_state = causal_conv1d_step(x, conv_state, self.conv1d.weight[:, 0], self.conv1d.bias)  # (B, D)
         dt, B, C = self._ssm_params(x)
         y, ssm_state = selective_state_update(ssm_state, x, dt, -torch.exp(self.A_log), B, C, self.D, z,
                                               dt_bias=self.dt_proj.bias, dt_softplus=True)
-        return self.out_proj(y), window[..., 1:], ssm_state
+        return self.out_proj(y), conv_state, ssm_state
 
 
 class ResidualBlock(nn.Module):
