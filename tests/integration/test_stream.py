@@ -99,3 +99,33 @@ def test_lob_stream_cli_writes_the_lob_predict_table(server, dataset_dir, offlin
     for name in served.column_names:
         if name.startswith("p_"):
             assert np.abs(served[name].to_numpy() - reference[name].to_numpy()).max() <= TOL
+
+
+def test_step_model_runs_back_to_back_ticks_of_one_sequence_in_order(server, dataset, offline, run_dir):
+    """Many ticks of one sequence queued at once on mamba_lob_cpu (no client-side pacing) still run in
+    order, each on the state the previous one left."""
+    import queue
+
+    import tritonclient.grpc as grpcclient
+
+    from lob.tokenizer import Tokenizer
+
+    symbol = sorted(dataset)[0]
+    tokens, features, _ = Tokenizer.load(run_dir / "tokenizer.json").transform(dataset[symbol])
+    answers: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.url)
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    for i in range(N_TICKS):
+        inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, features.shape[1]], "FP32")]
+        inputs[0].set_data_from_numpy(tokens[i:i + 1, None].astype(np.int64))
+        inputs[1].set_data_from_numpy(features[i:i + 1].astype(np.float32))
+        client.async_stream_infer("mamba_lob_cpu", inputs, request_id=str(i), sequence_id=905,
+                                  sequence_start=i == 0, sequence_end=i == N_TICKS - 1)
+    got = {}
+    for _ in range(N_TICKS):
+        result, error = answers.get(timeout=30)
+        assert error is None, error
+        got[int(result.get_response().id)] = result.as_numpy("DIR_PROBS")[0]
+    client.stop_stream()
+    dir_probs, _, _ = offline_rows(offline, symbol)
+    assert np.abs(np.stack([got[i] for i in range(N_TICKS)]) - dir_probs).max() <= TOL

@@ -44,27 +44,19 @@ class TritonPythonModel:
     def execute(self, requests):
         self._reclaim_idle()
         responses = [None] * len(requests)
-        # Two ticks of one sequence may share a batch: the k-th tick of each sequence goes to wave k, and
-        # waves run in order, so every tick sees the state its predecessor left (and START/END land in order).
-        waves, seen = [], {}
+        steps = []  # (request index, slot, end, token (1, 1), features (1, F))
         for i, request in enumerate(requests):
             corrid = int(_input(request, "CORRID").reshape(-1)[0])
-            k = seen[corrid] = seen.get(corrid, -1) + 1
-            if k == len(waves):
-                waves.append([])
-            waves[k].append((i, corrid))
-        for wave in waves:
-            steps = []  # (request index, slot, end, token (1, 1), features (1, F))
-            for i, corrid in wave:
-                try:
-                    steps.append(self._admit(i, corrid, requests[i]))
-                except _StepError as err:
-                    responses[i] = _error(str(err))
-            if not steps:
-                continue
+            try:
+                steps.append(self._admit(i, corrid, request))
+            except _StepError as err:
+                responses[i] = _error(str(err))
+        # Triton's oldest strategy keeps at most one request per sequence in flight, so the slots of a
+        # batch are distinct and one gather/run/scatter is exact.
+        if steps:
             try:
                 self._run(steps, responses)
-            except Exception as err:  # an onnxruntime failure fails this wave's requests, not the server
+            except Exception as err:  # an onnxruntime failure fails this batch's requests, not the server
                 for i, *_ in steps:
                     responses[i] = _error(f"mamba_lob_cpu: onnxruntime step failed: {err}")
         return responses
@@ -92,20 +84,20 @@ class TritonPythonModel:
         self.last_used[slot] = time.monotonic()
         return i, slot, end, _input(request, "TOKEN"), features
 
-    def _run(self, wave, responses):
-        n = len(wave)
-        slots = np.fromiter((s for _, s, *_ in wave), np.int64, n)
+    def _run(self, steps, responses):
+        n = len(steps)
+        slots = np.fromiter((s for _, s, *_ in steps), np.int64, n)
         conv_in, ssm_in = self.conv_in[:n], self.ssm_in[:n]
         np.take(self.conv, slots, axis=0, out=conv_in)  # (n, n_layer, d_inner, d_conv-1)
         np.take(self.ssm, slots, axis=0, out=ssm_in)  # (n, n_layer, d_inner, d_state)
         dir_probs, topk_ids, topk_probs, conv_out, ssm_out = self.session.run(
             ["DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "STATE_CONV_OUT", "STATE_SSM_OUT"],
-            {"TOKEN": np.concatenate([w[3] for w in wave]).astype(np.int64, copy=False),  # (n, 1)
-             "FEATURES": np.concatenate([w[4] for w in wave]).astype(np.float32, copy=False),  # (n, F)
+            {"TOKEN": np.concatenate([s[3] for s in steps]).astype(np.int64, copy=False),  # (n, 1)
+             "FEATURES": np.concatenate([s[4] for s in steps]).astype(np.float32, copy=False),  # (n, F)
              "STATE_CONV_IN": conv_in, "STATE_SSM_IN": ssm_in})
         self.conv[slots] = conv_out
         self.ssm[slots] = ssm_out
-        for row, (i, slot, end, *_) in enumerate(wave):
+        for row, (i, slot, end, *_) in enumerate(steps):
             responses[i] = pb_utils.InferenceResponse(output_tensors=[
                 pb_utils.Tensor("DIR_PROBS", dir_probs[row:row + 1]),  # (1, 3, 3)
                 pb_utils.Tensor("TOPK_IDS", topk_ids[row:row + 1]),  # (1, 5)
