@@ -17,10 +17,12 @@ model is pushed hardest on the moves worth trading::
     L_dir = Σ_{t,h valid} w · CE(dir_logits[t, h], label[t, h]) / Σ_{t,h valid} w
 
 A flat tick weighs 1 (its move does not clear the band); an up or down tick weighs 1 plus its
-profit after costs in units of the band, capped at ``w_max`` (default 3) so rare jumps don't
-dominate a batch. Predicting a direction on a flat tick is penalised by the same cross-entropy (the
-flat class must win there); a move that only just clears costs weighs about as much as a flat tick,
-so the weights tilt the model towards calling directions only as far as the moves pay for it.
+profit after costs in units of the band, capped at ``w_max``. Predicting a direction on a flat tick
+is penalised by the same cross-entropy (the flat class must win there); a move that only just
+clears costs weighs about as much as a flat tick. The cap is also the most the weights can tilt
+the predicted probabilities towards up/down: measured on the simulated market, caps of 2 to 4
+raise macro-F1 but cost accuracy against the majority and logistic-regression baselines, so the
+default is a mild 1.25.
 Normalising by Σw keeps the loss scale independent of volatility. The total loss adds next-event
 cross-entropy: ``L = L_dir + λ · L_next``.
 """
@@ -31,7 +33,7 @@ import numpy as np
 HORIZONS = (10, 50, 100)
 CLASSES = ("down", "flat", "up")
 IGNORE = -1
-W_MAX = 3.0
+W_MAX = 1.25
 
 
 def cost_band(mid: np.ndarray, half_spread: np.ndarray, fee_bps: float) -> np.ndarray:
