@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lob.schema import N_LEVELS, Ticks
+from lob.schema import Ticks
 from lob.split import split_from_boundaries, split_symbol
 
 DAY = 86_400 * 10**9
@@ -33,7 +33,7 @@ def test_parts_are_disjoint_chronological_and_cover_every_tick():
     ts = np.sort(rng.integers(0, 6 * 3600 * 10**9, 5000)) + OPEN
     t = ticks_at(ts)
     s = split_symbol(t, (0.6, 0.2, 0.2))
-    idx = [np.arange(t.__len__())[p] for p in (s.train, s.val, s.test)]
+    idx = [np.arange(len(t))[p] for p in (s.train, s.val, s.test)]
     assert sum(len(i) for i in idx) == len(t)
     assert not set(idx[0]) & set(idx[1]) and not set(idx[1]) & set(idx[2])
     assert ts[idx[0]].max() < ts[idx[1]].min() and ts[idx[1]].max() < ts[idx[2]].min()

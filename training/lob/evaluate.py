@@ -103,22 +103,19 @@ def evaluate(run: Path, data: Path) -> dict:
     dir_base = DirectionBaselines.fit(np.concatenate([s.features for s in train_segs]),
                                       np.concatenate([s.labels for s in train_segs]))
 
-    hit1, hit5, logp, dir_pred, next_true, tok_base_pred, labels, dir_base_pred = [], [], [], [], [], {}, [], {}
-    for seg in test_segs:
-        h1, h5, lp, dp = _model_outputs(model, seg)
-        hit1.append(h1), hit5.append(h5), logp.append(lp), dir_pred.append(dp), labels.append(seg.labels)
-        next_true.append(seg.tokens[1:])
-        for name, pred in tok_base.predict(seg.tokens[:-1]).items():
-            tok_base_pred.setdefault(name, []).append(pred)
-        for name, pred in dir_base.predict(seg.features).items():
-            dir_base_pred.setdefault(name, []).append(pred)
-    cat = np.concatenate
-    next_true, labels, dir_pred = cat(next_true), cat(labels), cat(dir_pred)
-    logp = cat(logp)
+    # per symbol, then pooled: every array below is concatenated over the test segments
+    outputs = [_model_outputs(model, seg) for seg in test_segs]
+    hit1, hit5, logp, dir_pred = (np.concatenate(parts) for parts in zip(*outputs))
+    labels = np.concatenate([seg.labels for seg in test_segs])  # (N, H)
+    next_true = np.concatenate([seg.tokens[1:] for seg in test_segs])  # (N - S,)
+    tok_preds = [tok_base.predict(seg.tokens[:-1]) for seg in test_segs]
+    tok_base_pred = {name: np.concatenate([p[name] for p in tok_preds]) for name in tok_preds[0]}
+    dir_preds = [dir_base.predict(seg.features) for seg in test_segs]
+    dir_base_pred = {name: np.concatenate([p[name] for p in dir_preds]) for name in dir_preds[0]}  # (N, H)
     metrics: dict = {"run": run.name, "test_ticks": int(sum(len(s.tokens) for s in test_segs)),
-                     "next_event": {"top1": float(cat(hit1).mean()), "top5": float(cat(hit5).mean()),
+                     "next_event": {"top1": float(hit1.mean()), "top5": float(hit5.mean()),
                                     "perplexity": float(math.exp(-logp.mean())), "n": int(logp.size),
-                                    "baselines": {name: {"top1": accuracy(next_true, cat(p))}
+                                    "baselines": {name: {"top1": accuracy(next_true, p)}
                                                   for name, p in tok_base_pred.items()}},
                      "direction": {}}
     for j, h in enumerate(horizons):
@@ -128,7 +125,7 @@ def evaluate(run: Path, data: Path) -> dict:
             "accuracy": accuracy(y, p), "macro_f1": macro_f1(y, p), "n": int(keep.sum()),
             "label_counts": dict(zip(CLASSES, np.bincount(y, minlength=3).tolist())),
             "confusion": confusion(y, p).tolist(),
-            "baselines": {name: {"accuracy": accuracy(y, cat(bp)[keep, j]), "macro_f1": macro_f1(y, cat(bp)[keep, j])}
+            "baselines": {name: {"accuracy": accuracy(y, bp[keep, j]), "macro_f1": macro_f1(y, bp[keep, j])}
                           for name, bp in dir_base_pred.items()}}
     metrics["margins"] = _margins(metrics)
     metrics["beats_baselines"] = all(m > 0 for m in metrics["margins"].values())
