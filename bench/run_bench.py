@@ -77,7 +77,8 @@ def perf(model: str, url: str, concurrency: int, data: Path, interval_ms: int) -
             raise SystemExit(f"{' '.join(cmd)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
         row = next(csv.DictReader(io.StringIO(Path(report.name).read_text())))
     return {"p50_us": float(row["p50 latency"]), "p99_us": float(row["p99 latency"]),
-            "throughput": float(row["Inferences/Second"]), "cmd": " ".join(cmd)}
+            "throughput": float(row["Inferences/Second"]),
+            "cmd": " ".join(cmd).replace(report.name, "report.csv").replace(str(data.parent), "$TMP")}
 
 
 def main() -> None:
@@ -129,7 +130,7 @@ def write_results(out: Path, rows, version: str, n_streams: int, args) -> None:
                      f"{real['p50_us'] / floor['p50_us']:.2f}x | {real['throughput'] / floor['throughput']:.2f}x |")
     lines += ["", "Targets: p50 at 1 sequence <= 1.25x floor; throughput at 64 sequences >= 0.8x floor.", "",
               "Command: `make bench` (= `bash bench/perf_analyzer.sh`); each measurement:", "",
-              "```", rows[-1][1]["cmd"].replace(str(Path(tempfile.gettempdir())), "$TMP"), "```", ""]
+              "```", rows[-1][1]["cmd"], "```", ""]
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 

@@ -9,7 +9,7 @@ import pytest
 
 from lob.serving.launcher import PROFILES, ServerError, TritonServer, _backend_dir, _wheel_root
 
-from .conftest import PROJECT_REPO
+from .conftest import PROJECT_REPO, free_port
 
 
 def test_unknown_profile_lists_the_known_ones():
@@ -31,3 +31,15 @@ def test_backend_directory_has_the_python_stub_of_this_python(tmp_path):
     assert (python / "libtriton_python.so").is_file() and (python / "triton_python_backend_utils.py").is_file()
     stub = (python / "triton_python_backend_stub").read_bytes()
     assert f"libpython{sys.version_info.major}.{sys.version_info.minor}.so".encode() in stub
+
+
+def test_a_port_in_use_is_refused_before_starting(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServerError, match=f"grpc {port}"):
+            TritonServer(PROJECT_REPO, grpc_port=port, http_port=free_port(), metrics_port=free_port(),
+                         log_file=tmp_path / "log").start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,9 @@ class TritonServer:
     def start(self) -> "TritonServer":
         if self.profile.gpu and not _has_gpu():
             raise ServerError("this profile needs a CUDA GPU and none is visible (nvidia-smi); use --profile cpu")
+        busy = [f"{kind} {port}" for kind, port in self.ports.items() if not _port_free(port)]
+        if busy:  # else readiness could be answered by whatever holds the port
+            raise ServerError(f"port(s) in use: {', '.join(busy)}; pick others (--grpc-port/--http-port/--metrics-port)")
         root = _server_root(self.profile)
         self._tmp = tempfile.TemporaryDirectory(prefix="lob-triton-")
         backends = _backend_dir(root, self.profile, Path(self._tmp.name))
@@ -176,6 +180,16 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT of a past server is no conflict
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def _has_gpu() -> bool:
