@@ -14,8 +14,6 @@ import triton_python_backend_utils as pb_utils
 
 from lob.tokenizer import TickError, TickInput, Tokenizer
 
-_TICK_INPUTS = ("TS_NS", "BID_PX", "BID_SZ", "ASK_PX", "ASK_SZ", "TRADE_PX", "TRADE_SZ", "TRADE_SIDE")
-
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -39,10 +37,8 @@ class TritonPythonModel:
         return responses
 
     def _step(self, request):
-        corrid = int(pb_utils.get_input_tensor_by_name(request, "CORRID").as_numpy().reshape(-1)[0])
-        start = bool(pb_utils.get_input_tensor_by_name(request, "START").as_numpy().reshape(-1)[0])
-        end = bool(pb_utils.get_input_tensor_by_name(request, "END").as_numpy().reshape(-1)[0])
-        x = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in _TICK_INPUTS}
+        x = {t.name(): t.as_numpy() for t in request.inputs()}  # one pass, not a lookup per name
+        corrid, start, end = int(x["CORRID"].flat[0]), bool(x["START"].flat[0]), bool(x["END"].flat[0])
         tick = TickInput(ts_ns=int(x["TS_NS"][0, 0]), bid_px=x["BID_PX"][0], bid_sz=x["BID_SZ"][0],
                          ask_px=x["ASK_PX"][0], ask_sz=x["ASK_SZ"][0], trade_px=float(x["TRADE_PX"][0, 0]),
                          trade_sz=float(x["TRADE_SZ"][0, 0]), trade_side=int(x["TRADE_SIDE"][0, 0]))

@@ -46,9 +46,9 @@ class TritonPythonModel:
         responses = [None] * len(requests)
         steps = []  # (request index, slot, end, token (1, 1), features (1, F))
         for i, request in enumerate(requests):
-            corrid = int(_input(request, "CORRID").reshape(-1)[0])
+            x = {t.name(): t.as_numpy() for t in request.inputs()}  # one pass, not a lookup per name
             try:
-                steps.append(self._admit(i, corrid, request))
+                steps.append(self._admit(i, x))
             except _StepError as err:
                 responses[i] = _error(str(err))
         # Triton's oldest strategy keeps at most one request per sequence in flight, so the slots of a
@@ -61,10 +61,9 @@ class TritonPythonModel:
                     responses[i] = _error(f"mamba_lob_cpu: onnxruntime step failed: {err}")
         return responses
 
-    def _admit(self, i, corrid, request):
-        start = bool(_input(request, "START").reshape(-1)[0])
-        end = bool(_input(request, "END").reshape(-1)[0])
-        features = _input(request, "FEATURES")  # (1, F)
+    def _admit(self, i, x):
+        corrid, start, end = int(x["CORRID"].flat[0]), bool(x["START"].flat[0]), bool(x["END"].flat[0])
+        features = x["FEATURES"]  # (1, F)
         if features.shape[-1] != self.n_features:
             raise _StepError(f"sequence {corrid}: FEATURES has {features.shape[-1]} values, the model takes "
                              f"{self.n_features} (tokenizer and model from different exports?)")
@@ -82,7 +81,7 @@ class TritonPythonModel:
             raise _StepError(f"sequence {corrid}: no state slot (never started, ended, or idle longer than "
                              f"{self.idle_timeout_s:g} s); send this tick with the START flag")
         self.last_used[slot] = time.monotonic()
-        return i, slot, end, _input(request, "TOKEN"), features
+        return i, slot, end, x["TOKEN"], features
 
     def _run(self, steps, responses):
         n = len(steps)
@@ -122,10 +121,6 @@ class TritonPythonModel:
 
 class _StepError(Exception):
     """A request this model refuses; its message becomes the error response."""
-
-
-def _input(request, name):
-    return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
 
 
 def _error(message):
