@@ -127,7 +127,8 @@ def _drain_one(mux: Mux, events: queue.Queue, deadline: float) -> None:
 async def astream(ticks: Union[AsyncIterable[Tick], Iterable[Tick]], url: str = "localhost:8001",
                   model: str = "lob_stream", window: int = 1024, timeout_s: float = 10.0,
                   errors: Literal["record", "raise"] = "record", namespace: str = "") -> AsyncIterator[Prediction]:
-    """asyncio twin of `stream` (same arguments and guarantees); ``ticks`` may be sync or async."""
+    """asyncio twin of `stream` (same arguments and guarantees). ``ticks`` may be an async iterable or a
+    sync one that never blocks (a list); a live feed should be async, since a sync one is read on the loop."""
     mux = Mux(model, timeout_s, namespace)
     events: asyncio.Queue = asyncio.Queue()
     credits = asyncio.Semaphore(window)
