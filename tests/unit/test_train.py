@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -55,6 +56,17 @@ def test_run_folder_is_complete_and_records_the_split(data, tmp_path):
     assert {f["path"] for f in manifest["data"]["files"]} == {f"{s}/2024-01-02.parquet" for s in dataset}
     assert all(len(f["sha256"]) == 64 for f in manifest["data"]["files"])
     assert tokenizer.content_hash == manifest["tokenizer_hash"]
+
+
+def test_validation_part_shorter_than_the_window_trains(tmp_path):
+    # 4 symbols x 2 days x 500 events: each symbol's validation part (~100 ticks) is shorter than the
+    # default 256-tick window, so validation windows must use the shorter length
+    small = tmp_path / "small"
+    simulate_dataset(small, n_symbols=4, n_days=2, seed=0, events_per_day=500, start_date="2024-01-02")
+    run = train(small, tmp_path / "run", max_steps=2, eval_every=1)
+    curves = json.loads((run / "train_metrics.json").read_text())
+    assert curves["steps_run"] == 2 and len(curves["val_loss"]) == 2
+    assert all(np.isfinite(curves["val_loss"]))
 
 
 def test_tokenizer_sees_only_the_train_split(data, tmp_path):

@@ -108,12 +108,13 @@ def _val_picks(segs: list[Segment], window: int, limit: int) -> list[tuple[int, 
 
 
 @torch.no_grad()
-def _val_loss(model, segs, picks, cfg: TrainConfig) -> tuple[float, float, float]:
+def _val_loss(model, segs, picks, window: int, cfg: TrainConfig) -> tuple[float, float, float]:
+    """Loss, direction loss, next-event loss averaged over validation windows of ``window`` ticks."""
     model.eval()
     tot = np.zeros(2)
     for k in range(0, len(picks), cfg.batch_size):
         chunk = picks[k:k + cfg.batch_size]
-        l_dir, l_next = loss_terms(model, *_batch(segs, chunk, cfg.window))
+        l_dir, l_next = loss_terms(model, *_batch(segs, chunk, window))
         tot += np.array([float(l_dir), float(l_next)]) * len(chunk)
     model.train()
     d, n = tot / len(picks)
@@ -148,7 +149,7 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
     short = [s.symbol for s in train_segs if len(s.tokens) < cfg.window]
     if short:
         raise ValueError(f"{data}: symbol(s) {short} have fewer train ticks than the window ({cfg.window})")
-    val_window = min(cfg.window, min(len(s.tokens) for s in val_segs))
+    val_window = min(cfg.window, min(len(s.tokens) for s in val_segs))  # a short day's val part may be shorter
     val_picks = _val_picks(val_segs, val_window, cfg.max_val_windows)
 
     torch.manual_seed(cfg.seed)
@@ -188,7 +189,7 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
                          ("train_next", l_next.item()), ("lr", opt.param_groups[0]["lr"])):
                 curves[k].append(v)
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
-                val, v_dir, v_next = _val_loss(model, val_segs, val_picks, cfg)
+                val, v_dir, v_next = _val_loss(model, val_segs, val_picks, val_window, cfg)
                 for k, v in (("val_step", step + 1), ("val_loss", val), ("val_dir", v_dir), ("val_next", v_next)):
                     curves[k].append(v)
                 if val < best[0]:
