@@ -7,6 +7,8 @@ import onnxruntime as ort
 import pyarrow.parquet as pq
 import pytest
 import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from lob.data.simulator import simulate_dataset
 from lob.export import export_repository
@@ -15,6 +17,7 @@ from lob.run import sha256_file
 from lob.schema import load_dataset
 from lob.tokenizer import TickInput, Tokenizer
 from lob.train import train
+from lob.validate import validate_repository
 
 PROJECT_REPO = Path(__file__).resolve().parents[2] / "model_repository"
 N_TICKS = 2000
@@ -30,9 +33,10 @@ def data_and_run(tmp_path_factory):
 
 
 def _repo(tmp_path: Path) -> Path:
+    """A copy of the project's model repository without build products."""
     repo = tmp_path / "repo"
-    (repo / "mamba_lob_cpu").mkdir(parents=True)
-    shutil.copy(PROJECT_REPO / "mamba_lob_cpu" / "config.pbtxt", repo / "mamba_lob_cpu" / "config.pbtxt")
+    shutil.copytree(PROJECT_REPO, repo, ignore=shutil.ignore_patterns(
+        "model.onnx", "model_fp16.onnx", "model.plan", "tokenizer.json", "export.json", "__pycache__"))
     return repo
 
 
@@ -47,7 +51,7 @@ def test_repository_files_and_version(data_and_run, tmp_path):
     assert (repo / "lob_tokenizer/1/tokenizer.json").read_bytes() == (run / "tokenizer.json").read_bytes()
     assert info["config"]["vocab_size"] == tok.vocab_size and info["config"]["n_features"] == tok.n_features
     # no temp files left next to the artifacts
-    assert sorted(p.name for p in (repo / "mamba_lob_cpu/1").iterdir()) == ["export.json", "model.onnx"]
+    assert sorted(p.name for p in (repo / "mamba_lob_cpu/1").iterdir()) == ["export.json", "model.onnx", "model.py"]
 
 
 def test_refuses_a_folder_that_is_not_a_model_repository(data_and_run, tmp_path):
@@ -95,3 +99,25 @@ def test_onnx_stepped_over_the_token_stream_matches_lob_predict(data_and_run, tm
     clear = top_p[:, 0] - top_p[:, 1] > 1e-4
     assert clear.sum() >= 100  # not a vacuous check (an undertrained model has many near ties)
     assert np.array_equal(top_ids[clear, 0], np.asarray(offline["next_token_top1"])[clear])
+
+
+def test_export_of_another_preset_fits_the_gpu_state_dims(data_and_run, tmp_path):
+    """The committed GPU configs are sized for `tiny`; exporting `small` must still give a valid repository."""
+    data, _ = data_and_run
+    run = train(data, tmp_path / "small", preset="small", max_steps=2, window=16, batch_size=2, eval_every=1,
+                max_val_windows=1)
+    repo = _repo(tmp_path)
+    assert validate_repository(repo) == []
+    export_repository(run, repo)
+    assert validate_repository(repo) == []  # checks the GPU ONNX I/O against the rewritten state dims
+    cfg = json.loads((repo / "mamba_lob_cpu/1/export.json").read_text())["config"]
+    d_inner = cfg["expand"] * cfg["d_model"]
+    want = {"STATE_CONV_IN": [cfg["n_layer"], d_inner, cfg["d_conv"] - 1],
+            "STATE_SSM_IN": [cfg["n_layer"], d_inner, cfg["d_state"]]}
+    for name in ("mamba_lob_onnx", "mamba_lob_trt_fp16", "mamba_lob_trt_bf16"):
+        config = text_format.Parse((repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        got = {st.input_name: list(st.dims) for st in config.sequence_batching.state}
+        assert got == want, name
+        assert all(list(st.initial_state[0].dims) == want[st.input_name] for st in config.sequence_batching.state)
+    assert (repo / "mamba_lob_onnx/1/model.onnx").read_bytes() == (repo / "mamba_lob_cpu/1/model.onnx").read_bytes()
+    assert (repo / "mamba_lob_onnx/1/model_fp16.onnx").is_file()
