@@ -15,21 +15,6 @@ N_FEATURES, VOCAB = 12, 64
 
 
 @pytest.fixture(scope="module")
-def step_onnx(tmp_path_factory) -> Path:
-    """A tiny random Mamba-LOB step model, exported as `lob export` does."""
-    onnx_step = pytest.importorskip("lob.onnx_step", reason="lob.onnx_step (export_step_onnx) not written yet")
-    import torch
-
-    from lob.model import MambaLOB, config_from_preset
-
-    torch.manual_seed(0)
-    model = MambaLOB(config_from_preset("tiny", vocab_size=VOCAB, n_features=N_FEATURES)).eval()
-    path = tmp_path_factory.mktemp("export") / "model.onnx"
-    onnx_step.export_step_onnx(model, path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def fp16_onnx(step_onnx: Path) -> Path:
     return convert_fp16(step_onnx, step_onnx.with_name("model_fp16.onnx"))
 

@@ -15,20 +15,6 @@ REPO = Path(__file__).resolve().parents[2] / "model_repository"
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 
-@pytest.fixture(scope="module")
-def step_onnx(tmp_path_factory) -> Path:
-    """A tiny random Mamba-LOB step model, exported as `lob export` does."""
-    onnx_step = pytest.importorskip("lob.onnx_step", reason="lob.onnx_step (export_step_onnx) not written yet")
-    import torch
-
-    from lob.model import MambaLOB, config_from_preset
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("export") / "model.onnx"
-    onnx_step.export_step_onnx(MambaLOB(config_from_preset("tiny", vocab_size=64, n_features=12)).eval(), path)
-    return path
-
-
 @pytest.fixture
 def repo(tmp_path: Path, step_onnx: Path) -> Path:
     """The committed repository after `lob export`."""

@@ -24,21 +24,6 @@ def repo(tmp_path: Path) -> Path:
     return Path(shutil.copytree(REPO, tmp_path / "model_repository", ignore=ARTIFACTS))
 
 
-@pytest.fixture(scope="session")
-def step_onnx(tmp_path_factory) -> Path:
-    """A tiny random Mamba-LOB step model exported as `lob export` does, with the committed configs' dims."""
-    onnx_step = pytest.importorskip("lob.onnx_step", reason="lob.onnx_step (export_step_onnx) not written yet")
-    import torch
-
-    from lob.model import MambaLOB, config_from_preset
-
-    torch.manual_seed(0)
-    model = MambaLOB(config_from_preset("tiny", vocab_size=64, n_features=12)).eval()
-    path = tmp_path_factory.mktemp("export") / "model.onnx"
-    onnx_step.export_step_onnx(model, path)
-    return path
-
-
 @pytest.fixture
 def exported(repo: Path, step_onnx: Path) -> Path:
     """The repository copy after `lob export`: the step model where the ONNX models read it."""
