@@ -3,7 +3,9 @@
 Conv/SSM states live in a slot pool preallocated at load time, ``(pool_size, n_layer, d_inner, ·)``;
 a sequence (correlation id) owns one slot from its START to its END, or until it has been idle for
 the config's ``sequence_batching.max_sequence_idle_microseconds``. Per execute: gather the batch's
-slots -> one ``InferenceSession.run`` -> scatter the new states back. Config ``parameters``:
+slots -> one onnxruntime run -> scatter the new states back. Inputs and outputs live in buffers
+preallocated at load time, bound once per batch size (``IOBinding``), so a step allocates no arrays
+and skips onnxruntime's per-call feed/fetch conversion (~15 µs of a ~110 µs tiny-preset step). Config ``parameters``:
 ``pool_size`` (slots), ``intra_op_threads`` (onnxruntime).
 """
 import json
@@ -31,8 +33,10 @@ class TritonPythonModel:
         max_batch = int(config["max_batch_size"])
         self.conv = np.zeros((pool_size, *shapes["STATE_CONV_IN"][1:]), np.float32)  # (P, n_layer, d_inner, d_conv-1)
         self.ssm = np.zeros((pool_size, *shapes["STATE_SSM_IN"][1:]), np.float32)  # (P, n_layer, d_inner, d_state)
-        self.conv_in = np.empty((max_batch, *self.conv.shape[1:]), np.float32)  # gather buffers, (B, ...)
-        self.ssm_in = np.empty((max_batch, *self.ssm.shape[1:]), np.float32)
+        # the graph's inputs and outputs for up to max_batch rows; a batch of n uses the first n
+        self.inputs = {i.name: np.empty((max_batch, *i.shape[1:]), _DTYPES[i.type]) for i in self.session.get_inputs()}
+        self.outputs = {o.name: np.empty((max_batch, *o.shape[1:]), _DTYPES[o.type]) for o in self.session.get_outputs()}
+        self.bindings = {}  # batch size -> IOBinding of the first n rows of every buffer
         self.free = list(range(pool_size - 1, -1, -1))  # stack of free slots, lowest on top
         self.slot_of = {}  # correlation id -> slot
         self.owner = [None] * pool_size  # slot -> correlation id
@@ -85,17 +89,17 @@ class TritonPythonModel:
 
     def _run(self, steps, responses):
         n = len(steps)
+        x, y = self.inputs, self.outputs
         slots = np.fromiter((s for _, s, *_ in steps), np.int64, n)
-        conv_in, ssm_in = self.conv_in[:n], self.ssm_in[:n]
-        np.take(self.conv, slots, axis=0, out=conv_in)  # (n, n_layer, d_inner, d_conv-1)
-        np.take(self.ssm, slots, axis=0, out=ssm_in)  # (n, n_layer, d_inner, d_state)
-        dir_probs, topk_ids, topk_probs, conv_out, ssm_out = self.session.run(
-            ["DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "STATE_CONV_OUT", "STATE_SSM_OUT"],
-            {"TOKEN": np.concatenate([s[3] for s in steps]).astype(np.int64, copy=False),  # (n, 1)
-             "FEATURES": np.concatenate([s[4] for s in steps]).astype(np.float32, copy=False),  # (n, F)
-             "STATE_CONV_IN": conv_in, "STATE_SSM_IN": ssm_in})
-        self.conv[slots] = conv_out
-        self.ssm[slots] = ssm_out
+        np.concatenate([s[3] for s in steps], out=x["TOKEN"][:n])  # (n, 1)
+        np.concatenate([s[4] for s in steps], out=x["FEATURES"][:n])  # (n, F)
+        np.take(self.conv, slots, axis=0, out=x["STATE_CONV_IN"][:n])  # (n, n_layer, d_inner, d_conv-1)
+        np.take(self.ssm, slots, axis=0, out=x["STATE_SSM_IN"][:n])  # (n, n_layer, d_inner, d_state)
+        self.session.run_with_iobinding(self._binding(n))
+        self.conv[slots] = y["STATE_CONV_OUT"][:n]
+        self.ssm[slots] = y["STATE_SSM_OUT"][:n]
+        # copies: the output buffers are overwritten by the next execute
+        dir_probs, topk_ids, topk_probs = (y[k][:n].copy() for k in ("DIR_PROBS", "TOPK_IDS", "TOPK_PROBS"))
         for row, (i, slot, end, *_) in enumerate(steps):
             responses[i] = pb_utils.InferenceResponse(output_tensors=[
                 pb_utils.Tensor("DIR_PROBS", dir_probs[row:row + 1]),  # (1, 3, 3)
@@ -105,6 +109,17 @@ class TritonPythonModel:
             ])
             if end:
                 self._release(slot)
+
+    def _binding(self, n):
+        """The IOBinding of the first ``n`` rows of the input and output buffers (made once per n)."""
+        binding = self.bindings.get(n)
+        if binding is None:
+            binding = self.bindings[n] = self.session.io_binding()
+            for name, a in self.inputs.items():
+                binding.bind_input(name, "cpu", 0, a.dtype, [n, *a.shape[1:]], a.ctypes.data)
+            for name, a in self.outputs.items():
+                binding.bind_output(name, "cpu", 0, a.dtype, [n, *a.shape[1:]], a.ctypes.data)
+        return binding
 
     def _release(self, slot):
         del self.slot_of[self.owner[slot]]
@@ -117,6 +132,9 @@ class TritonPythonModel:
         self.next_sweep = now + min(self.idle_timeout_s, 1.0)
         for slot in [s for s in self.slot_of.values() if now - self.last_used[s] > self.idle_timeout_s]:
             self._release(slot)
+
+
+_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64}  # onnxruntime type names
 
 
 class _StepError(Exception):
