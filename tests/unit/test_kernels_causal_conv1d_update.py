@@ -8,30 +8,11 @@ import sys
 import pytest
 import torch
 
-# No GPU: the kernels run on CPU tensors through the Triton interpreter. Triton reads TRITON_INTERPRET when a kernel
-# is defined (this import) and again at launch (the fixture below); it is unset in between so that it does not leak
-# into other tests' processes.
-INTERPRET = not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ
-if INTERPRET:
-    os.environ["TRITON_INTERPRET"] = "1"
-from lobkernels import causal_conv1d_update, causal_conv1d_update_ref  # noqa: E402
-import triton.language as tl  # noqa: E402
-from triton.runtime.jit import JITFunction  # noqa: E402
-if INTERPRET:
-    del os.environ["TRITON_INTERPRET"]
-    if isinstance(tl.sum, JITFunction):  # triton's own helpers were defined before: the interpreter cannot run them
-        raise RuntimeError("triton was imported in this process before these tests could select its interpreter: "
-                           "run them with TRITON_INTERPRET=1 in the environment")
+from lobkernels import causal_conv1d_update, causal_conv1d_update_ref
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def triton_interpreter():
-    with pytest.MonkeyPatch.context() as env:
-        if INTERPRET:
-            env.setenv("TRITON_INTERPRET", "1")
-        yield
+pytestmark = pytest.mark.usefixtures("triton_interpreter")
 
 
 TOL = {torch.float32: (3e-4, 1e-3), torch.float16: (5e-3, 1e-2), torch.bfloat16: (1e-2, 5e-2)}

@@ -1,28 +1,14 @@
 """Mamba-LOB gives the same outputs on its PyTorch path and on lobkernels' Triton kernels (the CUDA path),
 run here on CPU through the Triton interpreter."""
-import os
 
 import pytest
 import torch
 
-INTERPRET = not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ
-if INTERPRET:  # select triton's interpreter before its first import (see tests/unit/test_kernels_*.py)
-    os.environ["TRITON_INTERPRET"] = "1"
-import lobkernels  # noqa: E402,F401
-if INTERPRET:
-    del os.environ["TRITON_INTERPRET"]
-
-from lob.model import MambaLOB, config_from_preset, kernel_backend  # noqa: E402
+from lob.model import MambaLOB, config_from_preset, kernel_backend
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def triton_interpreter():
-    with pytest.MonkeyPatch.context() as env:
-        if INTERPRET:
-            env.setenv("TRITON_INTERPRET", "1")
-        yield
+pytestmark = pytest.mark.usefixtures("triton_interpreter")
 
 
 @pytest.fixture(scope="module")
