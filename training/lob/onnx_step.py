@@ -7,8 +7,9 @@ down/flat/up), ``TOPK_IDS`` int64 (B, K) and ``TOPK_PROBS`` float32 (B, K) (top-
 unrolled), so TensorRT can build it. Uses the dynamo exporter (torch.export + onnxscript), the default of
 ``torch.onnx.export``, at opset 18 (the TorchScript exporter cannot export ``rms_norm``).
 
-The exported graph then gets two folds that keep its results to float rounding (``lean_step_graph``): onnxruntime's CPU run of this
-small graph costs ~1.3 µs per node whatever the node does, so every node taken out is served latency.
+The exported graph then gets two folds that keep its results to float rounding (``lean_step_graph``):
+onnxruntime's CPU run of this small graph costs ~1.3 µs per node whatever the node does, so every
+node taken out is served latency.
 """
 from __future__ import annotations
 
