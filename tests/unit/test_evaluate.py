@@ -91,8 +91,6 @@ def test_logreg_baseline_learns_a_linear_rule():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured short at h10: the model, like logistic regression, finds no "
-                   "direction calls above 50% precision 10 ticks ahead and ties the majority baseline")
 def test_default_tiny_run_beats_every_baseline(tmp_path):
     """The README's promise: `lob simulate` defaults, `lob train` defaults, `lob evaluate` -> above every baseline."""
     from typer.testing import CliRunner
@@ -106,5 +104,12 @@ def test_default_tiny_run_beats_every_baseline(tmp_path):
         result = cli.invoke(app, args)
         assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    short = {k: v for k, v in m["margins"].items() if v <= 0}
+    h10 = "direction.h10.accuracy"
+    short = {k: v for k, v in m["margins"].items() if v <= 0 and k != h10}
     assert not short, f"at or below the best baseline: {short}"
+    if m["margins"][h10] <= 0:
+        # ~96% of h10 labels are flat and no state of the simulated book makes a 10-tick move past the
+        # cost band more likely than not (measured on the train split), so the majority's accuracy is the
+        # ceiling: the model may tie it but every direction call it makes there costs accuracy
+        assert m["margins"][h10] > -0.001, m["margins"][h10]
+        pytest.xfail(f"h10 accuracy {m['margins'][h10]:+.4f} vs the majority baseline")
