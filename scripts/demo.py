@@ -1,6 +1,6 @@
 """`make demo`: a user's day on a laptop, with the same `lob` commands a user types.
 
-simulate 4 symbols x 4 days -> train `tiny` on the first 3 days -> evaluate against baselines -> export
+simulate 4 symbols x 4 days (the default data set plus a day) -> train `tiny` on the first 3 days -> evaluate against baselines -> export
 -> offline `lob predict` of the held-out 4th day -> `lob serve` (real tritonserver) -> `lob stream` the
 held-out day over gRPC -> check served == offline per tick, print accuracy and latency -> stop the server.
 """
@@ -76,7 +76,8 @@ def main() -> None:
     data, heldout, run, repo = out / "data", out / "heldout", out / "run", out / "model_repository"
     t0 = time.time()
 
-    sh("simulate", "--out", str(data), "--symbols", str(args.symbols), "--days", "4", "--seed", "7",
+    # `lob simulate` defaults (seed 0) plus a 4th day: days 1-3 are byte-identical to the default data set
+    sh("simulate", "--out", str(data), "--symbols", str(args.symbols), "--days", "4", "--seed", "0",
        "--events-per-day", str(args.events_per_day))
     split_heldout_day(data, heldout)
     sh("train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--seed", "0")
