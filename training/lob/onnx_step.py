@@ -13,6 +13,9 @@ node taken out is served latency.
 """
 from __future__ import annotations
 
+import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -59,7 +62,10 @@ def export_step_onnx(model: MambaLOB, path: Path, opset: int = 18) -> None:
     dynamic_shapes = {name: {0: batch_dim} for name in INPUT_NAMES}
 
     def write(tmp: str) -> None:
-        with torch.no_grad():
+        # the exporter logs torch-internal notices (torchvision absent, deprecations) that say nothing
+        # about this model; real failures still raise
+        with torch.no_grad(), warnings.catch_warnings(), _quiet("torch.onnx"):
+            warnings.simplefilter("ignore", (FutureWarning, UserWarning, DeprecationWarning))
             torch.onnx.export(graph, args, tmp, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                               opset_version=opset, dynamo=True, verbose=False, dynamic_shapes=dynamic_shapes,
                               external_data=False)
@@ -67,6 +73,18 @@ def export_step_onnx(model: MambaLOB, path: Path, opset: int = 18) -> None:
         onnx.checker.check_model(tmp, full_check=True)
 
     atomic_write(Path(path), write)
+
+
+@contextmanager
+def _quiet(logger_name: str):
+    """Raise ``logger_name``'s level to ERROR for the duration."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def lean_step_graph(model: onnx.ModelProto) -> onnx.ModelProto:
