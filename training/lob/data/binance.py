@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from lob.data.lobster import fail_first, print_import_summary, read_numeric_csv
+from lob.data.csvio import fail_first, print_import_summary, read_numeric_csv
 from lob.schema import Ticks, TickDataError, day_path, validate, write_ticks
 
 COLUMNS = {
