@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch==2.13.0 first: any other spec pulls the CUDA wheels (several GB).
 	$(BIN)/pip install -q "numpy<2" torch==2.13.0
-	$(BIN)/pip install -q -e ".[serve,kernels,test]" -e ./client
+	$(BIN)/pip install -q -e ".[train,serve,kernels,test]" -e ./client
 	touch $(STAMP)
 
 venv: $(STAMP)

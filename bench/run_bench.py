@@ -22,7 +22,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from lob.schema import load_dataset
+from lob.data.schema import load_dataset
 from lob.serving.launcher import TritonServer
 
 HERE = Path(__file__).resolve().parent

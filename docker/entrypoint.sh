@@ -22,7 +22,7 @@ fi
 case "$profile" in
   gpu-onnx)
     if [[ ! -f "$repo/mamba_lob_onnx/1/model.onnx" ]]; then
-      python3 -c "import sys; from lob.onnx_fp16 import write_gpu_variants; write_gpu_variants(sys.argv[1])" "$repo"
+      python3 -c "import sys; from lob.export.onnx_fp16 import write_gpu_variants; write_gpu_variants(sys.argv[1])" "$repo"
     fi ;;
   gpu-fp16|gpu-bf16)
     precision="${profile#gpu-}"

@@ -49,8 +49,9 @@ def split_heldout_day(data: Path, heldout: Path) -> None:
 def direction_accuracy(pred: dict, data: Path, fee_bps: float) -> dict:
     """Direction accuracy per horizon on the held-out day: served predictions, and always predicting flat
     (the majority class of every horizon on the train split)."""
-    from lob.labels import HORIZONS, IGNORE, tick_targets
-    from lob.schema import load_dataset
+    from lob.contract import HORIZONS
+    from lob.data.schema import load_dataset
+    from lob.training.labels import IGNORE, tick_targets
 
     hits, flat, n = np.zeros(len(HORIZONS)), np.zeros(len(HORIZONS)), np.zeros(len(HORIZONS))
     symbols = np.asarray(pred["symbol"])

@@ -15,7 +15,7 @@ class Tick:
     """One L2 book event of one symbol: the book after the event, and the trade print if it was a trade.
 
     Books are given best level first with up to 10 levels per side; shorter books are padded with empty
-    levels (price 0, size 0), as in the canonical tick table (`lob.schema`). Prices in price units,
+    levels (price 0, size 0), as in the canonical tick table (`lob.data.schema`). Prices in price units,
     sizes in shares/contracts/coins, ``ts_ns`` in ns since the Unix epoch (UTC), non-decreasing per
     symbol. ``trade_side``: +1 buyer-initiated, -1 seller-initiated, 0 no trade (then trade_px =
     trade_sz = 0). Validation (finite, non-negative, uncrossed, time order) is the server's: a bad

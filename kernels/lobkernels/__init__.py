@@ -1,18 +1,24 @@
 """lobkernels: Triton-language kernels for Mamba-LOB, drop-in compatible with mamba_ssm / causal-conv1d.
 
-Each op has a Triton kernel behind a checked wrapper and a plain-PyTorch reference (`*_ref`) of the same signature.
-Kernels run on CUDA tensors, or on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1 set before import).
+Each op has a Triton kernel behind a checked wrapper (one module per op) and a plain-PyTorch reference
+(`*_ref`, all in `lobkernels.reference`) of the same signature. Kernels run on CUDA tensors, or on CPU
+tensors under the Triton interpreter (TRITON_INTERPRET=1 set before the kernel's module is imported).
+The kernels are imported on first use, so ``import lobkernels`` and the references need no triton.
 """
+import importlib
 
-from lobkernels.causal_conv import causal_conv1d_update, causal_conv1d_update_ref
-from lobkernels.selective_scan import selective_scan_fn, selective_scan_ref
-from lobkernels.state_update import selective_state_update, selective_state_update_ref
+from lobkernels.reference import causal_conv1d_update_ref, selective_scan_ref, selective_state_update_ref
 
-__all__ = [
-    "causal_conv1d_update",
-    "causal_conv1d_update_ref",
-    "selective_scan_fn",
-    "selective_scan_ref",
-    "selective_state_update",
-    "selective_state_update_ref",
-]
+_KERNEL_MODULES = {
+    "selective_scan_fn": "lobkernels.selective_scan",
+    "selective_state_update": "lobkernels.state_update",
+    "causal_conv1d_update": "lobkernels.causal_conv",
+}
+
+__all__ = [*_KERNEL_MODULES, "causal_conv1d_update_ref", "selective_scan_ref", "selective_state_update_ref"]
+
+
+def __getattr__(name: str):
+    if name in _KERNEL_MODULES:
+        return getattr(importlib.import_module(_KERNEL_MODULES[name]), name)
+    raise AttributeError(f"module 'lobkernels' has no attribute {name!r}")

@@ -13,11 +13,10 @@ weight: (dim, width); bias: (dim,); activation: None, "silu" or "swish" (= silu)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from lobkernels.checks import expect_float, expect_ndim, expect_same_device, expect_shape
+from lobkernels.checks import check_conv_args, expect_same_device
 
 BLOCK_DIM = 64  # channels per program: the work per channel is tiny, so programs are made wide instead
 
@@ -74,29 +73,9 @@ def _causal_conv1d_update_kernel(
              mask=mask_d[:, None] & in_state[None, :])
 
 
-def _check_args(x, conv_state, weight, bias, activation):
-    if activation not in (None, "silu", "swish"):
-        raise ValueError(f"activation must be None, 'silu' or 'swish', got {activation!r}")
-    expect_ndim("x", x, (2, 3), "(batch, dim) or (batch, dim, seqlen)")
-    expect_ndim("weight", weight, (2,), "(dim, width)")
-    batch, dim = x.shape[:2]
-    width = weight.shape[1]
-    expect_shape("weight", weight, (dim, width))
-    expect_ndim("conv_state", conv_state, (3,), "(batch, dim, state_len)")
-    state_len = conv_state.shape[2]
-    expect_shape("conv_state", conv_state, (batch, dim, state_len))
-    if state_len < width - 1:
-        raise ValueError(f"conv_state holds {state_len} steps but a width-{width} conv needs at least {width - 1}")
-    if bias is not None:
-        expect_shape("bias", bias, (dim,))
-    for name, t in (("x", x), ("conv_state", conv_state), ("weight", weight), ("bias", bias)):
-        if t is not None:
-            expect_float(name, t)
-
-
 def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
     """Returns out with x's shape and dtype; shifts x into conv_state in place. Shapes in the module docstring."""
-    _check_args(x, conv_state, weight, bias, activation)
+    check_conv_args(x, conv_state, weight, bias, activation)
     expect_same_device({"x": x, "conv_state": conv_state, "weight": weight, "bias": bias},
                        _causal_conv1d_update_kernel)
     one_step = x.dim() == 2
@@ -114,20 +93,3 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
         BLOCK_DIM=BLOCK_DIM, BLOCK_STATE=max(1, triton.next_power_of_2(state_len)),  # width 1 keeps no state
     )
     return out.squeeze(-1) if one_step else out
-
-
-def causal_conv1d_update_ref(x, conv_state, weight, bias=None, activation=None):
-    """PyTorch reference: causal-conv1d's causal_conv1d_update_ref without cache_seqlens."""
-    _check_args(x, conv_state, weight, bias, activation)
-    dtype_in = x.dtype
-    one_step = x.dim() == 2
-    if one_step:
-        x = x.unsqueeze(-1)
-    dim, seqlen = x.shape[1], x.shape[2]
-    state_len = conv_state.shape[-1]
-    x_all = torch.cat([conv_state, x], dim=-1).to(weight.dtype)  # (batch, dim, state_len + seqlen)
-    conv_state.copy_(x_all[:, :, x_all.shape[-1] - state_len:])  # not [-state_len:], which is all for 0
-    out = F.conv1d(x_all, weight.unsqueeze(1), bias, padding=0, groups=dim)[:, :, -seqlen:]
-    if one_step:
-        out = out.squeeze(-1)
-    return (out if activation is None else F.silu(out)).to(dtype=dtype_in)

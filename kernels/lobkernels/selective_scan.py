@@ -16,7 +16,6 @@ costs milliseconds per step; compiled, it makes no difference.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -381,32 +380,3 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
     # Checkpoints only when a backward can follow (ctx.needs_input_grad stays True under torch.no_grad).
     save_checkpoints = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     return SelectiveScanFn.apply(*tensors, delta_softplus, return_last_state, save_checkpoints)
-
-
-def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                       return_last_state=False, initial_state=None):
-    """PyTorch reference: mamba_ssm's selective_scan_ref for real A and B, C of shape (batch, dstate, L),
-    plus initial_state."""
-    dtype_in = u.dtype
-    u = u.float()
-    delta = delta.float()
-    if delta_bias is not None:
-        delta = delta + delta_bias[..., None].float()
-    if delta_softplus:
-        delta = F.softplus(delta)
-    batch, dim, dstate = u.shape[0], A.shape[0], A.shape[1]
-    B = B.float()
-    C = C.float()
-    x = A.new_zeros((batch, dim, dstate), dtype=torch.float32) if initial_state is None else initial_state.float()
-    delta_A = torch.exp(torch.einsum("bdl,dn->bdln", delta, A.float()))  # (batch, dim, L, dstate)
-    delta_B_u = torch.einsum("bdl,bnl,bdl->bdln", delta, B, u)  # (batch, dim, L, dstate)
-    ys = []
-    for i in range(u.shape[2]):
-        x = delta_A[:, :, i] * x + delta_B_u[:, :, i]
-        ys.append(torch.einsum("bdn,bn->bd", x, C[:, :, i]))
-    y = torch.stack(ys, dim=2)  # (batch, dim, L)
-    out = y if D is None else y + u * D.float()[:, None]
-    if z is not None:
-        out = out * F.silu(z.float())
-    out = out.to(dtype=dtype_in)
-    return (out, x) if return_last_state else out

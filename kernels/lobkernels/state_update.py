@@ -19,12 +19,11 @@ Not autotuned: autotuning reruns the kernel, which would apply the update to the
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
 from lobkernels.activations import softplus
-from lobkernels.checks import expect_float, expect_ndim, expect_same_device, expect_shape
+from lobkernels.checks import as_heads, check_state_indices, expect_float, expect_same_device
 
 
 def _block_dim_and_warps(dstate: int) -> tuple[int, int]:
@@ -106,59 +105,6 @@ def _selective_state_update_kernel(
              out.to(out_ptr.dtype.element_ty), mask=out_mask)
 
 
-def _as_heads(state, x, dt, A, B, C, D, z, dt_bias):
-    """Validate either form and return 4-D/3-D multi-head views (the plain form gets nheads = ngroups = 1)."""
-    expect_ndim("state", state, (3, 4), "(batch, dim, dstate) or (batch, nheads, dim, dstate)")
-    if state.dim() == 3:
-        _, dim, dstate = state.shape
-        expect_ndim("x", x, (2,), "(batch, dim) for a 3-D state")
-        batch = x.shape[0]
-        expect_shape("x", x, (batch, dim))
-        expect_shape("dt", dt, (batch, dim))
-        expect_shape("A", A, (dim, dstate))
-        expect_shape("B", B, (batch, dstate))
-        expect_shape("C", C, (batch, dstate))
-        for name, t in (("D", D), ("dt_bias", dt_bias)):
-            if t is not None:
-                expect_shape(name, t, (dim,))
-        if z is not None:
-            expect_shape("z", z, (batch, dim))
-        views = [state.unsqueeze(1), x.unsqueeze(1), dt.unsqueeze(1), A.unsqueeze(0), B.unsqueeze(1),
-                 C.unsqueeze(1)]
-        views += [t.unsqueeze(0) if t is not None else None for t in (D, dt_bias)]
-        views += [z.unsqueeze(1) if z is not None else None]
-        return views
-    _, nheads, dim, dstate = state.shape
-    expect_ndim("x", x, (3,), "(batch, nheads, dim) for a 4-D state")
-    batch = x.shape[0]
-    expect_shape("x", x, (batch, nheads, dim))
-    expect_shape("dt", dt, (batch, nheads, dim))
-    expect_shape("A", A, (nheads, dim, dstate))
-    expect_ndim("B", B, (3,), "(batch, ngroups, dstate)")
-    ngroups = B.shape[1]
-    if ngroups == 0 or nheads % ngroups != 0:
-        raise ValueError(f"nheads ({nheads}) must be a multiple of ngroups (B.shape[1] = {ngroups})")
-    expect_shape("B", B, (batch, ngroups, dstate))
-    expect_shape("C", C, (batch, ngroups, dstate))
-    for name, t in (("D", D), ("dt_bias", dt_bias)):
-        if t is not None:
-            expect_shape(name, t, (nheads, dim))
-    if z is not None:
-        expect_shape("z", z, (batch, nheads, dim))
-    return [state, x, dt, A, B, C, D, dt_bias, z]
-
-
-def _check_indices(state_batch_indices, batch: int, state_rows: int) -> None:
-    if state_batch_indices is None:
-        if state_rows != batch:
-            raise ValueError(f"state has {state_rows} rows but x has batch {batch}; "
-                             "pass state_batch_indices to address a larger state pool")
-        return
-    expect_shape("state_batch_indices", state_batch_indices, (batch,))
-    if state_batch_indices.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"state_batch_indices must be int32 or int64, got {state_batch_indices.dtype}")
-
-
 def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False,
                            state_batch_indices=None):
     """One step; updates `state` in place and returns out (batch, dim) or (batch, nheads, dim) in x's dtype.
@@ -174,10 +120,10 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
         if t is not None:
             expect_float(name, t)
     has_heads = state.dim() == 4
-    state4, x3, dt3, A3, B3, C3, D2, dt_bias2, z3 = _as_heads(state, x, dt, A, B, C, D, z, dt_bias)
+    state4, x3, dt3, A3, B3, C3, D2, dt_bias2, z3 = as_heads(state, x, dt, A, B, C, D, z, dt_bias)
     pool, nheads, dim, dstate = state4.shape
     batch = x3.shape[0]
-    _check_indices(state_batch_indices, batch, pool)
+    check_state_indices(state_batch_indices, batch, pool)
     out = torch.empty_like(x3, memory_format=torch.contiguous_format)
     block_dim, num_warps = _block_dim_and_warps(dstate)
     block_n = triton.next_power_of_2(dstate)
@@ -195,41 +141,4 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
         HAS_STATE_BATCH_INDICES=state_batch_indices is not None,
         BLOCK_DIM=block_dim, BLOCK_N=block_n, num_warps=num_warps,
     )
-    return out if has_heads else out.squeeze(1)
-
-
-def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False,
-                               state_batch_indices=None):
-    """PyTorch reference: mamba_ssm's selective_state_update_ref, plus state_batch_indices (padding rows as above)."""
-    has_heads = state.dim() == 4
-    state4, x, dt, A, B, C, D, dt_bias, z = _as_heads(state, x, dt, A, B, C, D, z, dt_bias)
-    pool, nheads, dim, dstate = state4.shape
-    batch = x.shape[0]
-    _check_indices(state_batch_indices, batch, pool)
-    if state_batch_indices is None:
-        s = state4.float()  # (batch, nheads, dim, dstate)
-    else:
-        rows = state_batch_indices.long()
-        valid = (rows >= 0) & (rows < pool)
-        rows = torch.where(valid, rows, 0)
-        s = torch.where(valid[:, None, None, None], state4[rows].float(), 0.0)  # padding requests see zeros
-    if dt_bias is not None:
-        dt = dt + dt_bias
-    dt = F.softplus(dt) if dt_softplus else dt
-    dA = torch.exp(dt[..., None] * A)  # (batch, nheads, dim, dstate)
-    heads_per_group = nheads // B.shape[1]
-    B = B.repeat_interleave(heads_per_group, dim=1)  # (batch, nheads, dstate)
-    C = C.repeat_interleave(heads_per_group, dim=1)
-    dB = dt[..., None] * B[:, :, None, :]  # (batch, nheads, dim, dstate)
-    s = (s * dA + dB * x[..., None]).to(state4.dtype)
-    if state_batch_indices is None:
-        state4.copy_(s)
-    else:
-        state4[rows[valid]] = s[valid]
-    out = torch.einsum("bhdn,bhn->bhd", s.to(C.dtype), C)
-    if D is not None:
-        out += (x * D).to(out.dtype)
-    out = (out if z is None else out * F.silu(z)).to(x.dtype)
-    if state_batch_indices is not None:
-        out = torch.where(valid[:, None, None], out, 0.0).to(x.dtype)
     return out if has_heads else out.squeeze(1)

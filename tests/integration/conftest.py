@@ -43,8 +43,8 @@ def run_dir(tmp_path_factory, dataset_dir) -> Path:
     """A complete run folder (`lob train`'s files) holding a random-initialised tiny model."""
     import torch
 
-    from lob.model import MambaLOB, config_from_preset
-    from lob.schema import load_dataset
+    from lob.data.schema import load_dataset
+    from lob.models.mamba import MambaLOB, config_from_preset
     from lob.tokenizer import Tokenizer
 
     run = tmp_path_factory.mktemp("run")
@@ -68,7 +68,7 @@ def _config(path: Path) -> model_config_pb2.ModelConfig:
 
 @pytest.fixture(scope="session")
 def repo(tmp_path_factory, run_dir) -> Path:
-    from lob.export import export_repository
+    from lob.export.repository import export_repository
 
     repo = tmp_path_factory.mktemp("model_repository")
     for name in CPU_MODELS:
@@ -104,7 +104,7 @@ def offline(run_dir, dataset_dir, tmp_path_factory):
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from lob.predict import predict
+    from lob.evaluation.predict import predict
 
     out = predict(run_dir, dataset_dir, tmp_path_factory.mktemp("offline") / "predictions.parquet")
     table = pq.read_table(out)

@@ -10,7 +10,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 import lobclient
-from lob.schema import load_dataset
+from lob.data.schema import load_dataset
 from lob.serving.replay import interleave
 
 from .conftest import POOL_IDLE_S, POOL_SLOTS

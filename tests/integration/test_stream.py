@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import lobclient
-from lob.labels import CLASSES
-from lob.schema import load_dataset
+from lob.contract import CLASSES
+from lob.data.schema import load_dataset
 from lob.serving.replay import interleave
 
 pytestmark = pytest.mark.server

@@ -9,8 +9,8 @@ def step_onnx(tmp_path_factory) -> Path:
     """A tiny random Mamba-LOB step model (vocab 64, 12 features) exported as `lob export` does, once per session."""
     import torch
 
-    from lob.model import MambaLOB, config_from_preset
-    from lob.onnx_step import export_step_onnx
+    from lob.export.onnx_step import export_step_onnx
+    from lob.models.mamba import MambaLOB, config_from_preset
 
     torch.manual_seed(0)
     model = MambaLOB(config_from_preset("tiny", vocab_size=64, n_features=12)).eval()
@@ -21,7 +21,7 @@ def step_onnx(tmp_path_factory) -> Path:
 
 # ------------------------------------------------------------------ Triton kernels on CPU (the interpreter)
 # With no GPU, lobkernels' kernels run on CPU tensors through Triton's interpreter. Triton reads
-# TRITON_INTERPRET when a kernel is defined (lobkernels' import, done here: conftest loads before any test
+# TRITON_INTERPRET when a kernel is defined (the import of lobkernels' kernel modules, done here: conftest loads before any test
 # module imports triton) and again at launch (the `triton_interpreter` fixture, which kernel test modules
 # use). It is unset in between so that it does not leak into other tests' subprocesses.
 import os  # noqa: E402
@@ -31,9 +31,13 @@ import torch  # noqa: E402
 INTERPRET = not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ
 if INTERPRET:
     os.environ["TRITON_INTERPRET"] = "1"
-import lobkernels  # noqa: E402,F401
 import triton.language as tl  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
+
+import lobkernels.causal_conv  # noqa: E402,F401  (the kernels are defined here, under the interpreter)
+import lobkernels.selective_scan  # noqa: E402,F401
+import lobkernels.state_update  # noqa: E402,F401
+
 if INTERPRET:
     del os.environ["TRITON_INTERPRET"]
     if isinstance(tl.sum, JITFunction):  # triton's own helpers were defined before: the interpreter cannot run them

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from lob.baselines import DirectionBaselines, TokenBaselines
+from lob.data.schema import load_dataset, write_ticks
 from lob.data.simulator import simulate_dataset
-from lob.evaluate import accuracy, confusion, evaluate, macro_f1
-from lob.labels import IGNORE
-from lob.run import RunError
-from lob.schema import load_dataset, write_ticks
-from lob.train import train
+from lob.evaluation.baselines import DirectionBaselines, TokenBaselines
+from lob.evaluation.evaluate import accuracy, confusion, evaluate, macro_f1
+from lob.training.labels import IGNORE
+from lob.training.run import RunError
+from lob.training.train import train
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from lob.data.schema import load_dataset
 from lob.data.simulator import simulate_dataset
-from lob.export import export_repository
-from lob.predict import predict
-from lob.run import sha256_file
-from lob.schema import load_dataset
+from lob.evaluation.predict import predict
+from lob.export.repository import export_repository
+from lob.export.validate import validate_repository
 from lob.tokenizer import TickInput, Tokenizer
-from lob.train import train
-from lob.validate import validate_repository
+from lob.training.run import sha256_file
+from lob.training.train import train
 
 PROJECT_REPO = Path(__file__).resolve().parents[2] / "model_repository"
 N_TICKS = 2000

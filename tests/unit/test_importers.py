@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from lob.cli import app
 from lob.data.binance import import_binance_bookticker
 from lob.data.lobster import import_lobster
-from lob.schema import TickDataError, read_ticks
+from lob.data.schema import TickDataError, read_ticks
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
 LOBSTER_MESSAGE = DATA / "lobster" / "AAPL_2012-06-21_34200000_57600000_message_10.csv"

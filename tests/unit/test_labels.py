@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lob.labels import IGNORE, direction_labels, direction_loss
+from lob.training.labels import IGNORE, direction_labels, direction_loss
 
 
 def test_flat_band_is_half_spread_plus_fee():

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from lob.model import (PRESETS, MambaLOB, MambaLOBConfig, config_from_preset, count_parameters,
-                       selective_scan_ref, selective_scan_torch)
+from lob.models.mamba import PRESETS, MambaLOB, MambaLOBConfig, config_from_preset, count_parameters
+from lob.models.ops import selective_scan_torch
+from lobkernels.reference import selective_scan_ref
 
 VOCAB, N_FEATURES = 1000, 12
 

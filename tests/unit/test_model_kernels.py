@@ -4,7 +4,8 @@ run here on CPU through the Triton interpreter."""
 import pytest
 import torch
 
-from lob.model import MambaLOB, config_from_preset, kernel_backend
+from lob.models.mamba import MambaLOB, config_from_preset
+from lob.models.ops import kernel_backend
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

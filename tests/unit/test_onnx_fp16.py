@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from lob.onnx_fp16 import convert_fp16, write_gpu_variants
+from lob.export.onnx_fp16 import convert_fp16, write_gpu_variants
 
 N_FEATURES, VOCAB = 12, 64
 

@@ -5,8 +5,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lob.model import MambaLOB, config_from_preset
-from lob.onnx_step import export_step_onnx
+from lob.export.onnx_step import export_step_onnx
+from lob.models.mamba import MambaLOB, config_from_preset
 
 VOCAB, N_FEATURES = 1000, 12
 

@@ -3,11 +3,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from lob.data.schema import load_dataset
 from lob.data.simulator import simulate_dataset
-from lob.predict import predict
-from lob.run import load_run
-from lob.schema import load_dataset
-from lob.train import train
+from lob.evaluation.predict import predict
+from lob.training.run import load_run
+from lob.training.train import train
 
 H_COLS = [f"p_{c}_h{h}" for h in (10, 50, 100) for c in ("down", "flat", "up")]
 

@@ -2,7 +2,16 @@
 import numpy as np
 import pytest
 
-from lob.schema import N_LEVELS, TickDataError, Ticks, dataset_files, load_dataset, read_ticks, validate, write_ticks
+from lob.data.schema import (
+    N_LEVELS,
+    TickDataError,
+    Ticks,
+    dataset_files,
+    load_dataset,
+    read_ticks,
+    validate,
+    write_ticks,
+)
 
 
 def book(n: int, levels: int = N_LEVELS, bid: float = 100.0, tick: float = 0.01) -> Ticks:

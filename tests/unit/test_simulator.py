@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lob.cli import app
+from lob.data.schema import Ticks, read_ticks
 from lob.data.simulator import simulate_dataset
-from lob.schema import Ticks, read_ticks
 
 EVENTS = 8000
 DAYS = ["2024-01-05", "2024-01-08"]  # a Friday, then the weekend is skipped

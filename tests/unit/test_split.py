@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from lob.schema import Ticks
-from lob.split import split_from_boundaries, split_symbol
+from lob.data.schema import Ticks
+from lob.training.split import split_from_boundaries, split_symbol
 
 DAY = 86_400 * 10**9
 OPEN = 14 * 3600 * 10**9  # 14:00 UTC, first tick of each day

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from lob.schema import N_LEVELS, TickDataError, Ticks, validate
+from lob.data.schema import N_LEVELS, TickDataError, Ticks, validate
 from lob.tokenizer import TickError, TickInput, Tokenizer
 
 TICK = 0.01
@@ -96,7 +96,7 @@ def test_stream_equals_batch(levels):
 
 def test_stream_equals_batch_on_simulator(tmp_path):
     simulator = pytest.importorskip("lob.data.simulator")
-    from lob.schema import load_dataset
+    from lob.data.schema import load_dataset
 
     simulator.simulate_dataset(tmp_path, n_symbols=2, n_days=1, seed=3, events_per_day=3000, start_date="2024-01-02")
     data = load_dataset(tmp_path)
@@ -261,7 +261,7 @@ def test_batch_error_names_row_and_field(tok10):
 
 
 def test_stream_check_agrees_with_schema_validate(tok10):
-    """The step's fast scalar check and lob.schema.validate accept and reject the same ticks."""
+    """The step's fast scalar check and lob.data.schema.validate accept and reject the same ticks."""
     rng = np.random.default_rng(0)
     ticks = random_walk(300, 10, seed=14)
     _, _, state = tok10.transform(ticks.slice(0, 1))

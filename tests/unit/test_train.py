@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from lob.data.schema import load_dataset, write_ticks
 from lob.data.simulator import simulate_dataset
-from lob.run import RunError, building, load_run, read_manifest
-from lob.schema import load_dataset, write_ticks
-from lob.split import split_symbol
-from lob.train import train
+from lob.training.run import RunError, building, load_run, read_manifest
+from lob.training.split import split_symbol
+from lob.training.train import train
 
 # a few seconds per run: small windows and batches, a handful of steps
 FAST = dict(window=64, batch_size=4, eval_every=2, max_val_windows=8)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lob.cli import app
-from lob.trt import TrtBuildError, build_engines, engine_path
+from lob.export.trt import TrtBuildError, build_engines, engine_path
 
 REPO = Path(__file__).resolve().parents[2] / "model_repository"
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None

@@ -11,7 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from typer.testing import CliRunner
 
 from lob.cli import app
-from lob.validate import validate_repository
+from lob.export.validate import validate_repository
 
 REPO = Path(__file__).resolve().parents[2] / "model_repository"
 # Build products of `lob export` / `lob build-trt`, absent from the committed tree.

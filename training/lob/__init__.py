@@ -1,3 +1,16 @@
-"""Mamba-LOB training side. Importing ``lob`` (or ``lob.tokenizer``) never imports torch: the
-Triton Python backend imports the tokenizer from here unchanged."""
+"""Mamba-LOB: tick data, tokenizer, models, training, evaluation, export and serving glue.
+
+Subpackages in lifecycle order; each may import only the ones before it (`tests/unit/test_layout.py`):
+
+    contract    horizons, direction classes, served tensor names (stdlib only)
+    data        canonical tick table, simulator, importers          numpy, pyarrow
+    tokenizer   one token + features per tick; what Triton imports  numpy
+    models      Mamba-LOB and the shared embedding / heads          torch
+    training    split, labels, loss, train loop, run folder         torch
+    evaluation  baselines, metrics, evaluate, predict               torch
+    export      ONNX / FP16 / TensorRT step models, repository, validate
+    serving     tritonserver launcher, replay through lobclient     never imports models/training/evaluation
+
+Importing ``lob``, ``lob.data``, ``lob.tokenizer`` or ``lob.serving`` never imports torch.
+"""
 __version__ = "0.1.0"

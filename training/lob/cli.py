@@ -52,7 +52,7 @@ def import_lobster_cmd(
 ):
     """Import a LOBSTER message + orderbook pair."""
     from lob.data.lobster import import_lobster
-    from lob.schema import TickDataError
+    from lob.data.schema import TickDataError
 
     try:
         import_lobster(message, orderbook, symbol=symbol, date=date, out=out, tick_size=tick_size)
@@ -69,7 +69,7 @@ def import_binance_cmd(
 ):
     """Import a Binance bookTicker CSV (best bid/ask only, ms timestamps)."""
     from lob.data.binance import import_binance_bookticker
-    from lob.schema import TickDataError
+    from lob.data.schema import TickDataError
 
     try:
         import_binance_bookticker(file, symbol=symbol, out=out, tick_size=tick_size)
@@ -80,7 +80,7 @@ def import_binance_cmd(
 # ------------------------------------------------------------------------------------------- model lifecycle
 
 # a missing/unfinished run, an existing output, bad or mismatched data: a one-line error, not a traceback
-from lob.run import RunError  # noqa: E402 (stdlib + numpy only)
+from lob.training.run import RunError  # noqa: E402 (stdlib + numpy only)
 
 _USER_ERRORS = (FileExistsError, FileNotFoundError, KeyError, ValueError, RunError)
 
@@ -95,7 +95,7 @@ def train(
     force: bool = typer.Option(False, help="Replace an existing run folder."),
 ):
     """Train Mamba-LOB with a chronological train/validation/test split."""
-    from lob.train import train as run_train
+    from lob.training.train import train as run_train
 
     try:
         run_train(data, out, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force)
@@ -109,7 +109,7 @@ def evaluate(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder (the one trained on)."),
 ):
     """Score the held-out test split against baselines; writes RUN/metrics.json and RUN/report.png."""
-    from lob.evaluate import evaluate as run_evaluate
+    from lob.evaluation.evaluate import evaluate as run_evaluate
 
     try:
         run_evaluate(run, data)
@@ -126,7 +126,7 @@ def predict(
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N ticks of each symbol."),
 ):
     """Offline per-tick scoring, one row per tick (the schema `lob stream` writes)."""
-    from lob.predict import predict as run_predict
+    from lob.evaluation.predict import predict as run_predict
 
     try:
         run_predict(run, data, out, symbols=_symbols(symbols), limit=limit)
@@ -140,7 +140,7 @@ def export(
     repo: Path = typer.Option(Path("model_repository"), file_okay=False, help="Triton model repository."),
 ):
     """Export the one-tick step model to ONNX and the tokenizer into the model repository."""
-    from lob.export import export_repository
+    from lob.export.repository import export_repository
 
     try:
         typer.echo(f"exported model_version {export_repository(run, repo)} into {repo}")
@@ -182,7 +182,7 @@ def stream(
 @app.command()
 def validate(repo: Path = typer.Argument(..., exists=True, file_okay=False, help="Model repository.")):
     """Check a model repository's configs, files and wiring; non-zero exit on any fault."""
-    from lob.validate import validate_repository
+    from lob.export.validate import validate_repository
 
     problems = validate_repository(repo)
     if problems:
@@ -202,7 +202,7 @@ def build_trt(
     max_batch: int = typer.Option(4096, min=1, help="Largest batch of the optimisation profile."),
 ):
     """Build TensorRT engines (model.plan) from the exported ONNX; needs a CUDA GPU."""
-    from lob.trt import TrtBuildError, build_engines
+    from lob.export.trt import TrtBuildError, build_engines
 
     try:
         for path in build_engines(repo, precisions=_symbols(precision) or [], max_batch=max_batch):

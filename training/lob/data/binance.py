@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from lob.data.csvio import fail_first, print_import_summary, read_numeric_csv
-from lob.schema import Ticks, TickDataError, day_path, validate, write_ticks
+from lob.data.schema import TickDataError, Ticks, day_path, validate, write_ticks
 
 COLUMNS = {
     "update_id": pa.int64(),

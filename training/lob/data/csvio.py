@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from lob.schema import TickDataError
+from lob.data.schema import TickDataError
 
 
 def _parse_options(on_invalid=None) -> pacsv.ParseOptions:

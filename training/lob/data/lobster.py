@@ -34,7 +34,8 @@ Everything is checked before the one atomic write, so a failed import leaves no 
 """
 from __future__ import annotations
 
-from datetime import datetime, time as clock, timedelta
+from datetime import datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -42,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 
 from lob.data.csvio import csv_header, fail_first, print_import_summary, read_numeric_csv
-from lob.schema import N_LEVELS, Ticks, TickDataError, day_path, validate, write_ticks
+from lob.data.schema import N_LEVELS, TickDataError, Ticks, day_path, validate, write_ticks
 
 MESSAGE_COLUMNS = ["time", "type", "order_id", "size", "price", "direction"]
 BOOK_FIELDS = ("ask_price", "ask_size", "bid_price", "bid_size")  # per level, in file order

@@ -1,7 +1,7 @@
 """Multi-symbol L2 market simulator: queue-reactive limit/cancel flow, Hawkes-excited market orders.
 
 Each symbol-day is one event loop over ``events_per_day`` book events, written as the canonical tick
-table (``lob.schema``): ``OUT/<SYMBOL>/<YYYY-MM-DD>.parquet``, one row per event, book after the event.
+table (``lob.data.schema``): ``OUT/<SYMBOL>/<YYYY-MM-DD>.parquet``, one row per event, book after the event.
 
 State (per symbol; prices in integer ticks, sizes in integer lots)
     b, a          best bid / best ask; a > b always (never crossed or locked)
@@ -46,13 +46,14 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import date as Date, datetime, timedelta, timezone
+from datetime import date as Date
+from datetime import datetime, timedelta, timezone
 from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
 
-from lob.schema import N_LEVELS, Ticks, day_path, write_ticks
+from lob.data.schema import N_LEVELS, Ticks, day_path, write_ticks
 
 GRID = 16  # ticks tracked per side; the 10 output levels are the first non-empty ones of this grid
 SESSION_S = 6.5 * 3600  # 09:30-16:00

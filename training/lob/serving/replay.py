@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import lobclient
 import numpy as np
 
-from lob.labels import CLASSES
-from lob.schema import Ticks, atomic_write, load_dataset
+import lobclient
+from lob.contract import CLASSES
+from lob.data.schema import Ticks, atomic_write, load_dataset
 
 
 def interleave(dataset: dict[str, Ticks]) -> Iterator[lobclient.Tick]:

@@ -1,6 +1,6 @@
 """``lob train``: fit the tokenizer on the train split, then train Mamba-LOB on random windows of it.
 
-Per symbol, ticks split chronologically (``lob.split``); the tokenizer (and with it the feature
+Per symbol, ticks split chronologically (``lob.training.split``); the tokenizer (and with it the feature
 standardisation) is fitted on the train parts only. Each segment (one symbol's train, validation or
 test part) is tokenized from a fresh tokenizer state and labelled within itself, so no label looks
 past its segment's end.
@@ -8,7 +8,7 @@ past its segment's end.
 Optimisation: AdamW, linear warmup then cosine decay to ``min_lr_ratio`` · lr, gradient clipping,
 batches of ``batch_size`` random windows of ``window`` ticks (model state fresh at each window
 start; the first ``burn_in`` ticks, at most half a window, only warm the state up and stay out of the
-loss). Loss ``L_dir + λ · L_next`` (``lob.labels``). Every ``eval_every`` steps the same loss is
+loss). Loss ``L_dir + λ · L_next`` (``lob.training.labels``). Every ``eval_every`` steps the same loss is
 taken on the validation windows (non-overlapping, fixed); training stops after ``patience``
 evaluations without improvement and keeps the best weights. Everything random flows from ``seed``:
 same data, same seed, same checkpoint.
@@ -26,10 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lob.labels import HORIZONS, W_MAX, direction_loss, tick_targets
-from lob.run import building, sha256_file, write_json
-from lob.schema import Ticks, dataset_files, load_dataset
-from lob.split import DEFAULT_FRACTIONS, SymbolSplit, split_symbol
+from lob.contract import HORIZONS
+from lob.data.schema import dataset_files, load_dataset
+from lob.training.labels import W_MAX, direction_loss
+from lob.training.run import building, sha256_file, write_json
+from lob.training.segments import Segment, segments
+from lob.training.split import DEFAULT_FRACTIONS, split_symbol
 
 
 @dataclass
@@ -53,31 +55,6 @@ class TrainConfig:
     patience: int = 4
     max_val_windows: int = 64
     horizons: tuple[int, ...] = field(default=HORIZONS)
-
-
-@dataclass
-class Segment:
-    """One symbol's part of the split, tokenized from a fresh state and labelled within itself."""
-
-    symbol: str
-    ticks: Ticks
-    tokens: np.ndarray  # (N,) int64
-    features: np.ndarray  # (N, F) float32
-    labels: np.ndarray  # (N, H) int64, IGNORE past the segment end
-    weights: np.ndarray  # (N, H) float32
-
-
-def segments(dataset: dict[str, Ticks], splits: dict[str, SymbolSplit], part: str, tokenizer, fee_bps: float,
-             w_max: float = W_MAX) -> list[Segment]:
-    """``part`` in {"train", "val", "test"}; one segment per symbol, in sorted order."""
-    out = []
-    for sym in sorted(splits):
-        sl = getattr(splits[sym], part)
-        ticks = dataset[sym].slice(sl.start, sl.stop)
-        tokens, features, _ = tokenizer.transform(ticks)
-        labels, weights = tick_targets(ticks, fee_bps, w_max)
-        out.append(Segment(sym, ticks, tokens.astype(np.int64), features.astype(np.float32), labels, weights))
-    return out
 
 
 def _batch(segs: list[Segment], picks: list[tuple[int, int]], window: int) -> tuple[torch.Tensor, ...]:
@@ -134,7 +111,7 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lob.model import config_from_preset, count_parameters, MambaLOB
+    from lob.models.mamba import MambaLOB, config_from_preset, count_parameters
     from lob.tokenizer import Tokenizer
 
     cfg = TrainConfig(preset=preset, seed=seed, fee_bps=fee_bps, **overrides)

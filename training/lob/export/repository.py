@@ -2,11 +2,11 @@
 
 Writes, each file atomically (temp file + rename)::
 
-    REPO/mamba_lob_cpu/1/model.onnx      the one-tick step model (``lob.onnx_step.export_step_onnx``)
+    REPO/mamba_lob_cpu/1/model.onnx      the one-tick step model (``lob.export.onnx_step.export_step_onnx``)
     REPO/mamba_lob_cpu/1/export.json     model_version, checkpoint sha256, tokenizer hash, model config
     REPO/lob_tokenizer/1/tokenizer.json  the run's tokenizer, unchanged
     REPO/mamba_lob_onnx/1/model.onnx     the same step model for the GPU onnxruntime backend,
-    REPO/mamba_lob_onnx/1/model_fp16.onnx  and its FP16 variant (``lob.onnx_fp16``; input of ``lob build-trt``)
+    REPO/mamba_lob_onnx/1/model_fp16.onnx  and its FP16 variant (``lob.export.onnx_fp16``; input of ``lob build-trt``)
 
 The GPU models keep the conv/ssm states as Triton implicit state, whose dims live in their
 ``config.pbtxt``; the committed configs are sized for the ``tiny`` preset, so exporting another
@@ -21,8 +21,8 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from lob.run import load_run, sha256_file, write_json
-from lob.schema import atomic_write
+from lob.data.schema import atomic_write
+from lob.training.run import load_run, sha256_file, write_json
 
 STEP_MODEL = "mamba_lob_cpu"
 TOKENIZER_MODEL = "lob_tokenizer"
@@ -60,8 +60,8 @@ def fit_state_dims(repo: Path, config) -> list[Path]:
 
 def export_repository(run: Path, repo: Path) -> str:
     """Export ``run`` into ``repo``; returns the model_version written."""
-    from lob.onnx_fp16 import write_gpu_variants
-    from lob.onnx_step import export_step_onnx
+    from lob.export.onnx_fp16 import write_gpu_variants
+    from lob.export.onnx_step import export_step_onnx
 
     run, repo = Path(run), Path(repo)
     if not (repo / STEP_MODEL / "config.pbtxt").is_file():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from lob.schema import atomic_write
+from lob.data.schema import atomic_write
 
 FP32_OPS = ("Exp", "Softplus", "Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal")
 SOURCE = Path("mamba_lob_cpu") / "1" / "model.onnx"  # written by `lob export`

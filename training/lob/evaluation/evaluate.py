@@ -23,31 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lob.baselines import DirectionBaselines, TokenBaselines
-from lob.labels import CLASSES, IGNORE
-from lob.predict import stream_chunks
-from lob.run import RunError, load_run, sha256_file, write_json
-from lob.schema import atomic_write, dataset_files, load_dataset
-from lob.split import split_from_boundaries
-from lob.train import segments
-
-
-def confusion(truth: np.ndarray, pred: np.ndarray, n_classes: int = 3) -> np.ndarray:
-    """(C, C) int64 counts, rows = true class, columns = predicted class."""
-    return np.bincount(truth * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-
-
-def accuracy(truth: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean(truth == pred))
-
-
-def macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int = 3) -> float:
-    """Mean per-class F1 = 2TP / (2TP + FP + FN) over the classes that occur in truth or prediction."""
-    cm = confusion(truth, pred, n_classes)
-    tp = np.diag(cm)
-    denom = 2 * tp + (cm.sum(0) - tp) + (cm.sum(1) - tp)
-    seen = denom > 0
-    return float(np.mean(2 * tp[seen] / denom[seen]))
+from lob.contract import CLASSES
+from lob.data.schema import atomic_write, dataset_files, load_dataset
+from lob.evaluation.baselines import DirectionBaselines, TokenBaselines
+from lob.evaluation.metrics import accuracy, confusion, macro_f1
+from lob.evaluation.predict import stream_chunks
+from lob.training.labels import IGNORE
+from lob.training.run import RunError, load_run, sha256_file, write_json
+from lob.training.segments import segments
+from lob.training.split import split_from_boundaries
 
 
 def check_data(run: Path, data: Path, manifest: dict) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lob.labels import IGNORE
+from lob.training.labels import IGNORE
 
 
 @dataclass

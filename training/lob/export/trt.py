@@ -4,7 +4,7 @@ One engine per precision, built with the TensorRT Python API from the FP32 ONNX 
 (`mamba_lob_cpu/1/model.onnx`), with one optimisation profile over batch 1..max_batch and the
 FP16 or BF16 builder flag. The layers whose rounding the model cannot absorb run in FP32
 (``OBEY_PRECISION_CONSTRAINTS``): exp(dt * A) with its product, softplus, the softmaxes and the RMSNorm
-reductions, as in `lob.onnx_fp16`. Engine I/O stays FP32/INT64, so the configs equal mamba_lob_onnx's.
+reductions, as in `lob.export.onnx_fp16`. Engine I/O stays FP32/INT64, so the configs equal mamba_lob_onnx's.
 
 An engine is specific to the GPU model and TensorRT version that built it: build it where it will be
 served (docker/entrypoint.sh does, with the container's TensorRT). Engines are written atomically as
@@ -17,8 +17,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from lob.onnx_fp16 import SOURCE
-from lob.schema import atomic_write
+from lob.data.schema import atomic_write
+from lob.export.onnx_fp16 import SOURCE
 
 PRECISIONS = {"fp16": "FP16", "bf16": "BF16"}  # precision -> TensorRT BuilderFlag
 

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lob.schema import atomic_write
+from lob.data.schema import atomic_write
 
 RUN_FILES = ("checkpoint.pt", "config.json", "tokenizer.json", "train_metrics.json", "manifest.json")
 
@@ -93,7 +93,7 @@ def load_run(run: Path):
     """(model in eval mode, tokenizer, manifest) of a complete run folder."""
     import torch
 
-    from lob.model import MambaLOB, MambaLOBConfig
+    from lob.models.mamba import MambaLOB, MambaLOBConfig
     from lob.tokenizer import Tokenizer
 
     run = Path(run)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lob.schema import Ticks
+from lob.data.schema import Ticks
 
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 _NS_PER_DAY = 86_400 * 10**9

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-HORIZONS = (10, 50, 100)
-CLASSES = ("down", "flat", "up")
+from lob.contract import HORIZONS
+
 IGNORE = -1
 W_MAX = 1.25
 
@@ -75,6 +75,6 @@ def direction_loss(dir_logits, labels, weights):
 
 
 def tick_targets(ticks, fee_bps: float, w_max: float = W_MAX) -> tuple[np.ndarray, np.ndarray]:
-    """``direction_labels`` of one symbol's ``lob.schema.Ticks`` (mid and half-spread from level 1)."""
+    """``direction_labels`` of one symbol's ``lob.data.schema.Ticks`` (mid and half-spread from level 1)."""
     half_spread = 0.5 * (ticks.ask_px[:, 0] - ticks.bid_px[:, 0])
     return direction_labels(ticks.mid(), half_spread, fee_bps, HORIZONS, w_max)

@@ -33,6 +33,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 
 N_LEVELS = 10

@@ -24,8 +24,8 @@ from onnxscript import ir
 from onnxscript.rewriter import pattern, rewrite
 from torch import Tensor, nn
 
-from lob.model import MambaLOB
-from lob.schema import atomic_write
+from lob.data.schema import atomic_write
+from lob.models.mamba import MambaLOB
 
 INPUT_NAMES = ["TOKEN", "FEATURES", "STATE_CONV_IN", "STATE_SSM_IN"]
 OUTPUT_NAMES = ["DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "STATE_CONV_OUT", "STATE_SSM_OUT"]

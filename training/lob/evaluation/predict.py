@@ -17,9 +17,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from lob.labels import CLASSES
-from lob.run import load_run
-from lob.schema import atomic_write, load_dataset
+from lob.contract import CLASSES
+from lob.data.schema import atomic_write, load_dataset
+from lob.training.run import load_run
 
 CHUNK = 2048  # ticks per forward call; only memory depends on it
 

@@ -1,0 +1,36 @@
+"""A segment: one symbol's train, validation or test part, tokenized from a fresh tokenizer state and
+labelled within itself (no label looks past the segment's end). Training and evaluation build them alike."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lob.data.schema import Ticks
+from lob.training.labels import W_MAX, tick_targets
+from lob.training.split import SymbolSplit
+
+
+@dataclass
+class Segment:
+    """One symbol's part of the split, tokenized from a fresh state and labelled within itself."""
+
+    symbol: str
+    ticks: Ticks
+    tokens: np.ndarray  # (N,) int64
+    features: np.ndarray  # (N, F) float32
+    labels: np.ndarray  # (N, H) int64, IGNORE past the segment end
+    weights: np.ndarray  # (N, H) float32
+
+
+def segments(dataset: dict[str, Ticks], splits: dict[str, SymbolSplit], part: str, tokenizer, fee_bps: float,
+             w_max: float = W_MAX) -> list[Segment]:
+    """``part`` in {"train", "val", "test"}; one segment per symbol, in sorted order."""
+    out = []
+    for sym in sorted(splits):
+        sl = getattr(splits[sym], part)
+        ticks = dataset[sym].slice(sl.start, sl.stop)
+        tokens, features, _ = tokenizer.transform(ticks)
+        labels, weights = tick_targets(ticks, fee_bps, w_max)
+        out.append(Segment(sym, ticks, tokens.astype(np.int64), features.astype(np.float32), labels, weights))
+    return out
