@@ -77,6 +77,22 @@ def import_binance_cmd(
         _fail(err)
 
 
+@app.command()
+def realism(
+    data_a: str = typer.Argument(..., metavar="DIR_A[:SYMBOL]", help="Dataset to judge (e.g. a simulation)."),
+    data_b: str = typer.Argument(..., metavar="DIR_B[:SYMBOL]", help="Reference dataset (e.g. a real day)."),
+    out: Optional[Path] = typer.Option(None, help="Report JSON to write (and a PNG beside it)."),
+):
+    """Stylized facts of two datasets side by side and their distances (TV, Wasserstein-1)."""
+    from lob.data.realism import print_report, realism_report
+    from lob.schema import TickDataError
+
+    try:
+        print_report(realism_report(data_a, data_b, out))
+    except (TickDataError, FileNotFoundError, KeyError, ValueError) as err:
+        _fail(err)
+
+
 # ------------------------------------------------------------------------------------------- model lifecycle
 
 # a missing/unfinished run, an existing output, bad or mismatched data: a one-line error, not a traceback
