@@ -93,6 +93,24 @@ def realism(
         _fail(err)
 
 
+@import_app.command("binance")
+def import_binance_merged_cmd(
+    bookticker: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Binance bookTicker CSV."),
+    trades: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Binance aggTrades CSV (same period)."),
+    symbol: str = typer.Option(..., help="Symbol to record."),
+    out: Path = typer.Option(..., help="Dataset folder to write into."),
+    tick_size: float = typer.Option(0.1, help="Price grid of the instrument (price units)."),
+):
+    """Import Binance bookTicker rows merged in time order with aggTrades prints (aggressor side kept)."""
+    from lob.data.binance import import_binance
+    from lob.schema import TickDataError
+
+    try:
+        import_binance(bookticker, trades, symbol=symbol, out=out, tick_size=tick_size)
+    except TickDataError as err:
+        _fail(err)
+
+
 # ------------------------------------------------------------------------------------------- model lifecycle
 
 # a missing/unfinished run, an existing output, bad or mismatched data: a one-line error, not a traceback
