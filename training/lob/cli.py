@@ -31,14 +31,47 @@ def simulate(
     symbols: int = typer.Option(4, min=1, max=26, help="Number of symbols."),
     days: int = typer.Option(3, min=1, help="Trading days per symbol."),
     seed: int = typer.Option(0, help="Random seed; same seed, same ticks."),
-    events_per_day: int = typer.Option(20_000, min=100, help="Average book events per symbol-day."),
+    events_per_day: Optional[int] = typer.Option(None, min=100, help="Book events per symbol-day "
+                                                 "[default: 20000, or the calibrated instrument's]."),
     start_date: str = typer.Option("2024-01-02", help="First trading day (weekdays follow)."),
+    params: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                          help="Instrument from `lob calibrate` (PARAMS.json): simulate it instead "
+                                               "of the archetypes (--symbols is ignored)."),
 ):
-    """Simulate a multi-symbol L2 market (queue-reactive, Hawkes-excited order flow)."""
+    """Simulate a multi-symbol L2 market (queue-reactive, Hawkes-excited order flow, bursty Hawkes clock)."""
     from lob.data.simulator import simulate_dataset
 
-    simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day,
-                     start_date=start_date)
+    specs = None
+    if params is not None:
+        from lob.data.calibrate import load_params
+
+        try:
+            spec, calibrated_events = load_params(params)
+        except ValueError as err:
+            _fail(err)
+        specs, symbols = [spec], 1
+        events_per_day = events_per_day or calibrated_events
+    simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day or 20_000,
+                     start_date=start_date, specs=specs)
+
+
+@app.command()
+def calibrate(
+    data: str = typer.Option(..., metavar="DIR[:SYMBOL]", help="Real dataset (one symbol) to fit."),
+    out: Path = typer.Option(..., help="Instrument PARAMS.json to write (for `lob simulate --params`)."),
+    seed: int = typer.Option(0, help="Seed of the simulations inside the fit (common random numbers)."),
+):
+    """Fit a simulator instrument to a real dataset (method of moments + simulated moments)."""
+    from rich.console import Console
+
+    from lob.data.calibrate import calibrate as run_calibrate
+    from lob.schema import TickDataError
+
+    try:
+        params = run_calibrate(data, out, seed=seed)
+    except (TickDataError, FileNotFoundError, KeyError, ValueError) as err:
+        _fail(err)
+    Console().print_json(data={"instrument": params["instrument"], "moments [real, simulated]": params["moments"]})
 
 
 @import_app.command("lobster")
