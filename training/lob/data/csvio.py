@@ -119,7 +119,7 @@ def _unparsable(path: Path, columns: dict[str, pa.DataType], read_options, first
     if first is None:
         return TickDataError(str(path), None, None, str(err))
     i, name, value, typ = first
-    kind = "an integer" if pa.types.is_integer(typ) else "a number"
+    kind = "an integer" if pa.types.is_integer(typ) else "true or false" if pa.types.is_boolean(typ) else "a number"
     return TickDataError(str(path), i + first_line, name, f"{value!r} is not {kind}")
 
 

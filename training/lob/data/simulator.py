@@ -89,6 +89,14 @@ class SymbolSpec:
     limit_size: float  # mean limit/cancel order size, lots
     market_size: float  # mean market order size, lots
     inside_rate: float  # lam_in: inside-spread arrivals per empty tick of spread
+    # calibrated instruments (``lob.data.calibrate``) set these; the defaults are the archetypes' model
+    grid_ticks: int = 1  # price step of the simulator's grid, in ticks (a wide-spread book quotes every few ticks)
+    market_mult: float = 1.0  # scales the market-order rate MU
+    cancel_mult: float = 1.0  # scales the cancel rates
+    clock_branching: tuple[float, ...] = ()  # Hawkes event clock: kernel masses (sum < 1); () = business-time clock
+    clock_decay_s: tuple[float, ...] = ()  # and their decay times, seconds at the mean event rate
+    session_s: float = SESSION_S  # length of the simulated session from 09:30 New York
+    u_shaped: bool = True  # U-shaped intraday activity (False: flat)
 
 
 # price level, tick grid, depth and spread character of each archetype (symbol i uses i % 6)
@@ -196,9 +204,9 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
             r = 1 - r
         z = phi * z + z_noise[i]
         ez = math.exp(GAMMA * z)
-        mkt = MU * MKT_MULT[r]
+        mkt = MU * spec.market_mult * MKT_MULT[r]
         bm = math.exp(BETA * z)
-        cm = CANCEL_MULT[r]
+        cm = CANCEL_MULT[r] * spec.cancel_mult
         spread_in = spec.inside_rate * (a - b - 1)
         rates = [mkt * bm + eb, mkt / bm + es, spread_in * ez, spread_in / ez]
         lb, la = LIMIT_MULT[r] * ez, LIMIT_MULT[r] / ez
@@ -272,14 +280,55 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
     carry.mid_ticks, carry.z, carry.regime = (b + a) // 2, z, r
     grid_bq = np.array(rec_bq, dtype=np.int64).reshape(n, W)
     grid_aq = np.array(rec_aq, dtype=np.int64).reshape(n, W)
-    return _to_ticks(spec, day, seed, np.array(rec_b), np.array(rec_a), grid_bq, grid_aq, np.cumsum(rec_gap),
-                     np.array(tr_side), np.array(tr_px), np.array(tr_sz), e_gap_end=rng.exponential())
+    if spec.clock_branching:  # drawn after the order flow: the book path is the same with either clock
+        times = hawkes_clock(rng, n + 1, spec.clock_branching, spec.clock_decay_s, n / spec.session_s)
+        business, end = times[:n], times[n]
+    else:
+        business = np.cumsum(rec_gap)
+        end = business[-1] + rng.exponential() * business[-1] / n  # the close comes one more gap after the last event
+    return _to_ticks(spec, day, seed, np.array(rec_b), np.array(rec_a), grid_bq, grid_aq, business,
+                     np.array(tr_side), np.array(tr_px), np.array(tr_sz), end)
+
+
+def hawkes_clock(rng: np.random.Generator, n: int, branching, decay_s, rate: float) -> np.ndarray:
+    """(n,) increasing event times (s) of a stationary Hawkes process with exponential kernels.
+
+    Intensity ``mu + sum_k sum_{t_i < t} branching[k] / decay_s[k] * exp(-(t - t_i) / decay_s[k])`` with
+    ``mu = rate * (1 - sum(branching))``, so ``rate`` events per second on average; started from the
+    stationary mean excitation. Exact sampling: the next arrival is the earliest of the baseline's and
+    each decaying kernel's first arrival (Dassios & Zhao 2013), one uniform each.
+    """
+    total = float(sum(branching))
+    if not (len(branching) == len(decay_s) and all(b >= 0 for b in branching) and total < 1
+            and all(d > 0 for d in decay_s) and rate > 0):
+        raise ValueError(f"Hawkes clock needs branching >= 0 summing to < 1 and positive decays, got {branching}, {decay_s}")
+    mu = rate * (1.0 - total)
+    beta = [1.0 / d for d in decay_s]
+    jump = [a * b for a, b in zip(branching, beta)]
+    x = [a * rate for a in branching]  # stationary mean excitation of each kernel
+    log_u = np.log(rng.random((n, len(beta) + 1))).tolist()
+    out = [0.0] * n
+    t = 0.0
+    for i in range(n):
+        lu = log_u[i]
+        s = -lu[0] / mu
+        for k, (bk, xk) in enumerate(zip(beta, x)):
+            d = 1.0 + bk * lu[k + 1] / xk
+            if d > 0.0:
+                s = min(s, -math.log(d) / bk)
+        t += s
+        out[i] = t
+        x = [xk * math.exp(-bk * s) + jk for xk, bk, jk in zip(x, beta, jump)]
+    return np.array(out)
 
 
 def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_side, tr_px, tr_sz,
-              e_gap_end: float) -> Ticks:
-    """Grid state (ticks, lots) -> canonical Ticks (price units, size units). Shapes: (N,), (N, GRID)."""
-    n = b.shape[0]
+              end: float) -> Ticks:
+    """Grid state (grid steps, lots) -> canonical Ticks (price units, size units). Shapes: (N,), (N, GRID).
+
+    ``business`` (N,) event times on the model's clock, ``end`` the close on it (> business[-1]).
+    """
+    step = spec.tick_size * spec.grid_ticks
     steps = np.arange(GRID)
     decimals = max(0, -math.floor(math.log10(spec.tick_size))) + 2
 
@@ -288,21 +337,23 @@ def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_
         present = (q > 0) & (px_ticks > 0)
         order = np.argsort(~present, axis=1, kind="stable")[:, :N_LEVELS]  # (N, L)
         keep = np.take_along_axis(present, order, axis=1)
-        px = np.where(keep, np.round(np.take_along_axis(px_ticks, order, axis=1) * spec.tick_size, decimals), 0.0)
+        px = np.where(keep, np.round(np.take_along_axis(px_ticks, order, axis=1) * step, decimals), 0.0)
         sz = np.where(keep, np.take_along_axis(q, order, axis=1) * spec.lot_size, 0.0)
         return px.astype(np.float64), sz.astype(np.float64)
 
     bid_px, bid_sz = levels(b, bq, -1)
     ask_px, ask_sz = levels(a, aq, +1)
-    # business time -> session clock; the close comes one more gap after the last event
-    frac = _session_fraction(business / (business[-1] + e_gap_end * business[-1] / n))
+    # model clock -> session clock
+    frac = business / end
+    if spec.u_shaped:
+        frac = _session_fraction(frac)
     day_open = datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + OPEN_UTC
     open_ns = int(day_open.timestamp()) * 1_000_000_000
-    ts_ns = open_ns + np.round(frac * SESSION_S * 1e9).astype(np.int64)
+    ts_ns = open_ns + np.round(frac * spec.session_s * 1e9).astype(np.int64)
     traded = tr_side != 0
     return Ticks(
         ts_ns=ts_ns, bid_px=bid_px, bid_sz=bid_sz, ask_px=ask_px, ask_sz=ask_sz,
-        trade_px=np.where(traded, np.round(tr_px * spec.tick_size, decimals), 0.0),
+        trade_px=np.where(traded, np.round(tr_px * step, decimals), 0.0),
         trade_sz=(tr_sz * spec.lot_size).astype(np.float64),
         trade_side=tr_side.astype(np.int8),
         symbol=spec.symbol,
@@ -311,10 +362,11 @@ def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_
 
 
 def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_per_day: int,
-                     start_date: str) -> list[Path]:
+                     start_date: str, specs: list[SymbolSpec] | None = None) -> list[Path]:
     """Simulate ``n_symbols`` x ``n_days`` symbol-days of ``events_per_day`` events each.
 
-    Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
+    ``specs`` (e.g. a calibrated instrument, ``lob.data.calibrate.load_params``) replaces the first
+    ``n_symbols`` archetypes. Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
     sorted by (symbol, date). Same arguments, same bytes.
     """
     from rich.progress import Progress
@@ -323,13 +375,13 @@ def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_p
         raise ValueError(f"seed must be >= 0, got {seed}")
     if n_days < 1 or events_per_day < 2:
         raise ValueError(f"need n_days >= 1 and events_per_day >= 2, got {n_days}, {events_per_day}")
-    specs = symbol_specs(n_symbols)
+    specs = symbol_specs(n_symbols) if specs is None else list(specs)
     days = trading_days(start_date, n_days)
     paths = []
     with Progress() as progress:
         task = progress.add_task("simulating symbol-days", total=len(specs) * len(days))
         for s, spec in enumerate(specs):
-            open_ticks = round(spec.price / spec.tick_size)
+            open_ticks = round(spec.price / (spec.tick_size * spec.grid_ticks))
             carry = _Carry(mid_ticks=open_ticks, open_ticks=open_ticks, z=0.0, regime=0)
             for d, day in enumerate(days):
                 rng = np.random.default_rng(np.random.SeedSequence([seed, s, d]))
