@@ -11,8 +11,8 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from lob.cli import app
-from lob.data.calibrate import calibrate, load_params, size_unit
-from lob.data.realism import realism_report
+from lob.realism.calibrate import calibrate, load_params, size_unit
+from lob.realism.report import realism_report
 from lob.data.simulator import SymbolSpec, hawkes_clock, simulate_dataset
 from lob.data.schema import read_ticks
 

@@ -15,13 +15,14 @@ ALLOWED = {
     "contract": set(),
     "data": {"contract"},
     "tokenizer": {"contract", "data"},
+    "realism": {"contract", "data", "tokenizer"},
     "models": {"contract"},
     "training": {"contract", "data", "tokenizer", "models"},
     "evaluation": {"contract", "data", "tokenizer", "models", "training"},
     "export": {"contract", "data", "tokenizer", "models", "training"},
     "serving": {"contract", "data", "tokenizer"},
 }
-NO_TORCH = {"contract", "data", "tokenizer", "serving"}
+NO_TORCH = {"contract", "data", "tokenizer", "realism", "serving"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lob.cli import app
-from lob.data.realism import realism_report
+from lob.realism.report import realism_report
 from lob.data.schema import N_LEVELS, Ticks, day_path, write_ticks
 
 TICK = 0.01

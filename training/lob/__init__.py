@@ -5,6 +5,7 @@ Subpackages in lifecycle order; each may import only the ones before it (`tests/
     contract    horizons, direction classes, served tensor names (stdlib only)
     data        canonical tick table, simulator, importers          numpy, pyarrow
     tokenizer   one token + features per tick; what Triton imports  numpy
+    realism     stylized facts, distances, calibration of the simulator  numpy, scipy
     models      Mamba-LOB and the shared embedding / heads          torch
     training    split, labels, loss, train loop, run folder         torch
     evaluation  baselines, metrics, evaluate, predict               torch

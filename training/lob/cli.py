@@ -43,7 +43,7 @@ def simulate(
 
     specs = None
     if params is not None:
-        from lob.data.calibrate import load_params
+        from lob.realism.calibrate import load_params
 
         try:
             spec, calibrated_events = load_params(params)
@@ -64,7 +64,7 @@ def calibrate(
     """Fit a simulator instrument to a real dataset (method of moments + simulated moments)."""
     from rich.console import Console
 
-    from lob.data.calibrate import calibrate as run_calibrate
+    from lob.realism.calibrate import calibrate as run_calibrate
     from lob.data.schema import TickDataError
 
     try:
@@ -117,7 +117,7 @@ def realism(
     out: Optional[Path] = typer.Option(None, help="Report JSON to write (and a PNG beside it)."),
 ):
     """Stylized facts of two datasets side by side and their distances (TV, Wasserstein-1)."""
-    from lob.data.realism import print_report, realism_report
+    from lob.realism.report import print_report, realism_report
     from lob.data.schema import TickDataError
 
     try:

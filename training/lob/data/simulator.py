@@ -89,7 +89,7 @@ class SymbolSpec:
     limit_size: float  # mean limit/cancel order size, lots
     market_size: float  # mean market order size, lots
     inside_rate: float  # lam_in: inside-spread arrivals per empty tick of spread
-    # calibrated instruments (``lob.data.calibrate``) set these; the defaults are the archetypes' model
+    # calibrated instruments (``lob.realism.calibrate``) set these; the defaults are the archetypes' model
     grid_ticks: int = 1  # price step of the simulator's grid, in ticks (a wide-spread book quotes every few ticks)
     market_mult: float = 1.0  # scales the market-order rate MU
     cancel_mult: float = 1.0  # scales the cancel rates
@@ -365,7 +365,7 @@ def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_p
                      start_date: str, specs: list[SymbolSpec] | None = None) -> list[Path]:
     """Simulate ``n_symbols`` x ``n_days`` symbol-days of ``events_per_day`` events each.
 
-    ``specs`` (e.g. a calibrated instrument, ``lob.data.calibrate.load_params``) replaces the first
+    ``specs`` (e.g. a calibrated instrument, ``lob.realism.calibrate.load_params``) replaces the first
     ``n_symbols`` archetypes. Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
     sorted by (symbol, date). Same arguments, same bytes.
     """

@@ -1,7 +1,7 @@
 """Fit a simulator instrument (``SymbolSpec``) to a real dataset (`lob calibrate`), and read it back.
 
 Method, in three steps (all on the calibrated symbol's days, books seen through the real data's level
-count as in ``lob.data.realism``):
+count as in ``lob.realism.report``):
 
 1. **Method of moments** for what the data shows directly: ``tick_size`` (the importer's), ``price``
    (first mid), ``grid_ticks`` (median gap between the first two levels, in ticks: a wide-spread book
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from lob.tokenizer.features import ADD_ASK, ADD_BID, CANCEL_ASK, CANCEL_BID, TokenizerState, run as run_events
-from lob.data.realism import load_days, n_levels, time_resolution_ns, truncate
+from lob.realism.report import load_days, n_levels, time_resolution_ns, truncate
 from lob.data.simulator import SESSION_S, SymbolSpec, _Carry, _simulate_day, hawkes_clock, _session_fraction
 from lob.data.schema import Ticks, atomic_write
 

@@ -1,0 +1,6 @@
+"""How much a dataset looks like a market: stylized facts of two datasets side by side and their distances
+(`report`, `lob realism`), and fitting a simulator instrument to a real dataset by matching them
+(`calibrate`, `lob calibrate`).
+
+May import `lob.contract`, `lob.data` and `lob.tokenizer` (its event classification); never torch.
+"""
