@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # `make bench`: perf_analyzer on lob_stream (CPU profile) beside its no-op floor; writes bench/results.md.
-# Needs an exported repository (`lob export --run RUN --repo model_repository`). Installs what the
+# Needs an exported repository (`lob export --run RUN`, into build/model_repository). Installs what the
 # tritonclient 2.51.0 wheel's perf_analyzer links against: libb64 (apt) and libcudart (PyPI; no GPU used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-REPO=${REPO:-model_repository}
+REPO=${REPO:-build/model_repository}
 DATA=${DATA:-out/bench/data}
 
 if ! ldconfig -p | grep -q libb64.so.0d; then

@@ -26,8 +26,8 @@ from lob.schema import load_dataset
 from lob.serving.launcher import TritonServer
 
 HERE = Path(__file__).resolve().parent
-REAL = ("lob_tokenizer", "mamba_lob_cpu", "lob_stream")
-FLOOR = {"lob_tokenizer": "noop_tokenizer", "mamba_lob_cpu": "noop_step", "lob_stream": "noop_stream"}
+REAL = ("lob_tokenizer", "mamba_lob_onnx", "lob_stream")
+FLOOR = {"lob_tokenizer": "noop_tokenizer", "mamba_lob_onnx": "noop_step", "lob_stream": "noop_stream"}
 TICK_INPUTS = ("TS_NS", "BID_PX", "BID_SZ", "ASK_PX", "ASK_SZ", "TRADE_PX", "TRADE_SZ", "TRADE_SIDE")
 
 
@@ -37,7 +37,7 @@ def build_repo(src: Path, dst: Path, n_features: int) -> None:
         if not (src / name).is_dir():
             raise SystemExit(f"{src / name}: missing")
         shutil.copytree(src / name, dst / name)
-    for name in ("lob_tokenizer/1/tokenizer.json", "mamba_lob_cpu/1/model.onnx", "mamba_lob_cpu/1/export.json"):
+    for name in ("lob_tokenizer/1/tokenizer.json", "mamba_lob_onnx/1/model.onnx", "mamba_lob_onnx/1/export.json"):
         if not (dst / name).is_file():
             raise SystemExit(f"{src / name}: missing; run `lob export --run RUN --repo {src}` first")
     for real, floor in FLOOR.items():
@@ -83,7 +83,7 @@ def perf(model: str, url: str, concurrency: int, data: Path, interval_ms: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repo", type=Path, default=Path("model_repository"))
+    ap.add_argument("--repo", type=Path, default=Path("build/model_repository"))
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=HERE / "results.md")
     ap.add_argument("--concurrency", default="1,16,64")
@@ -98,7 +98,7 @@ def main() -> None:
         n_features = Tokenizer.load(args.repo / "lob_tokenizer/1/tokenizer.json").n_features
         build_repo(args.repo, tmp / "repo", n_features)
         n_streams = input_data(args.data, tmp / "input.json", max(levels), args.length)
-        version = json.loads((args.repo / "mamba_lob_cpu/1/export.json").read_text())["model_version"]
+        version = json.loads((args.repo / "mamba_lob_onnx/1/export.json").read_text())["model_version"]
         rows = []
         with TritonServer(tmp / "repo", "cpu", grpc_port=18801, http_port=18800, metrics_port=18802,
                           log_file=tmp / "server.log", extra_models=tuple(FLOOR.values())) as server:

@@ -48,7 +48,7 @@ def test_interleaved_symbols_one_prediction_per_tick_in_order_equal_to_offline(s
 
     assert [(p.symbol, p.ts_ns) for p in preds] == [(t.symbol, t.ts_ns) for t in ticks]
     assert all(p.error is None for p in preds)
-    version = json.loads((repo / "mamba_lob_cpu" / "1" / "export.json").read_text())["model_version"]
+    version = json.loads((repo / "mamba_lob_onnx" / "1" / "export.json").read_text())["model_version"]
     assert {p.model_version for p in preds} == {version}
     for symbol in dataset:
         mine = [p for p in preds if p.symbol == symbol]
@@ -102,7 +102,7 @@ def test_lob_stream_cli_writes_the_lob_predict_table(server, dataset_dir, offlin
 
 
 def test_step_model_runs_back_to_back_ticks_of_one_sequence_in_order(server, dataset, offline, run_dir):
-    """Many ticks of one sequence queued at once on mamba_lob_cpu (no client-side pacing) still run in
+    """Many ticks of one sequence queued at once on mamba_lob_onnx (no client-side pacing) still run in
     order, each on the state the previous one left."""
     import queue
 
@@ -119,7 +119,7 @@ def test_step_model_runs_back_to_back_ticks_of_one_sequence_in_order(server, dat
         inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, features.shape[1]], "FP32")]
         inputs[0].set_data_from_numpy(tokens[i:i + 1, None].astype(np.int64))
         inputs[1].set_data_from_numpy(features[i:i + 1].astype(np.float32))
-        client.async_stream_infer("mamba_lob_cpu", inputs, request_id=str(i), sequence_id=905,
+        client.async_stream_infer("mamba_lob_onnx", inputs, request_id=str(i), sequence_id=905,
                                   sequence_start=i == 0, sequence_end=i == N_TICKS - 1)
     got = {}
     for _ in range(N_TICKS):

@@ -137,13 +137,16 @@ def predict(
 @app.command()
 def export(
     run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
-    repo: Path = typer.Option(Path("model_repository"), file_okay=False, help="Triton model repository."),
+    repo: Path = typer.Option(Path("build/model_repository"), file_okay=False,
+                              help="Build repository to write (replaced if a previous export)."),
+    source: Path = typer.Option(Path("model_repository"), exists=True, file_okay=False,
+                                help="The tracked repository it is made from (never written)."),
 ):
-    """Export the one-tick step model to ONNX and the tokenizer into the model repository."""
+    """Build a model repository for the run: the tracked configs plus the step model (ONNX) and tokenizer."""
     from lob.export import export_repository
 
     try:
-        typer.echo(f"exported model_version {export_repository(run, repo)} into {repo}")
+        typer.echo(f"exported model_version {export_repository(run, repo, source)} into {repo}")
     except _USER_ERRORS as err:
         _fail(err)
 
@@ -152,7 +155,8 @@ def export(
 
 @app.command()
 def serve(
-    repo: Path = typer.Option(Path("model_repository"), exists=True, file_okay=False, help="Model repository."),
+    repo: Path = typer.Option(Path("build/model_repository"), exists=True, file_okay=False,
+                              help="Model repository (`lob export` builds it)."),
     profile: str = typer.Option("cpu", help="cpu | gpu-onnx | gpu-fp16 | gpu-bf16"),
     grpc_port: int = typer.Option(8001), http_port: int = typer.Option(8000), metrics_port: int = typer.Option(8002),
     log_file: Path = typer.Option(Path("out/tritonserver.log"), help="Server log file."),
