@@ -3,8 +3,9 @@
 Session fixtures: a small simulated dataset (4 symbols), a random-initialised run folder in the
 `lob train` layout (training is not what these tests check, and 2 shared cores cannot afford it),
 `lob export` of it into a temporary build repository, and the server started by the launcher on free
-ports. The repository also holds `mamba_lob_onnx_small`: the step config with 2 candidate sequences and
-a 1.5 s idle timeout, for the idle and candidate tests.
+ports. The repository also holds `mamba_lob_onnx_small` (the step config with 2 candidate sequences and
+a 1.5 s idle timeout) and `lob_tokenizer_small` (the tokenizer with that idle timeout), for the idle and
+candidate tests.
 """
 from __future__ import annotations
 
@@ -76,6 +77,11 @@ def repo(tmp_path_factory, run_dir) -> Path:
     step.sequence_batching.oldest.max_candidate_sequences = SMALL_CANDIDATES
     step.sequence_batching.max_sequence_idle_microseconds = int(SMALL_IDLE_S * 1e6)
     (repo / "mamba_lob_onnx_small" / "config.pbtxt").write_text(text_format.MessageToString(step))
+    shutil.copytree(repo / "lob_tokenizer", repo / "lob_tokenizer_small", ignore=shutil.ignore_patterns("configs"))
+    tok = _config(repo / "lob_tokenizer_small" / "config.pbtxt")
+    tok.name = "lob_tokenizer_small"
+    tok.sequence_batching.max_sequence_idle_microseconds = int(SMALL_IDLE_S * 1e6)
+    (repo / "lob_tokenizer_small" / "config.pbtxt").write_text(text_format.MessageToString(tok))
     return repo
 
 
@@ -85,7 +91,7 @@ def server(repo, tmp_path_factory):
 
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
     with TritonServer(repo, "cpu", grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
-                      log_file=log, extra_models=("mamba_lob_onnx_small",)) as srv:
+                      log_file=log, extra_models=("mamba_lob_onnx_small", "lob_tokenizer_small")) as srv:
         yield srv
 
 
