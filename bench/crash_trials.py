@@ -33,7 +33,7 @@ def trial(repo: Path, model: str, streaming: bool, concurrency: int, seconds: fl
     window_ms = int(seconds * 1000 / 3)
     cmd = ["perf_analyzer", "-m", model, "-i", "grpc", "--input-data", str(data) if MODELS[model] == "ticks" else "zero",
            "--concurrency-range", str(concurrency), "--measurement-interval", str(window_ms),
-           "--stability-percentage", "100", "--max-trials", "3",
+           "--stability-percentage", "1000", "--max-trials", "3",
            # recorded streams set their own length (a longer sequence would replay a stream: time going backwards)
            *(["--sequence-length", "100"] if MODELS[model] == "zero" else []), *(["--streaming"] if streaming else [])]
     server = TritonServer(repo, "cpu", grpc_port=ports[0], http_port=ports[1], metrics_port=ports[2], log_file=log)
@@ -58,7 +58,7 @@ def trial(repo: Path, model: str, streaming: bool, concurrency: int, seconds: fl
         return {"model": model, "streaming": streaming, "alive": alive, "elapsed_s": elapsed,
                 "throughput": float(rows[0]["Inferences/Second"]) if rows else None,
                 "p99_us": float(rows[0]["p99 latency"]) if rows else None,
-                "perf_rc": run.returncode, "signal": signal_line.strip(),
+                "perf_rc": run.returncode, "signal": signal_line.strip(), "perf_err": (run.stderr.read() or "")[-300:],
                 "cmd": " ".join(cmd).replace(str(data), "input.json")}
     finally:
         server.stop()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import numpy as np
@@ -129,3 +130,42 @@ def test_step_model_runs_back_to_back_ticks_of_one_sequence_in_order(server, dat
     client.stop_stream()
     dir_probs, _, _ = offline_rows(offline, symbol)
     assert np.abs(np.stack([got[i] for i in range(N_TICKS)]) - dir_probs).max() <= TOL
+
+
+def test_concurrent_sequences_share_one_step_execution(server, dataset):
+    """The sequence batcher runs ticks of several symbols as one onnxruntime call (server statistics)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.url)
+
+    def batched_rows():  # {batch size: executions} of mamba_lob_onnx so far
+        stats = client.get_inference_statistics("mamba_lob_onnx").model_stats[0]
+        return {b.batch_size: b.compute_infer.count for b in stats.batch_stats}
+
+    before = batched_rows()
+    ticks = [t for s in sorted(dataset) for t in list(interleave({s: dataset[s]}))[:40]]
+    many = [dataclasses.replace(t, symbol=f"{t.symbol}-{k}") for k in range(4) for t in ticks]  # 16 sequences
+    preds = list(lobclient.stream(sorted(many, key=lambda t: t.ts_ns), url=server.url, window=64))
+    assert all(p.error is None for p in preds) and len(preds) == len(many)
+    after = batched_rows()
+    grew = {b: after[b] - before.get(b, 0) for b in after if after[b] > before.get(b, 0)}
+    # every tick ran once, in some batch, plus the END tick lobclient closes each of the 16 sequences with
+    assert sum(n * b for b, n in grew.items()) == len(many) + 16
+    assert any(b >= 2 for b in grew), grew
+
+
+def test_direct_path_with_client_side_tokenizer_equals_the_ensemble(server, dataset, repo):
+    ticks = list(interleave(dataset))
+    bad = dataclasses.replace(ticks[50], bid_px=np.full(10, np.nan))
+    feed = ticks[:50] + [bad] + ticks[50:]
+    direct = list(lobclient.stream(feed, url=server.url, tokenize="client",
+                                   tokenizer=repo / "lob_tokenizer" / "1" / "tokenizer.json"))
+    ensemble = list(lobclient.stream(feed, url=server.url))
+    assert [(p.symbol, p.seq) for p in direct] == [(p.symbol, p.seq) for p in ensemble]
+    assert direct[50].error.startswith("LOB_BAD_TICK: ") and "bid_px_1" in direct[50].error
+    assert ensemble[50].error is not None and "bid_px_1" in ensemble[50].error
+    ok = [i for i, p in enumerate(ensemble) if p.error is None]
+    assert len(ok) == len(feed) - 1 and all(direct[i].error is None for i in ok)
+    np.testing.assert_array_equal(np.stack([direct[i].dir_probs for i in ok]), np.stack([ensemble[i].dir_probs for i in ok]))
+    np.testing.assert_array_equal(np.stack([direct[i].topk_ids for i in ok]), np.stack([ensemble[i].topk_ids for i in ok]))
+    assert {direct[i].model_version for i in ok} == {ensemble[0].model_version}
