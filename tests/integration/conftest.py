@@ -19,6 +19,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+PROJECT_REPO = Path(__file__).resolve().parents[2] / "model_repository"
 SMALL_CANDIDATES, SMALL_IDLE_S = 2, 1.5
 
 
