@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= out/demo
 
-.PHONY: venv demo test test-fast bench bench-kernels validate clean
+.PHONY: venv backend demo test test-fast bench bench-kernels validate clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,17 +18,21 @@ $(STAMP): pyproject.toml client/pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# Triton's onnxruntime backend for the wheel's CPU server (build/triton_backends); skipped when built
+backend: $(STAMP)
+	bash scripts/build_onnxruntime_backend.sh
+
+demo: backend
 	$(BIN)/python scripts/demo.py --out $(DEMO)
 
-test: $(STAMP)
+test: backend
 	$(BIN)/lob validate model_repository
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m "not slow and not server"
 
-bench: $(STAMP)
+bench: backend
 	bash bench/perf_analyzer.sh
 
 bench-kernels: $(STAMP)

@@ -1,10 +1,21 @@
-"""perf_analyzer on `lob_stream` beside a no-op ensemble of the same topology, in the same server.
+"""perf_analyzer on the ensemble (`lob_stream`) and the direct path (`mamba_lob_onnx`), each beside a no-op
+floor of its own topology and beside the all-python floor of the previous design, in one server.
 
-The floor (`noop_stream` = `noop_tokenizer` -> `noop_step`) has the configs of the real models (same
-tensors, same stateful sequence batching, same instances) with `bench/noop_model.py` as their code,
-so the ratio real/floor is what the tokenizer and the Mamba step cost on top of Triton itself.
-Sequences are real tick streams (chunks of recorded symbols) passed with ``--input-data``.
-Usage: python bench/run_bench.py --repo model_repository --data out/bench/data --out bench/results.md
+Topologies (no-op twins: the real configs, with `bench/noop_model.py` for python models and
+`bench/noop_onnx.py` for the ONNX step, implicit state included):
+
+- ensemble `lob_stream` = lob_tokenizer (python) -> mamba_lob_onnx (onnxruntime);  floor `noop_stream`
+- direct `mamba_lob_onnx` (client sends TOKEN + FEATURES);                        floor `noop_step`
+- previous design's floor `noop_stream_py` = python no-op tokenizer -> python no-op stateful step (CORRID
+  START/END controls, as the retired mamba_lob_cpu)
+
+Sequences are recorded tick streams (chunks of recorded symbols, ``--input-data``; the direct path gets
+their tokens and features from the same tokenizer). Concurrency mode at each level, then request-rate
+mode at half the capacity measured at ``--rate-level`` sequences (latency at a fixed offered load).
+perf_analyzer's own CPU use is measured (it shares the cores). Transport: unary gRPC by default, the one
+that survives 256 sequences on this server build (docs/serving.md, "Crash safety"); ``--streaming`` for
+gRPC streaming.
+Usage: python bench/run_bench.py --repo build/model_repository --data out/bench/data --out bench/results.md
 """
 from __future__ import annotations
 
@@ -12,13 +23,16 @@ import argparse
 import csv
 import io
 import json
+import os
 import platform
+import resource
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
@@ -26,111 +40,179 @@ from lob.data.schema import load_dataset
 from lob.serving.launcher import TritonServer
 
 HERE = Path(__file__).resolve().parent
-REAL = ("lob_tokenizer", "mamba_lob_cpu", "lob_stream")
-FLOOR = {"lob_tokenizer": "noop_tokenizer", "mamba_lob_cpu": "noop_step", "lob_stream": "noop_stream"}
-TICK_INPUTS = ("TS_NS", "BID_PX", "BID_SZ", "ASK_PX", "ASK_SZ", "TRADE_PX", "TRADE_SZ", "TRADE_SIDE")
+REAL = ("lob_tokenizer", "mamba_lob_onnx", "lob_stream")
+FLOORS = ("noop_tokenizer", "noop_step", "noop_stream", "noop_step_py", "noop_stream_py")
+# (label, model, input file)
+RUNS = (("ensemble", "lob_stream", "ticks"), ("ensemble floor", "noop_stream", "ticks"),
+        ("python-python floor", "noop_stream_py", "ticks"), ("direct", "mamba_lob_onnx", "tokens"),
+        ("direct floor", "noop_step", "tokens"))
+
+
+def _config(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def _write(folder: Path, config: model_config_pb2.ModelConfig) -> None:
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    (folder / "config.pbtxt").write_text(text_format.MessageToString(config))
 
 
 def build_repo(src: Path, dst: Path, n_features: int) -> None:
-    """The real CPU models (with their exported files) and their no-op twins."""
+    """The real CPU models (with their exported files) and the no-op twins of the three topologies."""
+    from noop_onnx import noop_step_graph
+
     for name in REAL:
         if not (src / name).is_dir():
             raise SystemExit(f"{src / name}: missing")
-        shutil.copytree(src / name, dst / name)
-    for name in ("lob_tokenizer/1/tokenizer.json", "mamba_lob_cpu/1/model.onnx", "mamba_lob_cpu/1/export.json"):
+        shutil.copytree(src / name, dst / name, ignore=shutil.ignore_patterns("configs"))
+    for name in ("lob_tokenizer/1/tokenizer.json", "mamba_lob_onnx/1/model.onnx", "mamba_lob_onnx/1/export.json"):
         if not (dst / name).is_file():
             raise SystemExit(f"{src / name}: missing; run `lob export --run RUN --repo {src}` first")
-    for real, floor in FLOOR.items():
-        config = text_format.Parse((src / real / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-        config.name = floor
-        for step in config.ensemble_scheduling.step:
-            step.model_name = FLOOR[step.model_name]
-        (dst / floor / "1").mkdir(parents=True)
-        if config.backend == "python":
-            config.parameters["noop_dim"].string_value = str(n_features)
-            shutil.copy(HERE / "noop_model.py", dst / floor / "1" / "model.py")
-        (dst / floor / "config.pbtxt").write_text(text_format.MessageToString(config))
+    tok, step, ens = (_config(src / n / "config.pbtxt") for n in REAL)
+    tok.name = "noop_tokenizer"
+    tok.parameters["noop_dim"].string_value = str(n_features)
+    _write(dst / "noop_tokenizer", tok)
+    shutil.copy(HERE / "noop_model.py", dst / "noop_tokenizer" / "1" / "model.py")
+    onnx_step = model_config_pb2.ModelConfig()
+    onnx_step.CopyFrom(step)
+    onnx_step.name = "noop_step"
+    _write(dst / "noop_step", onnx_step)
+    onnx.save(noop_step_graph(onnx.load(str(src / "mamba_lob_onnx/1/model.onnx"))), str(dst / "noop_step/1/model.onnx"))
+    py_step = model_config_pb2.ModelConfig()  # the retired python step's shape: own state, CORRID/START/END
+    py_step.CopyFrom(step)
+    py_step.name, py_step.platform, py_step.backend = "noop_step_py", "", "python"
+    del py_step.sequence_batching.state[:]
+    py_step.sequence_batching.control_input.extend(tok.sequence_batching.control_input)
+    py_step.ClearField("parameters")
+    py_step.parameters["noop_dim"].string_value = str(n_features)
+    _write(dst / "noop_step_py", py_step)
+    shutil.copy(HERE / "noop_model.py", dst / "noop_step_py" / "1" / "model.py")
+    for name, step_name in (("noop_stream", "noop_step"), ("noop_stream_py", "noop_step_py")):
+        floor = model_config_pb2.ModelConfig()
+        floor.CopyFrom(ens)
+        floor.name = name
+        floor.ensemble_scheduling.step[0].model_name = "noop_tokenizer"
+        floor.ensemble_scheduling.step[1].model_name = step_name
+        _write(dst / name, floor)
 
 
-def input_data(data: Path, path: Path, n_streams: int, length: int) -> int:
-    """perf_analyzer JSON: ``n_streams`` sequences of ``length`` consecutive recorded ticks each."""
+def input_data(data: Path, path: Path, n_streams: int, length: int, tokenizer=None) -> int:
+    """perf_analyzer JSON: ``n_streams`` sequences of ``length`` consecutive recorded ticks each (raw ticks,
+    or with ``tokenizer`` their TOKEN + FEATURES)."""
     streams = []
     for sym, t in load_dataset(data).items():
         for start in range(0, len(t) - length + 1, length):
-            streams.append([{
-                "TS_NS": [int(t.ts_ns[i])], "BID_PX": t.bid_px[i].tolist(), "BID_SZ": t.bid_sz[i].tolist(),
-                "ASK_PX": t.ask_px[i].tolist(), "ASK_SZ": t.ask_sz[i].tolist(), "TRADE_PX": [float(t.trade_px[i])],
-                "TRADE_SZ": [float(t.trade_sz[i])], "TRADE_SIDE": [int(t.trade_side[i])]} for i in range(start, start + length)])
+            chunk = t.slice(start, length)
+            if tokenizer is not None:
+                tokens, features, _ = tokenizer.transform(chunk)
+                streams.append([{"TOKEN": [int(k)], "FEATURES": f.tolist()} for k, f in zip(tokens, features)])
+            else:
+                streams.append([{
+                    "TS_NS": [int(chunk.ts_ns[i])], "BID_PX": chunk.bid_px[i].tolist(), "BID_SZ": chunk.bid_sz[i].tolist(),
+                    "ASK_PX": chunk.ask_px[i].tolist(), "ASK_SZ": chunk.ask_sz[i].tolist(),
+                    "TRADE_PX": [float(chunk.trade_px[i])], "TRADE_SZ": [float(chunk.trade_sz[i])],
+                    "TRADE_SIDE": [int(chunk.trade_side[i])]} for i in range(length)])
             if len(streams) == n_streams:
                 path.write_text(json.dumps({"data": streams}))
                 return len(streams)
     raise SystemExit(f"{data}: not enough ticks for {n_streams} streams of {length}")
 
 
-def perf(model: str, url: str, concurrency: int, data: Path, interval_ms: int) -> dict:
+def perf(model: str, url: str, data: Path, interval_ms: int, streaming: bool, concurrency: int | None = None,
+         rate: float | None = None, sequences: int = 64) -> dict:
+    """One perf_analyzer measurement; also perf_analyzer's CPU use in cores (user + system / wall)."""
+    load = (["--concurrency-range", str(concurrency)] if rate is None
+            else ["--request-rate-range", f"{rate:.0f}", "--num-of-sequences", str(sequences)])
     with tempfile.NamedTemporaryFile(suffix=".csv") as report:
-        cmd = ["perf_analyzer", "-m", model, "-i", "grpc", "-u", url, "--streaming", "--input-data", str(data),
-               "--concurrency-range", str(concurrency), "--measurement-interval", str(interval_ms),
+        cmd = ["perf_analyzer", "-m", model, "-i", "grpc", "-u", url, *(["--streaming"] if streaming else []),
+               "--input-data", str(data), *load, "--measurement-interval", str(interval_ms),
                "--stability-percentage", "50", "--max-trials", "10", "-f", report.name]
+        before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
         run = subprocess.run(cmd, capture_output=True, text=True)
+        after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
         if run.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
         row = next(csv.DictReader(io.StringIO(Path(report.name).read_text())))
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / wall
     return {"p50_us": float(row["p50 latency"]), "p99_us": float(row["p99 latency"]),
-            "throughput": float(row["Inferences/Second"]),
+            "throughput": float(row["Inferences/Second"]), "perf_cores": cpu,
             "cmd": " ".join(cmd).replace(report.name, "report.csv").replace(str(data.parent), "$TMP")}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repo", type=Path, default=Path("model_repository"))
+    ap.add_argument("--repo", type=Path, default=Path("build/model_repository"))
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=HERE / "results.md")
-    ap.add_argument("--concurrency", default="1,16,64")
-    ap.add_argument("--length", type=int, default=200, help="ticks per sequence")
-    ap.add_argument("--interval-ms", type=int, default=4000)
+    ap.add_argument("--concurrency", default="1,16,64,256")
+    ap.add_argument("--rate-level", type=int, default=64, help="sequences whose capacity sets the fixed rate")
+    ap.add_argument("--length", type=int, default=100, help="ticks per sequence")
+    ap.add_argument("--interval-ms", type=int, default=3000)
+    ap.add_argument("--streaming", action="store_true", help="gRPC streaming (crashes this server build at scale)")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    from lob.tokenizer import Tokenizer
+
     with tempfile.TemporaryDirectory(prefix="lob-bench-") as tmp:
         tmp = Path(tmp)
-        from lob.tokenizer import Tokenizer
-
-        n_features = Tokenizer.load(args.repo / "lob_tokenizer/1/tokenizer.json").n_features
-        build_repo(args.repo, tmp / "repo", n_features)
-        n_streams = input_data(args.data, tmp / "input.json", max(levels), args.length)
-        version = json.loads((args.repo / "mamba_lob_cpu/1/export.json").read_text())["model_version"]
-        rows = []
+        tokenizer = Tokenizer.load(args.repo / "lob_tokenizer/1/tokenizer.json")
+        build_repo(args.repo, tmp / "repo", tokenizer.n_features)
+        files = {"ticks": tmp / "ticks.json", "tokens": tmp / "tokens.json"}
+        n_streams = input_data(args.data, files["ticks"], max(levels), args.length)
+        input_data(args.data, files["tokens"], max(levels), args.length, tokenizer)
+        version = json.loads((args.repo / "mamba_lob_onnx/1/export.json").read_text())["model_version"]
+        rows, rated = {}, {}
         with TritonServer(tmp / "repo", "cpu", grpc_port=18801, http_port=18800, metrics_port=18802,
-                          log_file=tmp / "server.log", extra_models=tuple(FLOOR.values())) as server:
-            for c in levels:  # floor and real back to back at each level: same load on the shared cores
-                floor = perf("noop_stream", server.url, c, tmp / "input.json", args.interval_ms)
-                real = perf("lob_stream", server.url, c, tmp / "input.json", args.interval_ms)
-                rows.append((c, real, floor))
-                print(c, real, floor, flush=True)
-    write_results(args.out, rows, version, n_streams, args)
+                          log_file=tmp / "server.log", extra_models=FLOORS) as server:
+            for c in levels:  # every topology back to back at each level: same load on the shared cores
+                for label, model, kind in RUNS:
+                    rows[label, c] = perf(model, server.url, files[kind], args.interval_ms, args.streaming, concurrency=c)
+                    print(label, c, rows[label, c], flush=True)
+            for label, model, kind in RUNS:
+                if (label, args.rate_level) in rows and label in ("ensemble", "direct", "ensemble floor", "direct floor"):
+                    rate = rows[label, args.rate_level]["throughput"] / 2
+                    rated[label] = (rate, perf(model, server.url, files[kind], args.interval_ms, args.streaming,
+                                               rate=rate, sequences=args.rate_level))
+                    print(label, "rate", rated[label], flush=True)
+            alive = server.returncode() is None
+    write_results(args.out, levels, rows, rated, version, n_streams, alive, args)
 
 
-def write_results(out: Path, rows, version: str, n_streams: int, args) -> None:
+def write_results(out: Path, levels, rows, rated, version: str, n_streams: int, alive: bool, args) -> None:
+    transport = "gRPC streaming" if args.streaming else "unary gRPC"
+    load = os.getloadavg()
     lines = [
-        "# `lob_stream` (CPU profile) vs a no-op ensemble of the same topology",
+        "# Ensemble and direct path (CPU profile) vs no-op floors of their topologies",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
-        f"({subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPU cores, shared), "
-        f"tritonserver 2.51.0 (nvidia-pytriton wheel), perf_analyzer 2.51.0, gRPC streaming, sequence mode, "
-        f"{n_streams} recorded tick sequences of {args.length} ticks (`--input-data`), model `{version}`.",
-        "Floor: `noop_stream` = `noop_tokenizer` -> `noop_step`, the real configs with `bench/noop_model.py`, "
-        "in the same server. Latencies are client-side per request.",
+        f"({os.cpu_count()} CPU cores, shared; load average {load[0]:.1f} at the end), tritonserver 2.51.0 (nvidia-pytriton "
+        f"wheel) with the onnxruntime backend `make backend` builds, perf_analyzer 2.51.0, {transport}, sequence mode, "
+        f"{n_streams} recorded tick sequences of {args.length} ticks (`--input-data`), model `{version}`. "
+        f"Server alive after the run: {'yes' if alive else '**no**'}.",
+        "Floors are no-op twins of the real configs in the same server (`bench/noop_model.py`, `bench/noop_onnx.py`); "
+        "the python-python floor is the previous design's topology. Latencies are client-side per request; "
+        "`perf cores` is perf_analyzer's own CPU use (it shares the 2 cores with the server).",
         "",
-        "| concurrent sequences | lob_stream p50 | p99 | throughput | floor p50 | p99 | throughput | p50 / floor | throughput / floor |",
+        "| sequences | topology | ticks/s | p50 | p99 | / python-python floor | / own floor (ticks/s) | p50 / own floor | perf cores |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for c, real, floor in rows:
-        lines.append(f"| {c} | {real['p50_us']:.0f} us | {real['p99_us']:.0f} us | {real['throughput']:,.0f} /s | "
-                     f"{floor['p50_us']:.0f} us | {floor['p99_us']:.0f} us | {floor['throughput']:,.0f} /s | "
-                     f"{real['p50_us'] / floor['p50_us']:.2f}x | {real['throughput'] / floor['throughput']:.2f}x |")
-    lines += ["", "Targets: p50 at 1 sequence <= 1.25x floor; throughput at 64 sequences >= 0.8x floor.", "",
-              "Command: `make bench` (= `bash bench/perf_analyzer.sh`); each measurement:", "",
-              "```", rows[-1][1]["cmd"], "```", ""]
+    own = {"ensemble": "ensemble floor", "direct": "direct floor"}
+    for c in levels:
+        for label, _, _ in RUNS:
+            r, base = rows[label, c], rows["python-python floor", c]
+            floor = rows.get((own.get(label), c))
+            vs_floor = "" if floor is None else f"{r['throughput'] / floor['throughput']:.2f}x"
+            p50_floor = "" if floor is None else f"{r['p50_us'] / floor['p50_us']:.2f}x"
+            lines.append(f"| {c} | {label} | {r['throughput']:,.0f} | {r['p50_us'] / 1e3:.2f} ms | {r['p99_us'] / 1e3:.2f} ms | "
+                         f"{r['throughput'] / base['throughput']:.2f}x | {vs_floor} | {p50_floor} | {r['perf_cores']:.2f} |")
+    lines += ["", f"Fixed offered load: request-rate mode at half the capacity measured at {args.rate_level} sequences "
+              f"(`--request-rate-range R --num-of-sequences {args.rate_level}`):", "",
+              "| topology | offered ticks/s | achieved | p50 | p99 | perf cores |", "|---|---|---|---|---|---|"]
+    for label, (rate, r) in rated.items():
+        lines.append(f"| {label} | {rate:,.0f} | {r['throughput']:,.0f} | {r['p50_us'] / 1e3:.2f} ms | "
+                     f"{r['p99_us'] / 1e3:.2f} ms | {r['perf_cores']:.2f} |")
+    lines += ["", "Command: `make bench` (= `bash bench/perf_analyzer.sh`); a measurement, e.g.:", "",
+              "```", rows["ensemble", levels[-1]]["cmd"], "```", ""]
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start Triton on the Mamba-LOB repository with one GPU profile, building first what it lacks:
-#   gpu-onnx   mamba_lob_onnx/1/model.onnx (+ model_fp16.onnx), from the `lob export` output
+#   gpu-onnx   mamba_lob_onnx/1/model.onnx (+ model_fp16.onnx), from the `lob export` output (nothing to build)
 #   gpu-fp16   mamba_lob_trt_fp16/1/model.plan, built by `lob build-trt` for THIS GPU
 #   gpu-bf16   mamba_lob_trt_bf16/1/model.plan, likewise
 # Usage: lob-entrypoint [PROFILE] [extra tritonserver arguments...]
@@ -13,17 +13,14 @@ shift || true
 repo="${MODEL_REPOSITORY:-/models}"
 max_batch="${LOB_TRT_MAX_BATCH:-4096}"
 
-if [[ ! -f "$repo/mamba_lob_cpu/1/model.onnx" || ! -f "$repo/lob_tokenizer/1/tokenizer.json" ]]; then
-  echo "lob-entrypoint: $repo has no exported model: run \`lob export --run RUN --repo model_repository\`" \
+if [[ ! -f "$repo/mamba_lob_onnx/1/model.onnx" || ! -f "$repo/lob_tokenizer/1/tokenizer.json" ]]; then
+  echo "lob-entrypoint: $repo has no exported model: run \`lob export --run RUN --repo build/model_repository\`" \
        "on the host and mount that repository at $repo" >&2
   exit 2
 fi
 
 case "$profile" in
-  gpu-onnx)
-    if [[ ! -f "$repo/mamba_lob_onnx/1/model.onnx" ]]; then
-      python3 -c "import sys; from lob.export.onnx_fp16 import write_gpu_variants; write_gpu_variants(sys.argv[1])" "$repo"
-    fi ;;
+  gpu-onnx) ;;
   gpu-fp16|gpu-bf16)
     precision="${profile#gpu-}"
     if [[ ! -f "$repo/mamba_lob_trt_$precision/1/model.plan" ]]; then
@@ -41,5 +38,6 @@ models=$(python3 -c "import sys; from lob.serving.launcher import PROFILES; prin
          "$profile")
 load=()
 for m in $models; do load+=("--load-model=$m"); done
+# configs/gpu.pbtxt where a model has one (KIND_GPU step, tokenizer sized for the GPU), else config.pbtxt
 exec tritonserver --model-repository="$repo" --model-control-mode=explicit --disable-auto-complete-config \
-  "${load[@]}" "$@"
+  --model-config-name=gpu "${load[@]}" "$@"

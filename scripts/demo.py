@@ -85,9 +85,8 @@ def main() -> None:
     split_heldout_day(data, heldout)
     sh("train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--seed", "0")
     sh("evaluate", "--run", str(run), "--data", str(data))
-    shutil.copytree(ROOT / "model_repository", repo,
-                    ignore=shutil.ignore_patterns("model.onnx", "model.plan", "tokenizer.json", "export.json"))
-    sh("export", "--run", str(run), "--repo", str(repo))
+    # a build repository made from the tracked model_repository/ (never written)
+    sh("export", "--run", str(run), "--repo", str(repo), "--source", str(ROOT / "model_repository"))
     sh("predict", "--run", str(run), "--data", str(heldout), "--out", str(out / "offline.parquet"))
 
     grpc, http, metrics = free_port(), free_port(), free_port()

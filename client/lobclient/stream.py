@@ -23,15 +23,23 @@ _TICK, _RESPONSE, _INPUT_DONE, _INPUT_FAILED, _STREAM_FAILED = range(5)
 
 
 def stream(ticks: Iterable[Tick], url: str = "localhost:8001", model: str = "lob_stream", window: int = 1024,
-           timeout_s: float = 10.0, errors: Literal["record", "raise"] = "record", namespace: str = ""
-           ) -> Iterator[Prediction]:
+           timeout_s: float = 10.0, errors: Literal["record", "raise"] = "record", namespace: str = "",
+           tokenize: Literal["server", "client"] = "server", tokenizer=None) -> Iterator[Prediction]:
     """Yield one `Prediction` per tick of ``ticks``, in input order.
 
     Each symbol is its own Triton sequence (id `sequence_id(symbol, namespace)`, START on its first
     accepted tick, END when the stream closes); all symbols share one gRPC stream to ``url``. A tick the
     server refuses, or that gets no answer within ``timeout_s``, yields a `Prediction` whose ``error``
     says why (``errors="record"``) or raises `TickFailed` (``errors="raise"``); it is never skipped.
+    ``tokenize="client"``: the direct path (`lobclient.direct`): ``tokenizer`` (a ``lob.tokenizer.Tokenizer``
+    or its tokenizer.json) runs here and the step model (``model``; ``mamba_lob_onnx`` for the default) is called.
     """
+    if tokenize == "client":
+        from .direct import stream_direct
+
+        yield from stream_direct(ticks, tokenizer, url, "mamba_lob_onnx" if model == "lob_stream" else model,
+                                 min(window, 256), timeout_s, errors, namespace)
+        return
     mux = Mux(model, timeout_s, namespace)
     events: queue.Queue = queue.Queue()
     credits = threading.Semaphore(window)  # ticks the reader may take ahead of the consumer

@@ -1,10 +1,11 @@
-"""A real tritonserver on a temporary copy of the CPU model repository, shared by the server tests.
+"""A real tritonserver (the launcher, with the backend `make backend` builds) on an exported repository.
 
 Session fixtures: a small simulated dataset (4 symbols), a random-initialised run folder in the
 `lob train` layout (training is not what these tests check, and 2 shared cores cannot afford it),
-`lob export` of it into a copy of `model_repository/`, and the server started by the launcher on
-free ports. The copy also holds `lob_stream_pool2`: the same ensemble over `mamba_lob_cpu_pool2`, a
-config copy with 2 state slots and a 1.5 s idle timeout, for the pool tests.
+`lob export` of it into a temporary build repository, and the server started by the launcher on free
+ports. The repository also holds `mamba_lob_onnx_small` (the step config with 2 candidate sequences and
+a 1.5 s idle timeout) and `lob_tokenizer_small` (the tokenizer with that idle timeout), for the idle and
+candidate tests.
 """
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 PROJECT_REPO = Path(__file__).resolve().parents[2] / "model_repository"
-CPU_MODELS = ("lob_tokenizer", "mamba_lob_cpu", "lob_stream")
-POOL_SLOTS, POOL_IDLE_S = 2, 1.5
+SMALL_CANDIDATES, SMALL_IDLE_S = 2, 1.5
 
 
 def free_port() -> int:
@@ -70,21 +70,19 @@ def _config(path: Path) -> model_config_pb2.ModelConfig:
 def repo(tmp_path_factory, run_dir) -> Path:
     from lob.export.repository import export_repository
 
-    repo = tmp_path_factory.mktemp("model_repository")
-    for name in CPU_MODELS:
-        shutil.copytree(PROJECT_REPO / name, repo / name, ignore=shutil.ignore_patterns("*.onnx", "*.json"))
+    repo = tmp_path_factory.mktemp("build") / "model_repository"
     export_repository(run_dir, repo)
-    shutil.copytree(repo / "mamba_lob_cpu", repo / "mamba_lob_cpu_pool2")
-    step = _config(repo / "mamba_lob_cpu_pool2" / "config.pbtxt")
-    step.name = "mamba_lob_cpu_pool2"
-    step.parameters["pool_size"].string_value = str(POOL_SLOTS)
-    step.sequence_batching.max_sequence_idle_microseconds = int(POOL_IDLE_S * 1e6)
-    (repo / "mamba_lob_cpu_pool2" / "config.pbtxt").write_text(text_format.MessageToString(step))
-    shutil.copytree(repo / "lob_stream", repo / "lob_stream_pool2")
-    ensemble = _config(repo / "lob_stream_pool2" / "config.pbtxt")
-    ensemble.name = "lob_stream_pool2"
-    ensemble.ensemble_scheduling.step[1].model_name = "mamba_lob_cpu_pool2"
-    (repo / "lob_stream_pool2" / "config.pbtxt").write_text(text_format.MessageToString(ensemble))
+    shutil.copytree(repo / "mamba_lob_onnx", repo / "mamba_lob_onnx_small", ignore=shutil.ignore_patterns("configs"))
+    step = _config(repo / "mamba_lob_onnx_small" / "config.pbtxt")
+    step.name = "mamba_lob_onnx_small"
+    step.sequence_batching.oldest.max_candidate_sequences = SMALL_CANDIDATES
+    step.sequence_batching.max_sequence_idle_microseconds = int(SMALL_IDLE_S * 1e6)
+    (repo / "mamba_lob_onnx_small" / "config.pbtxt").write_text(text_format.MessageToString(step))
+    shutil.copytree(repo / "lob_tokenizer", repo / "lob_tokenizer_small", ignore=shutil.ignore_patterns("configs"))
+    tok = _config(repo / "lob_tokenizer_small" / "config.pbtxt")
+    tok.name = "lob_tokenizer_small"
+    tok.sequence_batching.max_sequence_idle_microseconds = int(SMALL_IDLE_S * 1e6)
+    (repo / "lob_tokenizer_small" / "config.pbtxt").write_text(text_format.MessageToString(tok))
     return repo
 
 
@@ -94,7 +92,7 @@ def server(repo, tmp_path_factory):
 
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
     with TritonServer(repo, "cpu", grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
-                      log_file=log, extra_models=("mamba_lob_cpu_pool2", "lob_stream_pool2")) as srv:
+                      log_file=log, extra_models=("mamba_lob_onnx_small", "lob_tokenizer_small")) as srv:
         yield srv
 
 

@@ -13,7 +13,7 @@ import lobclient
 from lob.data.schema import load_dataset
 from lob.serving.replay import interleave
 
-from .conftest import POOL_IDLE_S, POOL_SLOTS
+from .conftest import SMALL_CANDIDATES, SMALL_IDLE_S
 from .test_stream import assert_matches_offline
 
 pytestmark = pytest.mark.server
@@ -111,30 +111,67 @@ def test_start_resets_a_sequence_that_has_state(client, dataset):
     assert not np.allclose(first[0], first[-1])  # the state did move in between
 
 
-def test_state_pool_full_is_an_error_until_end_or_idle_timeout_frees_a_slot(client, dataset):
-    model = "lob_stream_pool2"
-    ticks = ticks_of(dataset, sorted(dataset)[0])
-    ids = range(1001, 1001 + POOL_SLOTS)
+def step(client, model, seq_id, start=False, end=False, token=3, **kwargs):
+    """One direct step-model request (TOKEN + FEATURES); returns DIR_PROBS (3, 3)."""
+    inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, 12], "FP32")]
+    inputs[0].set_data_from_numpy(np.array([[token]], np.int64))
+    inputs[1].set_data_from_numpy(np.linspace(-1, 1, 12, dtype=np.float32)[None])
+    return client.infer(model, inputs, sequence_id=seq_id, sequence_start=start, sequence_end=end,
+                        **kwargs).as_numpy("DIR_PROBS")[0]
+
+
+NO_SEQUENCE = "must specify the START flag"  # Triton core's refusal of a non-START tick of an unknown sequence
+
+
+def test_end_frees_the_sequence_and_start_resets_its_implicit_state(client):
+    model = "mamba_lob_onnx_small"
+    first = [step(client, model, 3001, start=(i == 0), token=i) for i in range(5)]
+    step(client, model, 3001, end=True)
+    with pytest.raises(InferenceServerException, match=NO_SEQUENCE):
+        step(client, model, 3001)  # END freed it: the server no longer knows the sequence
+    again = [step(client, model, 3001, start=(i == 0), token=i, end=(i == 4)) for i in range(5)]
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))  # zero state at START, as the first time
+    assert not np.array_equal(first[0], first[-1])  # the state did move in between
+
+
+def test_an_idle_sequence_is_ended_by_the_server(client):
+    model = "mamba_lob_onnx_small"
+    step(client, model, 3101, start=True)
+    step(client, model, 3101)
+    time.sleep(SMALL_IDLE_S + 1.0)  # max_sequence_idle_microseconds passes without a tick
+    with pytest.raises(InferenceServerException, match=NO_SEQUENCE):
+        step(client, model, 3101)
+    step(client, model, 3101, start=True, end=True)
+
+
+def test_a_start_beyond_the_candidate_sequences_waits_until_one_ends(client):
+    """max_candidate_sequences exhausted: Triton queues the new sequence (no error) until a slot frees."""
+    import queue
+
+    model = "mamba_lob_onnx_small"
+    ids = range(3201, 3201 + SMALL_CANDIDATES)
     for seq_id in ids:
-        infer(client, model, ticks[0], seq_id, start=True)
-    with pytest.raises(InferenceServerException, match="pool full"):
-        infer(client, model, ticks[0], 2001, start=True)
-
-    infer(client, model, ticks[1], ids[0], end=True)  # END frees its slot
-    infer(client, model, ticks[0], 2001, start=True)
-
-    time.sleep(POOL_IDLE_S + 1.2)  # every slot idle past the timeout: reclaimed at the next execute
-    infer(client, model, ticks[0], 2002, start=True)
-    infer(client, model, ticks[0], 2003, start=True)
-    with pytest.raises(InferenceServerException, match="START"):
-        infer(client, model, ticks[1], 2001)  # its slot was reclaimed: a non-START tick is refused
+        step(client, model, seq_id, start=True)
+    answered: queue.Queue = queue.Queue()
+    inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, 12], "FP32")]
+    inputs[0].set_data_from_numpy(np.array([[3]], np.int64))
+    inputs[1].set_data_from_numpy(np.zeros((1, 12), np.float32))
+    client.async_infer(model, inputs, lambda result, error: answered.put((time.monotonic(), error)),
+                       sequence_id=3299, sequence_start=True, sequence_end=True)
+    time.sleep(0.5)  # well under the 1.5 s idle timeout of the open sequences
+    assert answered.empty()  # queued behind the open sequences, not refused
+    ended = time.monotonic()
+    step(client, model, ids[0], end=True)  # frees a candidate slot
+    when, error = answered.get(timeout=SMALL_IDLE_S)
+    assert error is None and when - ended < SMALL_IDLE_S / 2  # served once a slot freed, before any idle timeout
+    step(client, model, ids[1], end=True)
 
 
 def test_a_refused_start_opens_no_sequence(client, dataset):
     ticks = ticks_of(dataset, sorted(dataset)[2])[:3]
-    with pytest.raises(InferenceServerException, match="bid_px_1"):
+    with pytest.raises(InferenceServerException, match="LOB_BAD_TICK: .*bid_px_1"):
         infer(client, "lob_stream", with_level(ticks[0], "bid_px", 0, np.nan), 903, start=True)
-    with pytest.raises(InferenceServerException, match="START"):
+    with pytest.raises(InferenceServerException, match="LOB_NO_STATE: "):
         infer(client, "lob_stream", ticks[0], 903)
     fresh = infer(client, "lob_stream", ticks[0], 903, start=True, end=True)
     reference = infer(client, "lob_stream", ticks[0], 904, start=True, end=True)

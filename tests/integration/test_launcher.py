@@ -43,3 +43,14 @@ def test_a_port_in_use_is_refused_before_starting(tmp_path):
         with pytest.raises(ServerError, match=f"grpc {port}"):
             TritonServer(PROJECT_REPO, grpc_port=port, http_port=free_port(), metrics_port=free_port(),
                          log_file=tmp_path / "log").start()
+
+
+def test_cpu_profile_uses_the_backend_directory_make_backend_built(monkeypatch, tmp_path):
+    from lob.serving import launcher
+
+    root, backends = launcher._server_root(PROFILES["cpu"])
+    assert backends == launcher.BUILT_BACKENDS
+    assert (backends / "onnxruntime" / "libtriton_onnxruntime.so").is_file() and (backends / "python").is_dir()
+    monkeypatch.setattr(launcher, "BUILT_BACKENDS", tmp_path / "nothing")
+    with pytest.raises(ServerError, match="make backend"):
+        launcher._server_root(PROFILES["cpu"])

@@ -20,6 +20,6 @@ def test_readme_lobclient_example_runs(server, repo):
     with contextlib.redirect_stdout(out):
         exec(example.replace('url="localhost:8001"', f'url="{server.url}"'), {})  # noqa: S102
     lines = out.getvalue().splitlines()
-    version = json.loads((repo / "mamba_lob_cpu" / "1" / "export.json").read_text())["model_version"]
+    version = json.loads((repo / "mamba_lob_onnx" / "1" / "export.json").read_text())["model_version"]
     assert [line.split()[0] for line in lines] == ["AAPL", "MSFT"]  # one prediction per tick, in order
     assert all("refused" not in line and line.endswith(version) for line in lines)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_interleaved_symbols_one_prediction_per_tick_in_order_equal_to_offline(s
 
     assert [(p.symbol, p.ts_ns) for p in preds] == [(t.symbol, t.ts_ns) for t in ticks]
     assert all(p.error is None for p in preds)
-    version = json.loads((repo / "mamba_lob_cpu" / "1" / "export.json").read_text())["model_version"]
+    version = json.loads((repo / "mamba_lob_onnx" / "1" / "export.json").read_text())["model_version"]
     assert {p.model_version for p in preds} == {version}
     for symbol in dataset:
         mine = [p for p in preds if p.symbol == symbol]
@@ -102,7 +103,7 @@ def test_lob_stream_cli_writes_the_lob_predict_table(server, dataset_dir, offlin
 
 
 def test_step_model_runs_back_to_back_ticks_of_one_sequence_in_order(server, dataset, offline, run_dir):
-    """Many ticks of one sequence queued at once on mamba_lob_cpu (no client-side pacing) still run in
+    """Many ticks of one sequence queued at once on mamba_lob_onnx (no client-side pacing) still run in
     order, each on the state the previous one left."""
     import queue
 
@@ -119,7 +120,7 @@ def test_step_model_runs_back_to_back_ticks_of_one_sequence_in_order(server, dat
         inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, features.shape[1]], "FP32")]
         inputs[0].set_data_from_numpy(tokens[i:i + 1, None].astype(np.int64))
         inputs[1].set_data_from_numpy(features[i:i + 1].astype(np.float32))
-        client.async_stream_infer("mamba_lob_cpu", inputs, request_id=str(i), sequence_id=905,
+        client.async_stream_infer("mamba_lob_onnx", inputs, request_id=str(i), sequence_id=905,
                                   sequence_start=i == 0, sequence_end=i == N_TICKS - 1)
     got = {}
     for _ in range(N_TICKS):
@@ -129,3 +130,42 @@ def test_step_model_runs_back_to_back_ticks_of_one_sequence_in_order(server, dat
     client.stop_stream()
     dir_probs, _, _ = offline_rows(offline, symbol)
     assert np.abs(np.stack([got[i] for i in range(N_TICKS)]) - dir_probs).max() <= TOL
+
+
+def test_concurrent_sequences_share_one_step_execution(server, dataset):
+    """The sequence batcher runs ticks of several symbols as one onnxruntime call (server statistics)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.url)
+
+    def batched_rows():  # {batch size: executions} of mamba_lob_onnx so far
+        stats = client.get_inference_statistics("mamba_lob_onnx").model_stats[0]
+        return {b.batch_size: b.compute_infer.count for b in stats.batch_stats}
+
+    before = batched_rows()
+    ticks = [t for s in sorted(dataset) for t in list(interleave({s: dataset[s]}))[:40]]
+    many = [dataclasses.replace(t, symbol=f"{t.symbol}-{k}") for k in range(4) for t in ticks]  # 16 sequences
+    preds = list(lobclient.stream(sorted(many, key=lambda t: t.ts_ns), url=server.url, window=64))
+    assert all(p.error is None for p in preds) and len(preds) == len(many)
+    after = batched_rows()
+    grew = {b: after[b] - before.get(b, 0) for b in after if after[b] > before.get(b, 0)}
+    # every tick ran once, in some batch, plus the END tick lobclient closes each of the 16 sequences with
+    assert sum(n * b for b, n in grew.items()) == len(many) + 16
+    assert any(b >= 2 for b in grew), grew
+
+
+def test_direct_path_with_client_side_tokenizer_equals_the_ensemble(server, dataset, repo):
+    ticks = list(interleave(dataset))
+    bad = dataclasses.replace(ticks[50], bid_px=np.full(10, np.nan))
+    feed = ticks[:50] + [bad] + ticks[50:]
+    direct = list(lobclient.stream(feed, url=server.url, tokenize="client",
+                                   tokenizer=repo / "lob_tokenizer" / "1" / "tokenizer.json"))
+    ensemble = list(lobclient.stream(feed, url=server.url))
+    assert [(p.symbol, p.seq) for p in direct] == [(p.symbol, p.seq) for p in ensemble]
+    assert direct[50].error.startswith("LOB_BAD_TICK: ") and "bid_px_1" in direct[50].error
+    assert ensemble[50].error is not None and "bid_px_1" in ensemble[50].error
+    ok = [i for i, p in enumerate(ensemble) if p.error is None]
+    assert len(ok) == len(feed) - 1 and all(direct[i].error is None for i in ok)
+    np.testing.assert_array_equal(np.stack([direct[i].dir_probs for i in ok]), np.stack([ensemble[i].dir_probs for i in ok]))
+    np.testing.assert_array_equal(np.stack([direct[i].topk_ids for i in ok]), np.stack([ensemble[i].topk_ids for i in ok]))
+    assert {direct[i].model_version for i in ok} == {ensemble[0].model_version}

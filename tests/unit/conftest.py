@@ -6,7 +6,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def step_onnx(tmp_path_factory) -> Path:
-    """A tiny random Mamba-LOB step model (vocab 64, 12 features) exported as `lob export` does, once per session."""
+    """A tiny random Mamba-LOB step model (vocab 64, 12 features) exported as `lob export` does (MODEL_VERSION
+    "test-version" included), once per session."""
     import torch
 
     from lob.export.onnx_step import export_step_onnx
@@ -15,7 +16,7 @@ def step_onnx(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = MambaLOB(config_from_preset("tiny", vocab_size=64, n_features=12)).eval()
     path = tmp_path_factory.mktemp("export") / "model.onnx"
-    export_step_onnx(model, path)
+    export_step_onnx(model, path, model_version="test-version")
     return path
 
 

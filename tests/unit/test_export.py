@@ -32,44 +32,59 @@ def data_and_run(tmp_path_factory):
     return root / "data", run
 
 
-def _repo(tmp_path: Path) -> Path:
-    """A copy of the project's model repository without build products."""
-    repo = tmp_path / "repo"
-    shutil.copytree(PROJECT_REPO, repo, ignore=shutil.ignore_patterns(
-        "model.onnx", "model_fp16.onnx", "model.plan", "tokenizer.json", "export.json", "__pycache__"))
-    return repo
+def _tracked_snapshot() -> dict[str, bytes]:
+    return {str(p.relative_to(PROJECT_REPO)): p.read_bytes() for p in sorted(PROJECT_REPO.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
 
 
 def test_repository_files_and_version(data_and_run, tmp_path):
     _, run = data_and_run
-    repo = _repo(tmp_path)
+    repo = tmp_path / "build" / "model_repository"
+    tracked = _tracked_snapshot()
     version = export_repository(run, repo)
-    info = json.loads((repo / "mamba_lob_cpu/1/export.json").read_text())
+    assert _tracked_snapshot() == tracked  # the tracked repository is never written
+    info = json.loads((repo / "mamba_lob_onnx/1/export.json").read_text())
     assert info["model_version"] == version == f"run-{sha256_file(run / 'checkpoint.pt')[:12]}"
     tok = Tokenizer.load(repo / "lob_tokenizer/1/tokenizer.json")
     assert info["tokenizer_hash"] == tok.content_hash
     assert (repo / "lob_tokenizer/1/tokenizer.json").read_bytes() == (run / "tokenizer.json").read_bytes()
     assert info["config"]["vocab_size"] == tok.vocab_size and info["config"]["n_features"] == tok.n_features
-    # no temp files left next to the artifacts
-    assert sorted(p.name for p in (repo / "mamba_lob_cpu/1").iterdir()) == ["export.json", "model.onnx", "model.py"]
+    # no temp files left next to the artifacts or the repository
+    assert sorted(p.name for p in (repo / "mamba_lob_onnx/1").iterdir()) == [".gitkeep", "export.json", "model.onnx", "model_fp16.onnx"]
+    assert sorted(p.name for p in repo.parent.iterdir()) == ["model_repository"]
+    # MODEL_VERSION is a constant output of the step graph and of lob_model_version's graph
+    step = ort.InferenceSession(str(repo / "mamba_lob_onnx/1/model.onnx"), providers=["CPUExecutionProvider"])
+    assert "MODEL_VERSION" in [o.name for o in step.get_outputs()]
+    only = ort.InferenceSession(str(repo / "lob_model_version/1/model.onnx"), providers=["CPUExecutionProvider"])
+    assert only.run(None, {"TS_NS": np.zeros((3, 1), np.int64)})[0].tolist() == [[version]] * 3
+    assert validate_repository(repo) == []
+    export_repository(run, repo)  # a previous export is replaced
+    assert sorted(p.name for p in repo.parent.iterdir()) == ["model_repository"]
 
 
-def test_refuses_a_folder_that_is_not_a_model_repository(data_and_run, tmp_path):
+def test_refuses_the_tracked_repository_and_folders_it_did_not_build(data_and_run, tmp_path):
     _, run = data_and_run
     with pytest.raises(FileNotFoundError, match="config.pbtxt"):
-        export_repository(run, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+        export_repository(run, tmp_path / "out", source=tmp_path)
+    with pytest.raises(ValueError, match="tracked repository"):
+        export_repository(run, PROJECT_REPO)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="lob_export"):
+        export_repository(run, tmp_path / "mine")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # nothing half-written beside it
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 def test_onnx_stepped_over_the_token_stream_matches_lob_predict(data_and_run, tmp_path):
     data, run = data_and_run
-    repo = _repo(tmp_path)
+    repo = tmp_path / "model_repository"
     export_repository(run, repo)
     offline = pq.read_table(predict(run, data, tmp_path / "p.parquet", limit=N_TICKS)).to_pydict()
     symbols = sorted(load_dataset(data))
     ticks = load_dataset(data)
     tokenizer = Tokenizer.load(repo / "lob_tokenizer/1/tokenizer.json")
-    sess = ort.InferenceSession(str(repo / "mamba_lob_cpu/1/model.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(repo / "mamba_lob_onnx/1/model.onnx"), providers=["CPUExecutionProvider"])
     shapes = {i.name: i.shape for i in sess.get_inputs()}
     conv = np.zeros([len(symbols), *shapes["STATE_CONV_IN"][1:]], np.float32)
     ssm = np.zeros([len(symbols), *shapes["STATE_SSM_IN"][1:]], np.float32)
@@ -84,6 +99,7 @@ def test_onnx_stepped_over_the_token_stream_matches_lob_predict(data_and_run, tm
         out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {
             "TOKEN": np.array(toks, np.int64)[:, None], "FEATURES": np.stack(feats),
             "STATE_CONV_IN": conv, "STATE_SSM_IN": ssm})))
+        assert out["MODEL_VERSION"].tolist() == [[json.loads((repo / "mamba_lob_onnx/1/export.json").read_text())["model_version"]]] * len(symbols)
         conv, ssm = out["STATE_CONV_OUT"], out["STATE_SSM_OUT"]
         dir_probs.append(out["DIR_PROBS"])
         top_ids.append(out["TOPK_IDS"])
@@ -106,18 +122,17 @@ def test_export_of_another_preset_fits_the_gpu_state_dims(data_and_run, tmp_path
     data, _ = data_and_run
     run = train(data, tmp_path / "small", preset="small", max_steps=2, window=16, batch_size=2, eval_every=1,
                 max_val_windows=1)
-    repo = _repo(tmp_path)
-    assert validate_repository(repo) == []
+    repo = tmp_path / "model_repository"
     export_repository(run, repo)
-    assert validate_repository(repo) == []  # checks the GPU ONNX I/O against the rewritten state dims
-    cfg = json.loads((repo / "mamba_lob_cpu/1/export.json").read_text())["config"]
+    assert validate_repository(repo) == []  # checks the ONNX I/O against the rewritten state dims
+    cfg = json.loads((repo / "mamba_lob_onnx/1/export.json").read_text())["config"]
     d_inner = cfg["expand"] * cfg["d_model"]
     want = {"STATE_CONV_IN": [cfg["n_layer"], d_inner, cfg["d_conv"] - 1],
             "STATE_SSM_IN": [cfg["n_layer"], d_inner, cfg["d_state"]]}
-    for name in ("mamba_lob_onnx", "mamba_lob_trt_fp16", "mamba_lob_trt_bf16"):
-        config = text_format.Parse((repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    for name in ("mamba_lob_onnx", "mamba_lob_onnx/configs/gpu", "mamba_lob_trt_fp16", "mamba_lob_trt_bf16"):
+        path = repo / f"{name}.pbtxt" if name.endswith("gpu") else repo / name / "config.pbtxt"
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
         got = {st.input_name: list(st.dims) for st in config.sequence_batching.state}
         assert got == want, name
         assert all(list(st.initial_state[0].dims) == want[st.input_name] for st in config.sequence_batching.state)
-    assert (repo / "mamba_lob_onnx/1/model.onnx").read_bytes() == (repo / "mamba_lob_cpu/1/model.onnx").read_bytes()
     assert (repo / "mamba_lob_onnx/1/model_fp16.onnx").is_file()

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from lob.export.onnx_fp16 import convert_fp16, write_gpu_variants
+from lob.export.onnx_fp16 import convert_fp16
 
 N_FEATURES, VOCAB = 12, 64
 
@@ -52,14 +52,3 @@ def test_fp16_keeps_the_fp32_interface_and_halves_the_weights(step_onnx, fp16_on
 
     assert io(fp16_onnx) == io(step_onnx)  # so mamba_lob_onnx's config serves either file
     assert weight_bytes(fp16_onnx) <= 0.55 * weight_bytes(step_onnx)
-
-
-def test_write_gpu_variants(tmp_path, step_onnx):
-    with pytest.raises(FileNotFoundError, match="lob export"):
-        write_gpu_variants(tmp_path)
-    (tmp_path / "mamba_lob_cpu" / "1").mkdir(parents=True)
-    (tmp_path / "mamba_lob_cpu" / "1" / "model.onnx").write_bytes(step_onnx.read_bytes())
-    fp32, fp16 = write_gpu_variants(tmp_path)
-    assert fp32 == tmp_path / "mamba_lob_onnx" / "1" / "model.onnx"
-    assert fp32.read_bytes() == step_onnx.read_bytes()
-    assert _session(fp16).get_inputs()[0].name == "TOKEN"

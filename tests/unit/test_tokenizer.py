@@ -394,3 +394,30 @@ def test_feature_values_follow_their_definitions(tok10):
     assert f["vwap_dev_bps"][1] == pytest.approx(0.0, abs=1e-4)
     # tick 2: 3 lots added to the best bid (q_ref = (5 + 4) / 2)
     assert f["ofi"][2] == pytest.approx(3 / 4.5, abs=1e-4)
+
+
+def test_step_batch_equals_step_per_sequence_bit_for_bit(tok10):
+    """The server's batch path: B sequences, one tick each per call, one bad row, == step() row by row."""
+    walks = [random_walk(80, 10, seed=30 + k) for k in range(5)]
+    states_b: list = [None] * 5
+    states_s: list = [None] * 5
+    refused = 0
+    for i in range(80):
+        ticks = [TickInput.of(w, i) for w in walks]
+        if i == 33:
+            ticks[2] = ticks[2]._replace(bid_px=np.full(10, np.nan))  # one bad tick in the batch
+        tokens, features, new = tok10.step_batch(ticks, states_b)
+        assert tokens.shape == (5,) and features.shape == (5, tok10.n_features) and features.dtype == np.float32
+        for b in range(5):
+            try:
+                token, f, states_s[b] = tok10.step(ticks[b], states_s[b])
+            except TickError as err:
+                assert isinstance(new[b], TickError) and new[b].field == err.field == "bid_px_1"
+                assert tokens[b] == 0 and not features[b].any()
+                refused += 1
+                continue
+            assert tokens[b] == token
+            np.testing.assert_array_equal(features[b], f)
+            assert new[b] == states_s[b]
+            states_b[b] = new[b]
+    assert refused == 1

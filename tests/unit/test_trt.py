@@ -20,7 +20,7 @@ def repo(tmp_path: Path, step_onnx: Path) -> Path:
     """The committed repository after `lob export`."""
     repo = Path(shutil.copytree(REPO, tmp_path / "model_repository",
                                 ignore=shutil.ignore_patterns("*.onnx", "*.plan", "*.json")))
-    shutil.copyfile(step_onnx, repo / "mamba_lob_cpu" / "1" / "model.onnx")
+    shutil.copyfile(step_onnx, repo / "mamba_lob_onnx" / "1" / "model.onnx")
     return repo
 
 

@@ -27,8 +27,7 @@ def repo(tmp_path: Path) -> Path:
 @pytest.fixture
 def exported(repo: Path, step_onnx: Path) -> Path:
     """The repository copy after `lob export`: the step model where the ONNX models read it."""
-    for model in ("mamba_lob_cpu", "mamba_lob_onnx"):
-        shutil.copyfile(step_onnx, repo / model / "1" / "model.onnx")
+    shutil.copyfile(step_onnx, repo / "mamba_lob_onnx" / "1" / "model.onnx")
     return repo
 
 
@@ -61,7 +60,7 @@ def test_exported_repository_passes(exported):
 
 def test_cli_exit_status(repo):
     assert CliRunner().invoke(app, ["validate", str(repo)]).exit_code == 0
-    (repo / "lob_model_version" / "1" / "model.py").unlink()
+    (repo / "lob_tokenizer" / "1" / "model.py").unlink()
     result = CliRunner().invoke(app, ["validate", str(repo)])
     assert result.exit_code == 1
     assert "model.py" in result.output
@@ -88,13 +87,13 @@ def test_non_numeric_version_folder(repo):
 
 
 def test_missing_model_py(repo):
-    path = repo / "lob_model_version" / "1" / "model.py"
+    path = repo / "lob_tokenizer" / "1" / "model.py"
     path.unlink()
     assert_caught(repo, path, "missing")
 
 
 def test_model_py_without_execute(repo):
-    path = repo / "lob_model_version" / "1" / "model.py"
+    path = repo / "lob_tokenizer" / "1" / "model.py"
     path.write_text(path.read_text().replace("def execute(", "def run("))
     assert_caught(repo, path, "TritonPythonModel.execute")
 
@@ -153,29 +152,65 @@ def test_ensemble_missing_composing_model(repo):
 
 def test_onnx_input_name_mismatch(exported):
     edit_onnx(exported / "mamba_lob_onnx" / "1" / "model.onnx", lambda io: setattr(io["FEATURES"], "name", "FEATS"))
-    assert_caught(exported, exported / "mamba_lob_onnx" / "config.pbtxt", "input[1] (FEATURES)")
+    assert_caught(exported, exported / "mamba_lob_onnx", "input[1] (FEATURES)")  # both of its configs read this file
 
 
 def test_onnx_input_dtype_mismatch(exported):
     edit_onnx(exported / "mamba_lob_onnx" / "1" / "model.onnx",
               lambda io: setattr(io["TOKEN"].type.tensor_type, "elem_type", onnx.TensorProto.INT32))
-    assert_caught(exported, exported / "mamba_lob_onnx" / "config.pbtxt", "input[0] (TOKEN)")
+    assert_caught(exported, exported / "mamba_lob_onnx", "input[0] (TOKEN)")  # both of its configs read this file
 
 
 def test_onnx_input_dims_mismatch(exported):
     # a model exported with 13 features against a config (and tokenizer) of 12
     edit_onnx(exported / "mamba_lob_onnx" / "1" / "model.onnx",
               lambda io: setattr(io["FEATURES"].type.tensor_type.shape.dim[1], "dim_value", 13))
-    assert_caught(exported, exported / "mamba_lob_onnx" / "config.pbtxt", "input[1] (FEATURES)")
+    assert_caught(exported, exported / "mamba_lob_onnx", "input[1] (FEATURES)")  # both of its configs read this file
 
 
 def test_onnx_state_pair_dtype_mismatch(exported):
     edit_onnx(exported / "mamba_lob_onnx" / "1" / "model.onnx",
               lambda io: setattr(io["STATE_SSM_OUT"].type.tensor_type, "elem_type", onnx.TensorProto.FLOAT16))
-    assert_caught(exported, exported / "mamba_lob_onnx" / "config.pbtxt", "sequence_batching.state[1]")
+    assert_caught(exported, exported / "mamba_lob_onnx", "sequence_batching.state[1]")  # both of its configs read this file
 
 
 def test_onnx_stateful_model_without_sequence_batching(exported):
     path = exported / "mamba_lob_onnx" / "config.pbtxt"
     edit_config(path, lambda c: c.ClearField("sequence_batching"))
     assert_caught(exported, path, "STATE_CONV_IN")
+
+
+# ------------------------------------------------------------------------------------- implicit state entries
+
+def test_state_with_a_string_dtype(repo):
+    def string_state(c):
+        c.sequence_batching.state[0].data_type = mc.TYPE_STRING
+        c.sequence_batching.state[0].initial_state[0].data_type = mc.TYPE_STRING
+    path = repo / "mamba_lob_trt_fp16" / "config.pbtxt"
+    edit_config(path, string_state)
+    assert_caught(repo, path, "TYPE_STRING is not a state")
+
+
+@pytest.mark.parametrize("field, change", [
+    ("data_type", lambda init: setattr(init, "data_type", mc.TYPE_FP16)),
+    ("dims", lambda init: init.dims.__setitem__(0, 3)),
+])
+def test_initial_state_that_does_not_fit_its_state(repo, field, change):
+    path = repo / "mamba_lob_trt_bf16" / "config.pbtxt"
+    edit_config(path, lambda c: change(c.sequence_batching.state[1].initial_state[0]))
+    assert_caught(repo, path, f"sequence_batching.state[1] (STATE_SSM_IN).initial_state[0].{field}")
+
+
+def test_gpu_config_whose_state_drifted_from_the_cpu_one(repo):
+    path = repo / "mamba_lob_onnx" / "configs" / "gpu.pbtxt"
+    def drift(c):
+        for d in (c.sequence_batching.state[0], c.sequence_batching.state[0].initial_state[0]):
+            d.dims[1] = 128
+    edit_config(path, drift)
+    assert_caught(repo, path, "declared differently")
+
+
+def test_named_configs_get_the_same_checks(repo):
+    path = repo / "lob_tokenizer" / "configs" / "gpu.pbtxt"
+    path.write_text(path.read_text() + "\nmax_batch_sizes: 8\n")
+    assert_caught(repo, path, "max_batch_sizes")

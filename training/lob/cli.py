@@ -31,47 +31,14 @@ def simulate(
     symbols: int = typer.Option(4, min=1, max=26, help="Number of symbols."),
     days: int = typer.Option(3, min=1, help="Trading days per symbol."),
     seed: int = typer.Option(0, help="Random seed; same seed, same ticks."),
-    events_per_day: Optional[int] = typer.Option(None, min=100, help="Book events per symbol-day "
-                                                 "[default: 20000, or the calibrated instrument's]."),
+    events_per_day: int = typer.Option(20_000, min=100, help="Average book events per symbol-day."),
     start_date: str = typer.Option("2024-01-02", help="First trading day (weekdays follow)."),
-    params: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
-                                          help="Instrument from `lob calibrate` (PARAMS.json): simulate it instead "
-                                               "of the archetypes (--symbols is ignored)."),
 ):
-    """Simulate a multi-symbol L2 market (queue-reactive, Hawkes-excited order flow, bursty Hawkes clock)."""
+    """Simulate a multi-symbol L2 market (queue-reactive, Hawkes-excited order flow)."""
     from lob.data.simulator import simulate_dataset
 
-    specs = None
-    if params is not None:
-        from lob.realism.calibrate import load_params
-
-        try:
-            spec, calibrated_events = load_params(params)
-        except ValueError as err:
-            _fail(err)
-        specs, symbols = [spec], 1
-        events_per_day = events_per_day or calibrated_events
-    simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day or 20_000,
-                     start_date=start_date, specs=specs)
-
-
-@app.command()
-def calibrate(
-    data: str = typer.Option(..., metavar="DIR[:SYMBOL]", help="Real dataset (one symbol) to fit."),
-    out: Path = typer.Option(..., help="Instrument PARAMS.json to write (for `lob simulate --params`)."),
-    seed: int = typer.Option(0, help="Seed of the simulations inside the fit (common random numbers)."),
-):
-    """Fit a simulator instrument to a real dataset (method of moments + simulated moments)."""
-    from rich.console import Console
-
-    from lob.realism.calibrate import calibrate as run_calibrate
-    from lob.data.schema import TickDataError
-
-    try:
-        params = run_calibrate(data, out, seed=seed)
-    except (TickDataError, FileNotFoundError, KeyError, ValueError) as err:
-        _fail(err)
-    Console().print_json(data={"instrument": params["instrument"], "moments [real, simulated]": params["moments"]})
+    simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day,
+                     start_date=start_date)
 
 
 @import_app.command("lobster")
@@ -106,40 +73,6 @@ def import_binance_cmd(
 
     try:
         import_binance_bookticker(file, symbol=symbol, out=out, tick_size=tick_size)
-    except TickDataError as err:
-        _fail(err)
-
-
-@app.command()
-def realism(
-    data_a: str = typer.Argument(..., metavar="DIR_A[:SYMBOL]", help="Dataset to judge (e.g. a simulation)."),
-    data_b: str = typer.Argument(..., metavar="DIR_B[:SYMBOL]", help="Reference dataset (e.g. a real day)."),
-    out: Optional[Path] = typer.Option(None, help="Report JSON to write (and a PNG beside it)."),
-):
-    """Stylized facts of two datasets side by side and their distances (TV, Wasserstein-1)."""
-    from lob.realism.report import print_report, realism_report
-    from lob.data.schema import TickDataError
-
-    try:
-        print_report(realism_report(data_a, data_b, out))
-    except (TickDataError, FileNotFoundError, KeyError, ValueError) as err:
-        _fail(err)
-
-
-@import_app.command("binance")
-def import_binance_merged_cmd(
-    bookticker: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Binance bookTicker CSV."),
-    trades: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Binance aggTrades CSV (same period)."),
-    symbol: str = typer.Option(..., help="Symbol to record."),
-    out: Path = typer.Option(..., help="Dataset folder to write into."),
-    tick_size: float = typer.Option(0.1, help="Price grid of the instrument (price units)."),
-):
-    """Import Binance bookTicker rows merged in time order with aggTrades prints (aggressor side kept)."""
-    from lob.data.binance import import_binance
-    from lob.data.schema import TickDataError
-
-    try:
-        import_binance(bookticker, trades, symbol=symbol, out=out, tick_size=tick_size)
     except TickDataError as err:
         _fail(err)
 
@@ -204,13 +137,16 @@ def predict(
 @app.command()
 def export(
     run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
-    repo: Path = typer.Option(Path("model_repository"), file_okay=False, help="Triton model repository."),
+    repo: Path = typer.Option(Path("build/model_repository"), file_okay=False,
+                              help="Build repository to write (replaced if a previous export)."),
+    source: Path = typer.Option(Path("model_repository"), exists=True, file_okay=False,
+                                help="The tracked repository it is made from (never written)."),
 ):
-    """Export the one-tick step model to ONNX and the tokenizer into the model repository."""
+    """Build a model repository for the run: the tracked configs plus the step model (ONNX) and tokenizer."""
     from lob.export.repository import export_repository
 
     try:
-        typer.echo(f"exported model_version {export_repository(run, repo)} into {repo}")
+        typer.echo(f"exported model_version {export_repository(run, repo, source)} into {repo}")
     except _USER_ERRORS as err:
         _fail(err)
 
@@ -219,7 +155,8 @@ def export(
 
 @app.command()
 def serve(
-    repo: Path = typer.Option(Path("model_repository"), exists=True, file_okay=False, help="Model repository."),
+    repo: Path = typer.Option(Path("build/model_repository"), exists=True, file_okay=False,
+                              help="Model repository (`lob export` builds it)."),
     profile: str = typer.Option("cpu", help="cpu | gpu-onnx | gpu-fp16 | gpu-bf16"),
     grpc_port: int = typer.Option(8001), http_port: int = typer.Option(8000), metrics_port: int = typer.Option(8002),
     log_file: Path = typer.Option(Path("out/tritonserver.log"), help="Server log file."),

@@ -1,9 +1,16 @@
-"""lob_tokenizer: one raw L2 tick of one symbol -> (event token, standardised features).
+"""lob_tokenizer: raw L2 ticks of a batch of symbols -> (event token, standardised features) per tick.
 
 Triton sequence per symbol; the TokenizerState of each sequence is kept here, keyed by correlation id
 (the python backend has no implicit state). START resets it, END frees it, and a sequence idle for the
-config's ``sequence_batching.max_sequence_idle_microseconds`` is forgotten. A bad tick gets an error
-response naming the field and leaves that sequence's state where it was.
+config's ``sequence_batching.max_sequence_idle_microseconds`` is forgotten. One execute tokenizes the
+whole batch with ``Tokenizer.step_batch`` (row b == ``Tokenizer.step`` bit for bit). A bad tick gets an
+error response naming the field and leaves that sequence's state where it was; a refused tick that
+carries END still ends the sequence in the step models named by the ``end_step_models`` parameter
+(the ensemble stops at this error, so they would otherwise hold it until their idle timeout).
+
+Custom metrics on the server's /metrics: ``lob_tokenizer_open_sequences`` (gauge),
+``lob_tokenizer_refused_ticks_total{reason}``, ``lob_tokenizer_idle_reclaimed_total``,
+``lob_tokenizer_batch_size`` (histogram of requests per execute).
 """
 import json
 import time
@@ -14,53 +21,105 @@ import triton_python_backend_utils as pb_utils
 
 from lob.tokenizer import TickError, TickInput, Tokenizer
 
+# Stable prefixes of the error messages (the client's contract, docs/serving.md)
+NO_STATE = "LOB_NO_STATE: "  # a tick of a sequence without state here: resend it with START
+BAD_TICK = "LOB_BAD_TICK: "  # a tick refused by validation; the sequence's state did not move
+SEQUENCE_END_FLAG = 2  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_END (tritonserver.h)
+BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+TICK_INPUTS = ("TS_NS", "BID_PX", "BID_SZ", "ASK_PX", "ASK_SZ", "TRADE_PX", "TRADE_SZ", "TRADE_SIDE")
+
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         folder = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer = Tokenizer.load(folder / "tokenizer.json")
         self.idle_timeout_s = int(config["sequence_batching"]["max_sequence_idle_microseconds"]) / 1e6
+        self.end_step_models = [m for m in params.get("end_step_models", "").split(",") if m]
         self.states = {}  # correlation id -> TokenizerState
         self.last_seen = {}  # correlation id -> time.monotonic() of its last tick
         self.next_sweep = time.monotonic() + min(self.idle_timeout_s, 1.0)
+        labels = {"model": args["model_name"], "instance": args["model_instance_name"]}
+        # the families must outlive their metrics: a collected family is removed from /metrics
+        self.families = {
+            "open": pb_utils.MetricFamily("lob_tokenizer_open_sequences", "Sequences with tokenizer state",
+                                          pb_utils.MetricFamily.GAUGE),
+            "refused": pb_utils.MetricFamily("lob_tokenizer_refused_ticks_total", "Ticks refused, by reason",
+                                             pb_utils.MetricFamily.COUNTER),
+            "reclaimed": pb_utils.MetricFamily("lob_tokenizer_idle_reclaimed_total",
+                                               "Sequences forgotten after max_sequence_idle_microseconds",
+                                               pb_utils.MetricFamily.COUNTER),
+            "batch": pb_utils.MetricFamily("lob_tokenizer_batch_size", "Requests per execute",
+                                           pb_utils.MetricFamily.HISTOGRAM),
+        }
+        self.m_open = self.families["open"].Metric(labels=labels)
+        self.m_refused = {r: self.families["refused"].Metric(labels={**labels, "reason": r})
+                          for r in ("bad_tick", "no_state", "error")}
+        self.m_reclaimed = self.families["reclaimed"].Metric(labels=labels)
+        self.m_batch = self.families["batch"].Metric(labels=labels, buckets=BATCH_BUCKETS)
 
     def execute(self, requests):
-        # Requests arrive in sequence order (oldest strategy, preserve_ordering): loop, never reorder.
-        responses = []
-        for request in requests:
+        # Requests arrive in sequence order (oldest strategy, preserve_ordering), at most one per sequence.
+        self.m_batch.observe(len(requests))
+        responses = [None] * len(requests)
+        rows, ticks, states = [], [], []  # the requests that reach the tokenizer, their ticks and states
+        for i, request in enumerate(requests):
             try:
-                responses.append(self._step(request))
+                corrid, start, end, tick = _read(request)
             except Exception as err:  # one broken request must not fail the batch it came in
-                responses.append(_error(f"lob_tokenizer: {type(err).__name__}: {err}"))
+                responses[i] = self._refuse("error", f"lob_tokenizer: {type(err).__name__}: {err}")
+                continue
+            state = self.tokenizer.init_state() if start else self.states.get(corrid)
+            if state is None:
+                responses[i] = self._refuse("no_state", f"{NO_STATE}sequence {corrid}: no tokenizer state (never "
+                                            f"started, ended, or idle longer than {self.idle_timeout_s:g} s); "
+                                            "send this tick with the START flag")
+                if end:
+                    self._end_downstream(corrid)
+                continue
+            rows.append((i, corrid, start, end))
+            ticks.append(tick)
+            states.append(state)
+        if rows:
+            tokens, features, new_states = self.tokenizer.step_batch(ticks, states)  # (n,), (n, F), n
+            tokens = tokens[:, None]  # (n, 1)
+            for b, (i, corrid, start, end) in enumerate(rows):
+                new_state = new_states[b]
+                if isinstance(new_state, TickError):
+                    if start or end:  # a refused START opens no sequence: its next tick must START again
+                        self._forget(corrid)
+                    if end:
+                        self._end_downstream(corrid)
+                    responses[i] = self._refuse("bad_tick", f"{BAD_TICK}sequence {corrid}: {new_state}")
+                    continue
+                if end:
+                    self._forget(corrid)
+                else:
+                    self.states[corrid] = new_state
+                    self.last_seen[corrid] = time.monotonic()
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[
+                    pb_utils.Tensor("TOKEN", tokens[b:b + 1]),  # (1, 1)
+                    pb_utils.Tensor("FEATURES", features[b:b + 1]),  # (1, F)
+                ])
         self._forget_idle()
+        self.m_open.set(len(self.states))
         return responses
 
-    def _step(self, request):
-        x = {t.name(): t.as_numpy() for t in request.inputs()}  # one pass, not a lookup per name
-        corrid, start, end = int(x["CORRID"].flat[0]), bool(x["START"].flat[0]), bool(x["END"].flat[0])
-        tick = TickInput(ts_ns=int(x["TS_NS"][0, 0]), bid_px=x["BID_PX"][0], bid_sz=x["BID_SZ"][0],
-                         ask_px=x["ASK_PX"][0], ask_sz=x["ASK_SZ"][0], trade_px=float(x["TRADE_PX"][0, 0]),
-                         trade_sz=float(x["TRADE_SZ"][0, 0]), trade_side=int(x["TRADE_SIDE"][0, 0]))
-        state = self.tokenizer.init_state() if start else self.states.get(corrid)
-        if state is None:
-            return _error(f"sequence {corrid}: no tokenizer state (never started, ended, or idle longer than "
-                          f"{self.idle_timeout_s:g} s); send this tick with the START flag")
-        try:
-            token, features, new_state = self.tokenizer.step(tick, state)
-        except TickError as err:
-            if start or end:  # a refused START opens no sequence: its next tick must START again
-                self._forget(corrid)
-            return _error(f"sequence {corrid}: {err}")  # err names the tick and the field
-        if end:
-            self._forget(corrid)
-        else:
-            self.states[corrid] = new_state
-            self.last_seen[corrid] = time.monotonic()
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor("TOKEN", np.array([[token]], dtype=np.int64)),  # (1, 1)
-            pb_utils.Tensor("FEATURES", features.astype(np.float32).reshape(1, -1)),  # (1, F)
-        ])
+    def _refuse(self, reason, message):
+        self.m_refused[reason].increment(1)
+        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+    def _end_downstream(self, corrid):
+        """End sequence ``corrid`` in the step models (a dummy END tick; its answer is dropped). A model that
+        does not hold the sequence, or is not loaded in this profile, refuses it: nothing to end there."""
+        inputs = [pb_utils.Tensor("TOKEN", np.zeros((1, 1), np.int64)),
+                  pb_utils.Tensor("FEATURES", np.zeros((1, self.tokenizer.n_features), np.float32))]
+        for model in self.end_step_models:
+            request = pb_utils.InferenceRequest(model_name=model, inputs=inputs, requested_output_names=["DIR_PROBS"],
+                                                correlation_id=corrid)
+            request.set_flags(SEQUENCE_END_FLAG)
+            request.exec()  # an error response (unknown sequence or model) is the expected no-op
 
     def _forget(self, corrid):
         self.states.pop(corrid, None)
@@ -71,9 +130,17 @@ class TritonPythonModel:
         if now < self.next_sweep:
             return
         self.next_sweep = now + min(self.idle_timeout_s, 1.0)
-        for corrid in [c for c, t in self.last_seen.items() if now - t > self.idle_timeout_s]:
+        idle = [c for c, t in self.last_seen.items() if now - t > self.idle_timeout_s]
+        for corrid in idle:
             self._forget(corrid)
+        if idle:
+            self.m_reclaimed.increment(len(idle))
 
 
-def _error(message):
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+def _read(request):
+    """(correlation id, START, END, TickInput) of one request."""
+    x = {t.name(): t.as_numpy() for t in request.inputs()}  # one pass, not a lookup per name
+    tick = TickInput(ts_ns=int(x["TS_NS"][0, 0]), bid_px=x["BID_PX"][0], bid_sz=x["BID_SZ"][0],
+                     ask_px=x["ASK_PX"][0], ask_sz=x["ASK_SZ"][0], trade_px=float(x["TRADE_PX"][0, 0]),
+                     trade_sz=float(x["TRADE_SZ"][0, 0]), trade_side=int(x["TRADE_SIDE"][0, 0]))
+    return int(x["CORRID"].flat[0]), bool(x["START"].flat[0]), bool(x["END"].flat[0]), tick

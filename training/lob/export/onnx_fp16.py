@@ -1,4 +1,4 @@
-"""FP16 variant of the exported step model, and the ONNX files of the GPU onnxruntime model.
+"""FP16 variant of the exported step model (``mamba_lob_onnx/1/model_fp16.onnx``, written by `lob export`).
 
 `convert_fp16` stores weights and runs matmuls and elementwise work in FP16 (onnxconverter-common's
 converter), and keeps in FP32 the parts whose rounding the model cannot absorb:
@@ -19,14 +19,12 @@ inside each step.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from lob.data.schema import atomic_write
 
 FP32_OPS = ("Exp", "Softplus", "Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal")
-SOURCE = Path("mamba_lob_cpu") / "1" / "model.onnx"  # written by `lob export`
-GPU_ONNX_DIR = Path("mamba_lob_onnx") / "1"
+SOURCE = Path("mamba_lob_onnx") / "1" / "model.onnx"  # written by `lob export`
 
 
 def convert_fp16(src_onnx: Path, dst_onnx: Path) -> Path:
@@ -67,14 +65,3 @@ def _restore_fp32_outputs(model, names: list[str]) -> None:
             raise ValueError(f"FP16 conversion left output {output.name} FP16 behind a {node.op_type} node")
         next(a for a in node.attribute if a.name == "to").i = onnx.TensorProto.FLOAT
         output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
-
-
-def write_gpu_variants(repo: Path) -> list[Path]:
-    """After `lob export`: REPO/mamba_lob_onnx/1/model.onnx (the exported FP32 model) and model_fp16.onnx."""
-    repo = Path(repo)
-    src = repo / SOURCE
-    if not src.is_file():
-        raise FileNotFoundError(f"{src} is missing: run `lob export` first")
-    fp32 = repo / GPU_ONNX_DIR / "model.onnx"
-    atomic_write(fp32, lambda tmp: shutil.copyfile(src, tmp))
-    return [fp32, convert_fp16(fp32, fp32.with_name("model_fp16.onnx"))]

@@ -3,7 +3,8 @@
 Inputs ``TOKEN`` int64 (B, 1), ``FEATURES`` float32 (B, F), ``STATE_CONV_IN`` float32 (B, n_layer, D, d_conv-1),
 ``STATE_SSM_IN`` float32 (B, n_layer, D, d_state); outputs ``DIR_PROBS`` float32 (B, H, 3) (softmax over
 down/flat/up), ``TOPK_IDS`` int64 (B, K) and ``TOPK_PROBS`` float32 (B, K) (top-k of the next-token softmax),
-``STATE_CONV_OUT``, ``STATE_SSM_OUT``. Only the batch axis is dynamic; the graph has no loops (layers are
+``STATE_CONV_OUT``, ``STATE_SSM_OUT`` (and ``MODEL_VERSION`` string (B, 1) when exported with a
+``model_version``: ``lob.export.onnx_version``). Only the batch axis is dynamic; the graph has no loops (layers are
 unrolled), so TensorRT can build it. Uses the dynamo exporter (torch.export + onnxscript), the default of
 ``torch.onnx.export``, at opset 18 (the TorchScript exporter cannot export ``rms_norm``).
 
@@ -24,8 +25,9 @@ from onnxscript import ir
 from onnxscript.rewriter import pattern, rewrite
 from torch import Tensor, nn
 
-from lob.data.schema import atomic_write
 from lob.models.mamba import MambaLOB
+from lob.export.onnx_version import with_version_output
+from lob.data.schema import atomic_write
 
 INPUT_NAMES = ["TOKEN", "FEATURES", "STATE_CONV_IN", "STATE_SSM_IN"]
 OUTPUT_NAMES = ["DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "STATE_CONV_OUT", "STATE_SSM_OUT"]
@@ -45,8 +47,9 @@ class StepGraph(nn.Module):
         return dir_logits.softmax(-1), topk_ids, topk_probs, conv, ssm
 
 
-def export_step_onnx(model: MambaLOB, path: Path, opset: int = 18) -> None:
-    """Write the step model to ``path`` (one self-contained .onnx file, checked by ``onnx.checker``).
+def export_step_onnx(model: MambaLOB, path: Path, opset: int = 18, model_version: str | None = None) -> None:
+    """Write the step model to ``path`` (one self-contained .onnx file, checked by ``onnx.checker``), with the
+    constant output MODEL_VERSION = ``model_version`` when given (the served graph).
 
     ``opset`` >= 18: the dynamo exporter has no lower-opset implementations (asked for 17 it emits 18
     and fails to convert down), and the TorchScript exporter cannot export ``rms_norm`` at all.
@@ -69,7 +72,8 @@ def export_step_onnx(model: MambaLOB, path: Path, opset: int = 18) -> None:
             torch.onnx.export(graph, args, tmp, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                               opset_version=opset, dynamo=True, verbose=False, dynamic_shapes=dynamic_shapes,
                               external_data=False)
-        onnx.save(lean_step_graph(onnx.load(tmp)), tmp)
+        lean = lean_step_graph(onnx.load(tmp))
+        onnx.save(lean if model_version is None else with_version_output(lean, model_version), tmp)
         onnx.checker.check_model(tmp, full_check=True)
 
     atomic_write(Path(path), write)

@@ -1,7 +1,7 @@
 """`lob build-trt`: TensorRT engines of the step model for the `mamba_lob_trt_*` models.
 
 One engine per precision, built with the TensorRT Python API from the FP32 ONNX that `lob export` writes
-(`mamba_lob_cpu/1/model.onnx`), with one optimisation profile over batch 1..max_batch and the
+(`mamba_lob_onnx/1/model.onnx`, its string output MODEL_VERSION left out: engines emit none), with one optimisation profile over batch 1..max_batch and the
 FP16 or BF16 builder flag. The layers whose rounding the model cannot absorb run in FP32
 (``OBEY_PRECISION_CONSTRAINTS``): exp(dt * A) with its product, softplus, the softmaxes and the RMSNorm
 reductions, as in `lob.export.onnx_fp16`. Engine I/O stays FP32/INT64, so the configs equal mamba_lob_onnx's.
@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from lob.data.schema import atomic_write
 from lob.export.onnx_fp16 import SOURCE
+from lob.export.onnx_version import without_version_output
+from lob.data.schema import atomic_write
 
 PRECISIONS = {"fp16": "FP16", "bf16": "BF16"}  # precision -> TensorRT BuilderFlag
 
@@ -76,7 +78,8 @@ def _build(trt, onnx_path: Path, flag: str, max_batch: int, opt_batch: int) -> b
         raise TrtBuildError(f"TensorRT cannot start a builder (no CUDA GPU visible?): {err}") from err
     network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    graph = without_version_output(onnx.load(str(onnx_path)))  # TensorRT has no string tensors
+    if not parser.parse(graph.SerializeToString(), str(onnx_path.parent)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise TrtBuildError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
     config = builder.create_builder_config()

@@ -5,7 +5,11 @@ so an unknown or misspelt field fails here as it would in the server. Then, per 
 folder, version folders are numeric, the platform's file is present, an ONNX file's inputs and outputs match
 the config (implicit state included), a stateful model has the sequence batching it needs, a Python model
 defines `TritonPythonModel.execute` (read with `ast`, never imported); per ensemble: every tensor is produced
-exactly once and every consumer agrees with its producer on dtype and shape.
+exactly once and every consumer agrees with its producer on dtype and shape. A model's named configs
+(`configs/<name>.pbtxt`, loaded with `--model-config-name`) get the same checks as its `config.pbtxt`. Implicit
+state entries are checked against their initial_state (dtype, dims) and the state dtypes Triton allows, and
+one state name is declared identically in every config of the repository (the CPU and GPU step configs
+cannot drift apart).
 
 `model.onnx`, `model_fp16.onnx` and `model.plan` are build products (`lob export`, `lob build-trt`;
 git-ignored): a missing one is not a fault, a present one is checked. TensorRT plans are engine- and
@@ -29,6 +33,10 @@ _DEFAULT_FILE = {"onnxruntime_onnx": "model.onnx", "onnxruntime": "model.onnx", 
 _ONNX_TYPE = {mc.TYPE_BOOL: 9, mc.TYPE_UINT8: 2, mc.TYPE_UINT16: 4, mc.TYPE_UINT32: 12, mc.TYPE_UINT64: 13,
               mc.TYPE_INT8: 3, mc.TYPE_INT16: 5, mc.TYPE_INT32: 6, mc.TYPE_INT64: 7, mc.TYPE_FP16: 10,
               mc.TYPE_FP32: 1, mc.TYPE_FP64: 11, mc.TYPE_STRING: 8, mc.TYPE_BF16: 16}
+
+# Triton's implicit state holds fixed-size tensors: variable-length BYTES (TYPE_STRING) states are refused
+_STATE_DTYPES = frozenset(_ONNX_TYPE) - {mc.TYPE_STRING}
+CONFIGS_DIR = "configs"  # named configs, one per --model-config-name
 
 _Kind = mc.ModelSequenceBatching.Control
 _PYTHON_CONTROLS = {_Kind.CONTROL_SEQUENCE_START: "START", _Kind.CONTROL_SEQUENCE_END: "END",
@@ -59,9 +67,12 @@ def validate_repository(repo: Path) -> list[str]:
     problems: list[str] = []
     # folder name -> model; None for a folder whose config is missing or unparsable (reported once, here)
     models: dict[str, _Model | None] = {}
+    variants: list[_Model] = []  # every config: config.pbtxt and configs/*.pbtxt
     for folder in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
         models[folder.name] = _load(folder, problems)
-    for model in filter(None, models.values()):
+        variants += [m for m in [models[folder.name], *(_load(folder, problems, path)
+                                 for path in sorted((folder / CONFIGS_DIR).glob("*.pbtxt")))] if m is not None]
+    for model in variants:
         _check_name_and_versions(model, problems)
         _check_io_declarations(model, problems)
         _check_sequence_batching(model, problems)
@@ -69,11 +80,12 @@ def validate_repository(repo: Path) -> list[str]:
             _check_ensemble(model, models, problems)
         else:
             _check_model_files(model, problems)
+    _check_states_agree(variants, problems)
     return problems
 
 
-def _load(folder: Path, problems: list[str]) -> _Model | None:
-    path = folder / "config.pbtxt"
+def _load(folder: Path, problems: list[str], path: Path | None = None) -> _Model | None:
+    path = path or folder / "config.pbtxt"
     if not path.is_file():
         problems.append(f"{path}: missing (every model folder needs a config.pbtxt)")
         return None
@@ -96,7 +108,7 @@ def _check_name_and_versions(model: _Model, problems: list[str]) -> None:
     if not (cfg.platform or cfg.backend):
         problems.append(f"{where}: platform/backend: neither is set")
     for p in sorted(model.folder.iterdir()):
-        if p.is_dir() and not p.name.isdigit() and not p.name.startswith((".", "__")):
+        if p.is_dir() and not p.name.isdigit() and not p.name.startswith((".", "__")) and p.name != CONFIGS_DIR:
             problems.append(f"{p}: version folder: '{p.name}' is not a number (Triton ignores it)")
     if not _versions(model):
         problems.append(f"{model.folder}: version folder: none (need e.g. {model.folder}/1/)")
@@ -242,15 +254,39 @@ def _check_sequence_batching(model: _Model, problems: list[str]) -> None:
             problems.append(f"{where}: sequence_batching.state[{i}]: input_name and output_name are both needed")
         if s.data_type == mc.TYPE_INVALID or not s.dims:
             problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name}): data_type and dims are needed")
+        if s.data_type != mc.TYPE_INVALID and s.data_type not in _STATE_DTYPES:
+            problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name}).data_type: "
+                            f"{mc.DataType.Name(s.data_type)} is not a state Triton can hold (fixed-size tensors only)")
         if not s.initial_state and _Kind.CONTROL_SEQUENCE_START not in kinds:
             problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name}).initial_state: not set and "
                             "no START control: the state of a new sequence would be undefined")
+        for j, init in enumerate(s.initial_state):
+            field = f"sequence_batching.state[{i}] ({s.input_name}).initial_state[{j}]"
+            if init.data_type != s.data_type:
+                problems.append(f"{where}: {field}.data_type: {mc.DataType.Name(init.data_type)} but the state is "
+                                f"{mc.DataType.Name(s.data_type)}")
+            if list(init.dims) != list(s.dims):
+                problems.append(f"{where}: {field}.dims: {list(init.dims)} but the state is {list(s.dims)}")
+            if not (init.zero_data or init.data_file):
+                problems.append(f"{where}: {field}: neither zero_data nor data_file is set")
     # Triton pairs state inputs with outputs by sorted name (server issue #8586): both orders must agree.
     by_input = [s.output_name for s in sorted(seq.state, key=lambda s: s.input_name)]
     if by_input != sorted(by_input):
         problems.append(f"{where}: sequence_batching.state: input names {sorted(s.input_name for s in seq.state)} "
                         f"and output names {sorted(by_input)} sort in different orders; Triton pairs states by "
                         "sorted name and would swap them (server issue #8586)")
+
+
+def _check_states_agree(models: list[_Model], problems: list[str]) -> None:
+    """One state input name, one declaration: a CPU and a GPU config of one step cannot disagree on it."""
+    first: dict[str, tuple[_Model, bytes]] = {}
+    for model in models:
+        for i, s in enumerate(model.config.sequence_batching.state):
+            blob = s.SerializeToString(deterministic=True)
+            seen = first.setdefault(s.input_name, (model, blob))
+            if seen[1] != blob:
+                problems.append(f"{model.config_path}: sequence_batching.state[{i}] ({s.input_name}): declared "
+                                f"differently in {seen[0].config_path} (dtype, dims, output name or initial_state)")
 
 
 # ---------------------------------------------------------------------------------------------------- ensembles

@@ -1,11 +1,12 @@
 """Start a real Triton Inference Server on a model repository: `lob serve` and the test fixtures.
 
 The server is the ``tritonserver`` binary of the ``nvidia-pytriton`` wheel (Triton 2.51.0, python backend
-only), or an NGC container's ``/opt/tritonserver`` when present (GPU profiles need its onnxruntime and
-tensorrt backends). The python backend needs its stub built for the running Python beside
-``libtriton_python.so``, so a backend directory is assembled for each server. Models are loaded
-explicitly, per profile, with ``--disable-auto-complete-config``: the configs in the repository are the
-whole truth.
+only) with the backend directory ``make backend`` builds (``build/triton_backends``: Triton's onnxruntime
+backend compiled for CPU, and the python backend with the stub of the running Python), or an NGC
+container's ``/opt/tritonserver`` when present (GPU profiles need its CUDA onnxruntime and tensorrt
+backends). Models are loaded explicitly, per profile, with ``--disable-auto-complete-config``: the configs
+in the repository are the whole truth. A profile may name a config (``--model-config-name``): models with
+``configs/<name>.pbtxt`` load that one (e.g. ``KIND_GPU`` instances), the others their ``config.pbtxt``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NGC_ROOT = Path("/opt/tritonserver")
+# `make backend` (scripts/build_onnxruntime_backend.sh) lays it out; LOB_TRITON_BACKENDS overrides
+BUILT_BACKENDS = Path(os.environ.get("LOB_TRITON_BACKENDS", Path(__file__).resolve().parents[3] / "build" / "triton_backends"))
 
 
 @dataclass(frozen=True)
@@ -28,17 +31,20 @@ class Profile:
     models: tuple[str, ...]  # loaded in this order (composing models before their ensemble)
     backends: tuple[str, ...]  # Triton backends the models need
     gpu: bool = False
+    config_name: str | None = None  # --model-config-name: configs/<name>.pbtxt where a model has one
 
 
 PROFILES: dict[str, Profile] = {
-    "cpu": Profile(models=("lob_tokenizer", "mamba_lob_cpu", "lob_stream"), backends=("python",)),
-    # GPU: the same tokenizer, the step model on the GPU with implicit state, MODEL_VERSION from lob_model_version
-    "gpu-onnx": Profile(models=("lob_tokenizer", "lob_model_version", "mamba_lob_onnx", "lob_stream_onnx"),
-                        backends=("python", "onnxruntime"), gpu=True),
+    # one stateful step model (onnxruntime backend, implicit state) in every ONNX profile: its config.pbtxt
+    # is KIND_CPU, its configs/gpu.pbtxt KIND_GPU; MODEL_VERSION is a constant output of its graph
+    "cpu": Profile(models=("lob_tokenizer", "mamba_lob_onnx", "lob_stream"), backends=("python", "onnxruntime")),
+    "gpu-onnx": Profile(models=("lob_tokenizer", "mamba_lob_onnx", "lob_stream_onnx"),
+                        backends=("python", "onnxruntime"), gpu=True, config_name="gpu"),
+    # TensorRT engines cannot emit a string: MODEL_VERSION from lob_model_version (a constant ONNX graph)
     "gpu-fp16": Profile(models=("lob_tokenizer", "lob_model_version", "mamba_lob_trt_fp16", "lob_stream_trt_fp16"),
-                        backends=("python", "tensorrt"), gpu=True),
+                        backends=("python", "onnxruntime", "tensorrt"), gpu=True, config_name="gpu"),
     "gpu-bf16": Profile(models=("lob_tokenizer", "lob_model_version", "mamba_lob_trt_bf16", "lob_stream_trt_bf16"),
-                        backends=("python", "tensorrt"), gpu=True),
+                        backends=("python", "onnxruntime", "tensorrt"), gpu=True, config_name="gpu"),
 }
 
 
@@ -55,19 +61,23 @@ def _wheel_root() -> Path | None:
     return root if (root / "bin" / "tritonserver").is_file() else None
 
 
-def _server_root(profile: Profile) -> Path:
-    """Folder holding ``bin/tritonserver`` and ``backends/`` able to run ``profile``."""
+def _server_root(profile: Profile) -> tuple[Path, Path | None]:
+    """(folder holding ``bin/tritonserver``, its backend directory or None to assemble one) for ``profile``."""
     candidates = [r for r in (Path(os.environ["TRITON_ROOT"]) if "TRITON_ROOT" in os.environ else None,
                               NGC_ROOT, _wheel_root()) if r is not None and (r / "bin" / "tritonserver").is_file()]
     for root in candidates:
         if all((root / "backends" / b).is_dir() for b in profile.backends):
-            return root
+            return root, None
+        if root == _wheel_root() and not profile.gpu and all((BUILT_BACKENDS / b).is_dir() for b in profile.backends):
+            return root, BUILT_BACKENDS
     have = ", ".join(f"{r} ({', '.join(sorted(p.name for p in (r / 'backends').iterdir()))})" for r in candidates)
     raise ServerError(
-        f"no tritonserver with the {', '.join(profile.backends)} backend(s) found; have: {have or 'none'}. "
+        f"no tritonserver with the {', '.join(profile.backends)} backend(s) found; have: {have or 'none'}"
+        f"{'' if profile.gpu else f', and {BUILT_BACKENDS} has no ' + ', '.join(profile.backends)}. "
         + ("GPU profiles need the NGC server (nvcr.io/nvidia/tritonserver:24.10-py3, or TRITON_ROOT=<its "
            "/opt/tritonserver>) and a CUDA GPU; the nvidia-pytriton wheel ships the python backend only."
-           if profile.gpu else "Install the serve extra: pip install -e '.[serve]'."))
+           if profile.gpu else "Build the onnxruntime backend for the wheel's server: `make backend` "
+           "(scripts/build_onnxruntime_backend.sh); the serve extra must be installed (make venv)."))
 
 
 def _backend_dir(root: Path, profile: Profile, into: Path) -> Path:
@@ -113,14 +123,16 @@ class TritonServer:
         busy = [f"{kind} {port}" for kind, port in self.ports.items() if not _port_free(port)]
         if busy:  # else readiness could be answered by whatever holds the port
             raise ServerError(f"port(s) in use: {', '.join(busy)}; pick others (--grpc-port/--http-port/--metrics-port)")
-        root = _server_root(self.profile)
-        self._tmp = tempfile.TemporaryDirectory(prefix="lob-triton-")
-        backends = _backend_dir(root, self.profile, Path(self._tmp.name))
+        root, backends = _server_root(self.profile)
+        if backends is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="lob-triton-")
+            backends = _backend_dir(root, self.profile, Path(self._tmp.name))
         cmd = [str(root / "bin" / "tritonserver"), f"--model-repository={self.repo}",
                f"--backend-directory={backends}", "--model-control-mode=explicit",
                *(f"--load-model={m}" for m in self.models), "--disable-auto-complete-config",
                f"--grpc-port={self.ports['grpc']}", f"--http-port={self.ports['http']}",
-               f"--metrics-port={self.ports['metrics']}", "--exit-on-error=true"]
+               f"--metrics-port={self.ports['metrics']}", "--exit-on-error=true",
+               *([f"--model-config-name={self.profile.config_name}"] if self.profile.config_name else [])]
         env = dict(os.environ)
         # The stub embeds the Python it was built for; the venv first on PATH makes it import this
         # environment's packages (numpy<2, lob, onnxruntime).

@@ -228,6 +228,34 @@ class Tokenizer:
 
         A bad tick raises ``TickError`` naming the field; the caller keeps its old state.
         """
+        token, raw, new_state = self._advance(tick, state)
+        return token, self._standardise(np.asarray(raw, np.float64)), new_state
+
+    def step_batch(self, ticks: list[TickInput], states: list[TokenizerState | None]
+                   ) -> tuple[np.ndarray, np.ndarray, list[TokenizerState | TickError]]:
+        """Streaming API for B sequences at once, one tick each (the server's batch of requests):
+        ``(tokens (B,) int64, features (B, F) float32, per row the new state or the row's TickError)``.
+
+        Row b equals ``step(ticks[b], states[b])`` bit for bit (the same per-tick code, then one
+        standardisation of the (B, F) batch); a refused row has token 0 and zero features.
+        """
+        tokens = np.zeros(len(ticks), np.int64)  # (B,)
+        raws = np.zeros((len(ticks), self.n_features), np.float64)  # (B, F)
+        new_states: list[TokenizerState | TickError] = []
+        for b, (tick, state) in enumerate(zip(ticks, states)):
+            try:
+                tokens[b], raws[b], new_state = self._advance(tick, state)
+            except TickError as err:
+                new_state = err
+            new_states.append(new_state)
+        features = self._standardise(raws)
+        for b, new_state in enumerate(new_states):
+            if isinstance(new_state, TickError):
+                features[b] = 0.0
+        return tokens, features, new_states
+
+    def _advance(self, tick: TickInput, state: TokenizerState | None) -> tuple[int, tuple, TokenizerState]:
+        """One checked tick: (token, raw features (F floats), new state); raises ``TickError``."""
         state = TokenizerState() if state is None else state
         ts, books, trade_px, trade_sz, trade_side = _unpack(tick)
         if state.ts_ns is not None and ts < state.ts_ns:
@@ -236,7 +264,7 @@ class Tokenizer:
         if not is_canonical(*books, trade_px, trade_sz, trade_side):
             _raise_invalid(ts, books, trade_px, trade_sz, trade_side)
         event, raw, new_state = advance(state, ts, *books, trade_px, trade_sz, trade_side, self._alphas)
-        return self._encode(event), self._standardise(np.asarray(raw, np.float64)), new_state
+        return self._encode(event), raw, new_state
 
     def describe(self, token: int) -> dict:
         """Inverse of the token layout: event kind, side and each bucket with its value range.

@@ -1,0 +1,110 @@
+"""Does the CPU profile survive many concurrent sequences? perf_analyzer trials against a fresh server each.
+
+For each (model, transport) and trial: start the CPU profile (launcher, built backend) on an exported
+repository, drive ``--concurrency`` concurrent sequences with perf_analyzer in sequence mode for about
+``--seconds`` (3 measurement windows), then record whether the server is still alive (a crash is the
+server process exiting, e.g. "Signal (11) received" in its log). Models: ``lob_stream`` (the ensemble,
+recorded ticks) and ``mamba_lob_onnx`` (the direct path, zero TOKEN/FEATURES). Transports: gRPC
+streaming (``--streaming``) and unary gRPC. Results (markdown) go to ``--out``; docs/serving.md cites them.
+Usage: python bench/crash_trials.py --repo build/model_repository --data out/bench/data --trials 2
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_bench import input_data  # noqa: E402  (the same recorded tick streams as make bench)
+
+from lob.serving.launcher import ServerError, TritonServer  # noqa: E402
+
+MODELS = {"lob_stream": "ticks", "mamba_lob_onnx": "zero"}
+
+
+def trial(repo: Path, model: str, streaming: bool, concurrency: int, seconds: float, data: Path, tmp: Path,
+          ports: tuple[int, int, int]) -> dict:
+    log = tmp / f"server-{model}-{'stream' if streaming else 'unary'}-{time.time_ns()}.log"
+    window_ms = int(seconds * 1000 / 3)
+    cmd = ["perf_analyzer", "-m", model, "-i", "grpc", "--input-data", str(data) if MODELS[model] == "ticks" else "zero",
+           "--concurrency-range", str(concurrency), "--measurement-interval", str(window_ms),
+           "--stability-percentage", "1000", "--max-trials", "3",
+           # recorded streams set their own length (a longer sequence would replay a stream: time going backwards)
+           *(["--sequence-length", "100"] if MODELS[model] == "zero" else []), *(["--streaming"] if streaming else [])]
+    server = TritonServer(repo, "cpu", grpc_port=ports[0], http_port=ports[1], metrics_port=ports[2], log_file=log)
+    server.start()
+    try:
+        t0 = time.monotonic()
+        with tempfile.NamedTemporaryFile(suffix=".csv") as report:
+            perf = subprocess.Popen([*cmd, "-u", server.url, "-f", report.name], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+            while perf.poll() is None and server.returncode() is None and time.monotonic() - t0 < seconds * 4 + 120:
+                time.sleep(0.5)
+            if perf.poll() is None:  # the server died (perf_analyzer would wait on it forever) or a hang
+                perf.kill()
+            perf.wait()
+            text = Path(report.name).read_text() if perf.returncode == 0 else ""
+            rows = list(csv.DictReader(io.StringIO(text))) if text else []
+        run = perf
+        elapsed = time.monotonic() - t0
+        time.sleep(1.0)
+        alive = server.returncode() is None
+        signal_line = next((ln for ln in log.read_text(errors="replace").splitlines() if "Signal (" in ln), "")
+        return {"model": model, "streaming": streaming, "alive": alive, "elapsed_s": elapsed,
+                "throughput": float(rows[0]["Inferences/Second"]) if rows else None,
+                "p99_us": float(rows[0]["p99 latency"]) if rows else None,
+                "perf_rc": run.returncode, "signal": signal_line.strip(), "perf_err": (run.stderr.read() or "")[-300:],
+                "cmd": " ".join(cmd).replace(str(data), "input.json")}
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repo", type=Path, default=Path("build/model_repository"))
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--trials", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--models", default="lob_stream,mamba_lob_onnx")
+    ap.add_argument("--transports", default="stream,unary")
+    ap.add_argument("--out", type=Path, default=Path("out/crash_trials.md"))
+    args = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="lob-crash-") as tmp:
+        tmp = Path(tmp)
+        input_data(args.data, tmp / "input.json", args.concurrency, 100)
+        for t in range(args.trials):
+            for model in args.models.split(","):
+                for transport in args.transports.split(","):
+                    try:
+                        r = trial(args.repo, model, transport == "stream", args.concurrency, args.seconds,
+                                  tmp / "input.json", tmp, (18901, 18900, 18902))
+                    except ServerError as err:
+                        r = {"model": model, "streaming": transport == "stream", "alive": False, "elapsed_s": 0,
+                             "throughput": None, "p99_us": None, "perf_rc": None, "signal": f"start: {err}"[:200],
+                             "cmd": ""}
+                    results.append(r)
+                    print(t, r, flush=True)
+    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.concurrency} concurrent sequences, "
+             f"~{args.seconds:g} s each, a fresh CPU-profile server per trial (`python bench/crash_trials.py "
+             f"--trials {args.trials} --concurrency {args.concurrency} --seconds {args.seconds:g}`).", "",
+             "| model | transport | trial | server | ticks/s | p99 | perf_analyzer rc | crash line |", "|---|---|---|---|---|---|---|---|"]
+    per_trial = len(args.models.split(",")) * len(args.transports.split(","))
+    for i, r in enumerate(results):
+        p99 = "-" if r["p99_us"] is None else f"{r['p99_us'] / 1000:.0f} ms"
+        rate = "-" if r["throughput"] is None else f"{r['throughput']:,.0f}"
+        lines.append(f"| {r['model']} | {'gRPC streaming' if r['streaming'] else 'unary gRPC'} | {i // per_trial + 1} | "
+                     f"{'alive' if r['alive'] else '**died**'} | {rate} | {p99} | {r['perf_rc']} | {r['signal'][:80]} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
