@@ -14,6 +14,9 @@ import triton_python_backend_utils as pb_utils
 
 from lob.tokenizer import TickError, TickInput, Tokenizer
 
+# Stable error prefixes clients match on (docs/serving.md, lobclient.classify_error)
+NO_STATE, BAD_TICK = "LOB_NO_STATE: ", "LOB_BAD_TICK: "
+
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -44,14 +47,14 @@ class TritonPythonModel:
                          trade_sz=float(x["TRADE_SZ"][0, 0]), trade_side=int(x["TRADE_SIDE"][0, 0]))
         state = self.tokenizer.init_state() if start else self.states.get(corrid)
         if state is None:
-            return _error(f"sequence {corrid}: no tokenizer state (never started, ended, or idle longer than "
+            return _error(f"{NO_STATE}sequence {corrid}: no tokenizer state (never started, ended, or idle longer than "
                           f"{self.idle_timeout_s:g} s); send this tick with the START flag")
         try:
             token, features, new_state = self.tokenizer.step(tick, state)
         except TickError as err:
             if start or end:  # a refused START opens no sequence: its next tick must START again
                 self._forget(corrid)
-            return _error(f"sequence {corrid}: {err}")  # err names the tick and the field
+            return _error(f"{BAD_TICK}sequence {corrid}: {err}")  # err names the tick and the field
         if end:
             self._forget(corrid)
         else:

@@ -16,6 +16,8 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+NO_STATE = "LOB_NO_STATE: "  # stable error prefix clients match on (docs/serving.md, lobclient.classify_error)
+
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -82,7 +84,7 @@ class TritonPythonModel:
             self.conv[slot] = 0.0
             self.ssm[slot] = 0.0
         elif slot is None:
-            raise _StepError(f"sequence {corrid}: no state slot (never started, ended, or idle longer than "
+            raise _StepError(f"{NO_STATE}sequence {corrid}: no state slot (never started, ended, or idle longer than "
                              f"{self.idle_timeout_s:g} s); send this tick with the START flag")
         self.last_used[slot] = time.monotonic()
         return i, slot, end, x["TOKEN"], features
