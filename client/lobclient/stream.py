@@ -36,7 +36,7 @@ class _Session:
             out = mux.add(payload)
         elif kind == tp.RESPONSE and gen == self.gen:
             out = mux.on_response(*payload)
-        elif kind == tp.BROKEN and gen == self.gen:
+        elif kind == tp.BROKEN and gen == self.gen and self.transport is not None:
             self.drop()
             mux.on_break(payload, now)
         out += mux.expire(now)
