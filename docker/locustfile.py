@@ -28,20 +28,24 @@ _user_ids = itertools.count()
 
 
 def synthetic_ticks(symbols: list[str], n: int, rng: np.random.Generator):
-    """n ticks per symbol, interleaved: a random-walk mid, 10 levels a side one tick apart, 1 in 10 a trade."""
-    mids = {s: 100.0 + rng.integers(0, 1000) * TICK_SIZE for s in symbols}
+    """n ticks per symbol, interleaved: a random-walk best bid on the tick grid, a 1-3 tick spread, 10 levels
+    a side one tick apart, 1 in 10 a trade at the touch. Prices are integer ticks times TICK_SIZE, so the
+    book is never crossed or locked (bid < ask always)."""
+    best_bid = {s: 10_000 + int(rng.integers(0, 1000)) for s in symbols}  # in ticks
     ts_ns = 1_700_000_000 * 10**9
-    levels = np.arange(10) * TICK_SIZE  # (10,)
+    levels = np.arange(10)  # (10,) ticks from the touch
     for _ in range(n):
         for symbol in symbols:
             ts_ns += int(rng.integers(1_000, 1_000_000))
-            mids[symbol] = max(mids[symbol] + rng.integers(-1, 2) * TICK_SIZE, 1.0)
-            bid, ask = mids[symbol] - TICK_SIZE / 2, mids[symbol] + TICK_SIZE / 2
+            best_bid[symbol] = max(best_bid[symbol] + int(rng.integers(-1, 2)), 100)
+            bid = best_bid[symbol]
+            ask = bid + int(rng.integers(1, 4))
             side = int(rng.choice([-1, 0, 0, 0, 0, 0, 0, 0, 0, 1]))
             yield lobclient.Tick(
-                symbol=symbol, ts_ns=ts_ns, bid_px=np.round(bid - levels, 2), ask_px=np.round(ask + levels, 2),
+                symbol=symbol, ts_ns=ts_ns, bid_px=np.round((bid - levels) * TICK_SIZE, 2),
+                ask_px=np.round((ask + levels) * TICK_SIZE, 2),
                 bid_sz=rng.integers(1, 500, 10).astype(float), ask_sz=rng.integers(1, 500, 10).astype(float),
-                trade_px=(ask if side > 0 else bid) if side else 0.0,  # a buyer lifts the ask
+                trade_px=round((ask if side > 0 else bid) * TICK_SIZE, 2) if side else 0.0,  # a buyer lifts the ask
                 trade_sz=float(rng.integers(1, 100)) if side else 0.0, trade_side=side)
 
 
