@@ -19,34 +19,12 @@ import numpy as np  # noqa: E402
 from locust import User, events, task  # noqa: E402
 
 import lobclient  # noqa: E402
+from lobclient.synthetic import synthetic_ticks  # noqa: E402  (valid books: on the tick grid, bid < ask)
 
 MODEL = os.environ.get("LOB_MODEL", "lob_stream_trt_fp16")
 SYMBOLS = int(os.environ.get("LOB_SYMBOLS", "32"))
 TICKS = int(os.environ.get("LOB_TICKS", "200"))
-TICK_SIZE = 0.01
 _user_ids = itertools.count()
-
-
-def synthetic_ticks(symbols: list[str], n: int, rng: np.random.Generator):
-    """n ticks per symbol, interleaved: a random-walk best bid on the tick grid, a 1-3 tick spread, 10 levels
-    a side one tick apart, 1 in 10 a trade at the touch. Prices are integer ticks times TICK_SIZE, so the
-    book is never crossed or locked (bid < ask always)."""
-    best_bid = {s: 10_000 + int(rng.integers(0, 1000)) for s in symbols}  # in ticks
-    ts_ns = 1_700_000_000 * 10**9
-    levels = np.arange(10)  # (10,) ticks from the touch
-    for _ in range(n):
-        for symbol in symbols:
-            ts_ns += int(rng.integers(1_000, 1_000_000))
-            best_bid[symbol] = max(best_bid[symbol] + int(rng.integers(-1, 2)), 100)
-            bid = best_bid[symbol]
-            ask = bid + int(rng.integers(1, 4))
-            side = int(rng.choice([-1, 0, 0, 0, 0, 0, 0, 0, 0, 1]))
-            yield lobclient.Tick(
-                symbol=symbol, ts_ns=ts_ns, bid_px=np.round((bid - levels) * TICK_SIZE, 2),
-                ask_px=np.round((ask + levels) * TICK_SIZE, 2),
-                bid_sz=rng.integers(1, 500, 10).astype(float), ask_sz=rng.integers(1, 500, 10).astype(float),
-                trade_px=round((ask if side > 0 else bid) * TICK_SIZE, 2) if side else 0.0,  # a buyer lifts the ask
-                trade_sz=float(rng.integers(1, 100)) if side else 0.0, trade_side=side)
 
 
 class TickStreamer(User):

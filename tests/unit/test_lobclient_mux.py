@@ -96,3 +96,18 @@ def test_a_break_requeues_in_flight_ticks_and_the_deadline_fails_them_saying_so(
 def test_streams_draw_different_namespaces_unless_one_is_pinned():
     assert lobclient.random_namespace() != lobclient.random_namespace()
     assert lobclient.sequence_id("AAPL", lobclient.random_namespace()) != lobclient.sequence_id("AAPL", lobclient.random_namespace())
+
+
+def test_synthetic_books_pass_the_servers_validation_and_sit_on_the_tick_grid():
+    from lob.schema import Ticks, validate
+    from lobclient.synthetic import TICK_SIZE, synthetic_ticks
+
+    ticks = list(synthetic_ticks([f"S{i}" for i in range(8)], 500, np.random.default_rng(0)))
+    for s in {t.symbol for t in ticks}:
+        mine = [t for t in ticks if t.symbol == s]
+        arrays = [np.array([getattr(t, f) for t in mine]) for f in
+                  ("ts_ns", "bid_px", "bid_sz", "ask_px", "ask_sz", "trade_px", "trade_sz", "trade_side")]
+        validate(Ticks(*arrays, s, {}), f"synthetic {s}")  # raises on a crossed/locked/unordered book
+        px = np.concatenate([arrays[1], arrays[3]])
+        assert np.abs(px / TICK_SIZE - np.round(px / TICK_SIZE)).max() < 1e-6
+        assert (arrays[3][:, 0] - arrays[1][:, 0]).min() >= TICK_SIZE - 1e-9
