@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= out/demo
 
-.PHONY: venv backend demo test test-fast bench bench-kernels validate clean
+.PHONY: venv backend demo test test-fast bench bench-kernels soak validate clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ test-fast: $(STAMP)
 
 bench: backend
 	bash bench/perf_analyzer.sh
+
+# 30 min, 64 streaming symbols, kill -9 + restart every 5 min (not in CI): bench/soak/
+soak: $(STAMP)
+	$(BIN)/python scripts/soak.py --out bench/soak
 
 bench-kernels: $(STAMP)
 	$(BIN)/python kernels/bench/bench_kernels.py

@@ -19,30 +19,12 @@ import numpy as np  # noqa: E402
 from locust import User, events, task  # noqa: E402
 
 import lobclient  # noqa: E402
+from lobclient.synthetic import synthetic_ticks  # noqa: E402  (valid books: on the tick grid, bid < ask)
 
 MODEL = os.environ.get("LOB_MODEL", "lob_stream_trt_fp16")
 SYMBOLS = int(os.environ.get("LOB_SYMBOLS", "32"))
 TICKS = int(os.environ.get("LOB_TICKS", "200"))
-TICK_SIZE = 0.01
 _user_ids = itertools.count()
-
-
-def synthetic_ticks(symbols: list[str], n: int, rng: np.random.Generator):
-    """n ticks per symbol, interleaved: a random-walk mid, 10 levels a side one tick apart, 1 in 10 a trade."""
-    mids = {s: 100.0 + rng.integers(0, 1000) * TICK_SIZE for s in symbols}
-    ts_ns = 1_700_000_000 * 10**9
-    levels = np.arange(10) * TICK_SIZE  # (10,)
-    for _ in range(n):
-        for symbol in symbols:
-            ts_ns += int(rng.integers(1_000, 1_000_000))
-            mids[symbol] = max(mids[symbol] + rng.integers(-1, 2) * TICK_SIZE, 1.0)
-            bid, ask = mids[symbol] - TICK_SIZE / 2, mids[symbol] + TICK_SIZE / 2
-            side = int(rng.choice([-1, 0, 0, 0, 0, 0, 0, 0, 0, 1]))
-            yield lobclient.Tick(
-                symbol=symbol, ts_ns=ts_ns, bid_px=np.round(bid - levels, 2), ask_px=np.round(ask + levels, 2),
-                bid_sz=rng.integers(1, 500, 10).astype(float), ask_sz=rng.integers(1, 500, 10).astype(float),
-                trade_px=(ask if side > 0 else bid) if side else 0.0,  # a buyer lifts the ask
-                trade_sz=float(rng.integers(1, 100)) if side else 0.0, trade_side=side)
 
 
 class TickStreamer(User):

@@ -4,8 +4,10 @@
     for p in lobclient.stream(ticks, url="localhost:8001"):
         print(p.symbol, p.seq, p.error or p.dir_probs[0])   # P(down, flat, up) 10 ticks ahead
 """
-from .protocol import sequence_id
+from .errors import BAD_TICK_PREFIX, NO_STATE_PREFIX, classify_error
+from .protocol import random_namespace, sequence_id
 from .records import HORIZONS, N_LEVELS, Prediction, Tick, TickFailed
-from .stream import astream, stream
+from .stream import DEFAULT_REWARM_TICKS, astream, stream
 
-__all__ = ["Tick", "Prediction", "TickFailed", "stream", "astream", "sequence_id", "HORIZONS", "N_LEVELS"]
+__all__ = ["Tick", "Prediction", "TickFailed", "stream", "astream", "sequence_id", "random_namespace",
+           "classify_error", "NO_STATE_PREFIX", "BAD_TICK_PREFIX", "DEFAULT_REWARM_TICKS", "HORIZONS", "N_LEVELS"]

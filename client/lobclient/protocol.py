@@ -7,6 +7,7 @@ told from another symbol's.
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 import numpy as np
 from tritonclient.grpc import InferResult, service_pb2
@@ -19,17 +20,26 @@ OUTPUTS = ("DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "MODEL_VERSION")
 def sequence_id(symbol: str, namespace: str = "") -> int:
     """Stable Triton sequence id of a symbol: blake2b-64 of ``namespace/symbol``, top bit cleared, never 0.
 
-    Every stream of the same symbol (and namespace) uses the same id: two clients streaming one symbol
-    at once must use different namespaces, or they share one server-side state.
+    The same symbol and namespace always give the same id. ``stream`` draws a random namespace per call
+    unless one is pinned, so two streams of one symbol never share server state by default. Ids are
+    63-bit: among N sequences open on a server, P(any two collide) ~ N^2 / 2^64 (1e4 sequences: 5e-12).
     """
     digest = hashlib.blake2b(f"{namespace}/{symbol}".encode(), digest_size=8).digest()
     return (int.from_bytes(digest, "big") & (2**63 - 1)) or 1
 
 
-def infer_request(model: str, request_id: str, tick: Tick, seq_id: int, start: bool, end: bool
-                  ) -> service_pb2.ModelInferRequest:
-    """One tick as a batch-of-one request of sequence ``seq_id``."""
+def random_namespace() -> str:
+    """A fresh namespace (64 random bits, hex) for one stream's sequence ids."""
+    return secrets.token_hex(8)
+
+
+def infer_request(model: str, request_id: str, tick: Tick, seq_id: int, start: bool, end: bool,
+                  timeout_us: int = 0) -> service_pb2.ModelInferRequest:
+    """One tick as a batch-of-one request of sequence ``seq_id``; ``timeout_us`` > 0: Triton rejects the
+    request if it is still queued (e.g. behind exhausted candidate sequences) after that long."""
     request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    if timeout_us > 0:
+        request.parameters["timeout"].int64_param = timeout_us
     request.parameters["sequence_id"].int64_param = seq_id
     request.parameters["sequence_start"].bool_param = start
     request.parameters["sequence_end"].bool_param = end

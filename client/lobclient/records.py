@@ -48,6 +48,10 @@ class Prediction:
     ``seq`` is the tick's index within its symbol in this stream. ``dir_probs`` is (3, 3) float32:
     rows horizons 10, 50, 100 ticks, columns P(down), P(flat), P(up). ``topk_ids``/``topk_probs``
     (5,) are the most likely next event tokens. ``latency_s`` is send-to-answer time at the client.
+    ``warm``: the server state behind this prediction has taken at least ``rewarm_ticks`` ticks since its
+    START (False for a symbol's first ``rewarm_ticks`` ticks after a START with no or a partial replay;
+    True after a re-warm that replayed a full ring, whose predictions then differ from an uninterrupted
+    stream's by at most the measured bound in docs/serving.md). None when ``error`` is set.
     """
 
     symbol: str
@@ -59,6 +63,7 @@ class Prediction:
     model_version: Optional[str] = None
     error: Optional[str] = None
     latency_s: float = float("nan")
+    warm: Optional[bool] = None
 
     @property
     def ok(self) -> bool:

@@ -62,6 +62,9 @@ def test_bad_ticks_get_errors_and_leave_every_sequence_as_if_they_never_came(ser
         (with_level(a[20], "ask_sz", 1, -3.0), "ask_sz_2"),
         (with_level(a[20], "bid_px", 0, a[20].ask_px[0] + 0.5), "crossed"),
         (dataclasses.replace(a[20], ts_ns=a[19].ts_ns - 1_000_000), "ts_ns"),
+        (with_level(a[20], "bid_px", 0, a[20].ask_px[0]), "locked"),
+        (with_level(a[20], "ask_px", 0, np.inf), "ask_px_1"),
+        (dataclasses.replace(a[20], bid_sz=a[20].bid_sz[:int((a[20].bid_sz > 0).sum()) - 1]), "bid_sz"),  # one size short
     ]
     bad_b = (with_level(b[0], "bid_sz", 0, np.inf), "bid_sz_1")  # the sequence's first (START) tick
     feed = [bad_b[0], *b, *a[:20], *(t for t, _ in bad_a), *a[20:]]
@@ -76,10 +79,17 @@ def test_bad_ticks_get_errors_and_leave_every_sequence_as_if_they_never_came(ser
     for p, (_, word) in zip(by_symbol[symbols[0]][20:24], bad_a):
         assert p.error is not None and word in p.error, p.error
     good = {s: [p for p in ps if p.error is None] for s, ps in by_symbol.items()}
-    assert sum(len(ps) for ps in good.values()) == len(preds) - 5
+    assert sum(len(ps) for ps in good.values()) == len(preds) - 1 - len(bad_a)
+    assert all(lobclient.classify_error(p.error) == "bad_tick" for p in preds if p.error is not None)
     for s in symbols:
         assert len(good[s]) == N_TICKS
         assert_matches_offline(good[s], offline, s)
+    # bit for bit what a stream without the bad ticks gives, for every symbol (the refused ones' too)
+    bad = {id(t) for t, _ in [bad_b, *bad_a]}
+    clean = list(lobclient.stream([t for t in feed if id(t) not in bad], url=server.url, window=32))
+    kept = [p for p in preds if p.error is None]
+    assert [(p.symbol, p.ts_ns) for p in kept] == [(p.symbol, p.ts_ns) for p in clean]
+    np.testing.assert_array_equal(np.stack([p.dir_probs for p in kept]), np.stack([p.dir_probs for p in clean]))
 
 
 def test_errors_policy_raise_names_the_tick(server, dataset):

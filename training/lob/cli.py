@@ -160,12 +160,21 @@ def serve(
     profile: str = typer.Option("cpu", help="cpu | gpu-onnx | gpu-fp16 | gpu-bf16"),
     grpc_port: int = typer.Option(8001), http_port: int = typer.Option(8000), metrics_port: int = typer.Option(8002),
     log_file: Path = typer.Option(Path("out/tritonserver.log"), help="Server log file."),
+    tls_cert: Optional[Path] = typer.Option(None, help="gRPC TLS: server certificate (PEM)."),
+    tls_key: Optional[Path] = typer.Option(None, help="gRPC TLS: server private key (PEM)."),
+    tls_ca: Optional[Path] = typer.Option(None, help="gRPC mutual TLS: CA that client certificates must chain to."),
+    admin_key: Optional[str] = typer.Option(None, envvar="LOB_ADMIN_KEY",
+                                            help="Value of header lob-admin-key that unlocks model load/unload and "
+                                                 "shared memory (default: random, i.e. locked)."),
 ):
     """Start a real Triton Inference Server on the repository; Ctrl-C stops it cleanly."""
-    from lob.serving.launcher import serve_forever
+    from lob.serving.launcher import TLS, serve_forever
 
+    if (tls_cert is None) != (tls_key is None) or (tls_ca is not None and tls_cert is None):
+        _fail(ValueError("TLS needs --tls-cert and --tls-key (and --tls-ca only with them)"))
+    tls = TLS(tls_cert, tls_key, tls_ca) if tls_cert is not None else None
     serve_forever(repo, profile=profile, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                  log_file=log_file)
+                  log_file=log_file, admin_key=admin_key, tls=tls)
 
 
 @app.command()
@@ -176,11 +185,22 @@ def stream(
     symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (default: all)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N ticks of each symbol."),
     model: str = typer.Option("lob_stream", help="Ensemble to stream through."),
+    transport: str = typer.Option("stream", help="stream (one gRPC stream) | unary (ModelInfer calls)."),
+    tls: bool = typer.Option(False, "--tls", help="Speak TLS to the server."),
+    tls_ca: Optional[Path] = typer.Option(None, help="CA certificate to trust (PEM; default: the system's). Implies --tls."),
+    tls_cert: Optional[Path] = typer.Option(None, help="Client certificate chain for mutual TLS (PEM). Implies --tls."),
+    tls_key: Optional[Path] = typer.Option(None, help="Client private key for mutual TLS (PEM). Implies --tls."),
 ):
-    """Replay recorded ticks through the server over one gRPC stream; prints latency percentiles."""
+    """Replay recorded ticks through the server over gRPC; prints latency percentiles."""
     from lob.serving.replay import replay
 
-    replay(url, data, out, symbols=_symbols(symbols), limit=limit, model=model)
+    ssl = tls or any(f is not None for f in (tls_ca, tls_cert, tls_key))
+    options = dict(transport=transport, ssl=ssl, root_certificates=tls_ca, private_key=tls_key,
+                   certificate_chain=tls_cert) if ssl else dict(transport=transport)
+    try:
+        replay(url, data, out, symbols=_symbols(symbols), limit=limit, model=model, **options)
+    except ValueError as err:
+        _fail(err)
 
 
 @app.command()

@@ -7,10 +7,15 @@ container's ``/opt/tritonserver`` when present (GPU profiles need its CUDA onnxr
 backends). Models are loaded explicitly, per profile, with ``--disable-auto-complete-config``: the configs
 in the repository are the whole truth. A profile may name a config (``--model-config-name``): models with
 ``configs/<name>.pbtxt`` load that one (e.g. ``KIND_GPU`` instances), the others their ``config.pbtxt``.
+Hardened by default: the model-repository (load/unload) and shared-memory APIs of gRPC
+and HTTP answer only requests carrying the admin key (HTTP header ``lob-admin-key``, gRPC metadata
+``triton-grpc-protocol-lob-admin-key``); gRPC speaks TLS when
+given a certificate and key (mutual TLS with a client CA).
 """
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -46,6 +51,30 @@ PROFILES: dict[str, Profile] = {
     "gpu-bf16": Profile(models=("lob_tokenizer", "lob_model_version", "mamba_lob_trt_bf16", "lob_stream_trt_bf16"),
                         backends=("python", "onnxruntime", "tensorrt"), gpu=True, config_name="gpu"),
 }
+
+
+ADMIN_HEADER = "lob-admin-key"  # HTTP header a model-repository/shared-memory request must carry (value: the key)
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the same over gRPC (Triton prefixes the name)
+RESTRICTED_APIS = "model-repository,shared-memory"  # what a client without the key cannot call
+
+
+@dataclass(frozen=True)
+class TLS:
+    """gRPC TLS files (PEM): the server's certificate and key; ``ca`` set: clients must present a
+    certificate signed by it (mutual TLS)."""
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+    def flags(self) -> list[str]:
+        for f in (self.cert, self.key, self.ca):
+            if f is not None and not Path(f).is_file():
+                raise ServerError(f"{f}: no such TLS file")
+        out = ["--grpc-use-ssl=true", f"--grpc-server-cert={Path(self.cert).resolve()}",
+               f"--grpc-server-key={Path(self.key).resolve()}"]
+        if self.ca is not None:
+            out += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={Path(self.ca).resolve()}"]
+        return out
 
 
 class ServerError(RuntimeError):
@@ -101,12 +130,14 @@ class TritonServer:
     """A running ``tritonserver`` on ``repo``; a context manager (start on enter, stop on exit).
 
     ``url`` is the gRPC endpoint (``localhost:<grpc_port>``). ``extra_models`` are loaded after the
-    profile's. The server log goes to ``log_file``.
+    profile's. The server log goes to ``log_file``. ``admin_key`` (default: random, see ``.admin_key``)
+    unlocks the model-repository and shared-memory APIs; ``tls`` makes gRPC speak TLS.
     """
 
     def __init__(self, repo: Path, profile: str = "cpu", grpc_port: int = 8001, http_port: int = 8000,
                  metrics_port: int = 8002, log_file: Path = Path("out/tritonserver.log"),
-                 ready_timeout_s: float = 120.0, extra_models: tuple[str, ...] = ()):
+                 ready_timeout_s: float = 120.0, extra_models: tuple[str, ...] = (),
+                 admin_key: str | None = None, tls: TLS | None = None):
         if profile not in PROFILES:
             raise ServerError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
         self.repo, self.profile = Path(repo).resolve(), PROFILES[profile]
@@ -114,6 +145,10 @@ class TritonServer:
         self.log_file, self.ready_timeout_s = Path(log_file), ready_timeout_s
         self.models = (*self.profile.models, *extra_models)
         self.url = f"localhost:{grpc_port}"
+        self.admin_key = admin_key or secrets.token_urlsafe(24)
+        if not all(c.isalnum() or c in "-_" for c in self.admin_key):
+            raise ServerError("admin key: letters, digits, '-' and '_' only")
+        self.tls = tls
         self._proc: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
 
@@ -132,7 +167,10 @@ class TritonServer:
                *(f"--load-model={m}" for m in self.models), "--disable-auto-complete-config",
                f"--grpc-port={self.ports['grpc']}", f"--http-port={self.ports['http']}",
                f"--metrics-port={self.ports['metrics']}", "--exit-on-error=true",
-               *([f"--model-config-name={self.profile.config_name}"] if self.profile.config_name else [])]
+               *([f"--model-config-name={self.profile.config_name}"] if self.profile.config_name else []),
+               f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}",
+               f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}",
+               *(self.tls.flags() if self.tls is not None else [])]
         env = dict(os.environ)
         # The stub embeds the Python it was built for; the venv first on PATH makes it import this
         # environment's packages (numpy<2, lob, onnxruntime).
@@ -152,18 +190,20 @@ class TritonServer:
         return self
 
     def _wait_ready(self) -> None:
-        import tritonclient.grpc as grpcclient
+        # over HTTP (plaintext, health API unrestricted): works whatever the gRPC TLS settings
+        import urllib.request
 
-        client = grpcclient.InferenceServerClient(self.url)
+        base = f"http://127.0.0.1:{self.ports['http']}/v2"
+        urls = [f"{base}/health/ready", *(f"{base}/models/{m}/ready" for m in self.models)]
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise ServerError(f"tritonserver exited with code {self._proc.returncode} while starting; "
                                   f"log {self.log_file}:\n{_tail(self.log_file)}")
             try:
-                if client.is_server_ready() and all(client.is_model_ready(m) for m in self.models):
+                if all(urllib.request.urlopen(u, timeout=2).status == 200 for u in urls):
                     return
-            except Exception:  # not listening yet
+            except OSError:  # not listening yet, or not ready (HTTP 400)
                 pass
             time.sleep(0.2)
         raise ServerError(f"tritonserver not ready after {self.ready_timeout_s:g} s; log {self.log_file}:\n"
@@ -182,6 +222,11 @@ class TritonServer:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (the fault tests kill -9 it)."""
+        return None if self._proc is None else self._proc.pid
 
     def returncode(self) -> int | None:
         """The server's exit code once it has exited, else None."""
@@ -216,7 +261,8 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def serve_forever(repo: Path, profile: str = "cpu", grpc_port: int = 8001, http_port: int = 8000,
-                  metrics_port: int = 8002, log_file: Path = Path("out/tritonserver.log")) -> None:
+                  metrics_port: int = 8002, log_file: Path = Path("out/tritonserver.log"),
+                  admin_key: str | None = None, tls: TLS | None = None) -> None:
     """Run the server until SIGINT/SIGTERM, then stop it cleanly. Exits non-zero if it dies."""
     from rich.console import Console
 
@@ -224,14 +270,16 @@ def serve_forever(repo: Path, profile: str = "cpu", grpc_port: int = 8001, http_
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.append(signum))
-    server = TritonServer(repo, profile, grpc_port, http_port, metrics_port, log_file)
     try:
+        server = TritonServer(repo, profile, grpc_port, http_port, metrics_port, log_file, admin_key=admin_key, tls=tls)
         server.start()
     except ServerError as err:
         console.print(f"[bold red]error:[/] {err}")
         raise SystemExit(2)
-    console.print(f"tritonserver ready: gRPC {server.url}, HTTP :{http_port}, metrics :{metrics_port}; "
-                  f"models {', '.join(server.models)}; log {log_file}. Ctrl-C stops it.")
+    console.print(f"tritonserver ready: gRPC {server.url}{' (TLS)' if tls else ''}, HTTP :{http_port}, metrics "
+                  f":{metrics_port}; models {', '.join(server.models)}; log {log_file}. Model load/unload and "
+                  f"shared memory need gRPC header {GRPC_ADMIN_HEADER} / HTTP header {ADMIN_HEADER}" + ("" if admin_key else " (random key: locked)")
+                  + ". Ctrl-C stops it.")
     try:
         while not stop and server.returncode() is None:
             time.sleep(0.2)

@@ -30,8 +30,9 @@ def interleave(dataset: dict[str, Ticks]) -> Iterator[lobclient.Tick]:
 
 
 def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, limit: int | None = None,
-           model: str = "lob_stream") -> Path:
+           model: str = "lob_stream", **client) -> Path:
     """Stream ``data`` to ``url`` and write the predictions parquet ``out`` (atomically); returns ``out``.
+    ``client``: more `lobclient.stream` options (transport, TLS).
 
     Raises `lobclient.TickFailed` at the first tick the server refuses (recorded ticks are valid, so
     that is a server or model fault) and writes nothing then.
@@ -45,7 +46,7 @@ def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, li
     dataset = load_dataset(data, symbols)
     if limit is not None:
         dataset = {s: t.slice(0, limit) for s, t in dataset.items()}
-    preds = list(lobclient.stream(interleave(dataset), url=url, model=model, errors="raise"))
+    preds = list(lobclient.stream(interleave(dataset), url=url, model=model, errors="raise", **client))
     preds.sort(key=lambda p: (p.symbol, p.seq))
     dir_probs = np.stack([p.dir_probs for p in preds])  # (N, H, 3)
     cols = {"symbol": pa.array([p.symbol for p in preds], pa.string()),

@@ -1,0 +1,203 @@
+"""How requests reach the server: one bidirectional ``ModelStreamInfer`` stream, or unary ``ModelInfer`` calls.
+
+Both carry the same `ModelInferRequest`s and report to one event queue, tagged with the connection's
+generation (answers and breaks of a connection already replaced are ignored):
+``(RESPONSE, gen, (request id, ModelInferResponse | None, error message | None))`` and
+``(BROKEN, gen, reason)``. A transport never blocks its caller; sync transports post from gRPC threads,
+async ones from tasks on the loop. Unary calls have no stream to break: a call failing with UNAVAILABLE
+(no server, connection reset) stands for a broken connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+from typing import Optional, Union
+
+import grpc
+from tritonclient.grpc import service_pb2_grpc
+
+TICK, RESPONSE, BROKEN, INPUT_DONE, INPUT_FAILED = range(5)
+_MAX_MESSAGE = 64 * 2**20
+_OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE),
+            # a fresh channel per connection; keep its own reconnect attempts short so a restarted server is seen fast
+            ("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),
+            ("grpc.max_reconnect_backoff_ms", 1000)]
+# Triton's own UNAVAILABLE answers to one request (not a lost connection)
+_SERVER_UNAVAILABLE = ("timeout of the corresponding sequence has been expired",)
+
+Pem = Union[bytes, str, os.PathLike, None]
+
+
+def _pem(value: Pem) -> Optional[bytes]:
+    """PEM bytes as given, or read from a file path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    with open(value, "rb") as f:
+        return f.read()
+
+
+def credentials(ssl: bool, root_certificates: Pem = None, private_key: Pem = None,
+                certificate_chain: Pem = None) -> Optional[grpc.ChannelCredentials]:
+    """gRPC channel credentials for TLS (``root_certificates``: the CA to trust, default the system's;
+    ``private_key`` + ``certificate_chain``: the client's, for mutual TLS), or None for plaintext."""
+    if not ssl:
+        if root_certificates or private_key or certificate_chain:
+            raise ValueError("root_certificates/private_key/certificate_chain given but ssl=False")
+        return None
+    if (private_key is None) != (certificate_chain is None):
+        raise ValueError("mutual TLS needs both private_key and certificate_chain")
+    return grpc.ssl_channel_credentials(_pem(root_certificates), _pem(private_key), _pem(certificate_chain))
+
+
+def describe(err: grpc.RpcError, what: str, url: str, tls: bool) -> str:
+    code = err.code()
+    text = f"gRPC {what} to {url} failed: {code.name if code else 'UNKNOWN'}: {err.details()}"
+    if code == grpc.StatusCode.UNAVAILABLE and not tls:
+        text += " (if the server speaks TLS, pass ssl=True)"
+    return text
+
+
+def _is_break(err: grpc.RpcError) -> bool:
+    return err.code() == grpc.StatusCode.UNAVAILABLE and not any(m in (err.details() or "") for m in _SERVER_UNAVAILABLE)
+
+
+def _channel(url: str, creds, aio: bool):
+    make = grpc.aio if aio else grpc
+    return (make.secure_channel(url, creds, options=_OPTIONS) if creds is not None
+            else make.insecure_channel(url, options=_OPTIONS))
+
+
+class SyncStream:
+    """One ``ModelStreamInfer`` call; its answers read on a thread."""
+
+    def __init__(self, url: str, creds, events: queue.Queue, gen: int):
+        self.url, self.tls, self.events, self.gen = url, creds is not None, events, gen
+        self.closed = False
+        self.outbox: queue.Queue = queue.Queue()
+        self.channel = _channel(url, creds, aio=False)
+        self.call = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelStreamInfer(iter(self.outbox.get, None))
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for r in self.call:
+                self.events.put((RESPONSE, self.gen, (r.infer_response.id, r.infer_response, r.error_message or None)))
+            reason = f"gRPC stream to {self.url} closed by the server"
+        except grpc.RpcError as err:
+            reason = describe(err, "stream", self.url, self.tls)
+        if not self.closed:
+            self.events.put((BROKEN, self.gen, reason))
+
+    def send(self, request) -> None:
+        self.outbox.put(request)
+
+    def close(self) -> None:
+        self.closed = True
+        self.outbox.put(None)
+        self.call.cancel()
+        self.channel.close()
+
+
+class SyncUnary:
+    """Unary ``ModelInfer`` calls, each answered on a gRPC thread; as many in flight as the mux sends."""
+
+    def __init__(self, url: str, creds, events: queue.Queue, gen: int, call_timeout_s: float):
+        self.url, self.tls, self.events, self.gen, self.call_timeout_s = url, creds is not None, events, gen, call_timeout_s
+        self.closed = False
+        self.channel = _channel(url, creds, aio=False)
+        self.infer = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelInfer
+
+    def send(self, request) -> None:
+        future = self.infer.future(request, timeout=self.call_timeout_s)
+        future.add_done_callback(lambda f, rid=request.id: self._done(rid, f))
+
+    def _done(self, rid: str, future) -> None:
+        if self.closed:
+            return
+        try:
+            self.events.put((RESPONSE, self.gen, (rid, future.result(), None)))
+        except grpc.RpcError as err:
+            if _is_break(err):
+                self.events.put((BROKEN, self.gen, describe(err, "call", self.url, self.tls)))
+            else:
+                self.events.put((RESPONSE, self.gen, (rid, None, err.details() or err.code().name)))
+
+    def close(self) -> None:
+        self.closed = True
+        self.channel.close()
+
+
+class AsyncStream:
+    """asyncio twin of `SyncStream`."""
+
+    def __init__(self, url: str, creds, events: asyncio.Queue, gen: int):
+        self.url, self.tls, self.events, self.gen = url, creds is not None, events, gen
+        self.closed = False
+        self.outbox: asyncio.Queue = asyncio.Queue()
+        self.channel = _channel(url, creds, aio=True)
+        self.call = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelStreamInfer(self._requests())
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _requests(self):
+        while (request := await self.outbox.get()) is not None:
+            yield request
+
+    async def _read(self) -> None:
+        try:
+            async for r in self.call:
+                self.events.put_nowait((RESPONSE, self.gen, (r.infer_response.id, r.infer_response, r.error_message or None)))
+            reason = f"gRPC stream to {self.url} closed by the server"
+        except grpc.aio.AioRpcError as err:
+            reason = describe(err, "stream", self.url, self.tls)
+        except asyncio.CancelledError:
+            return
+        if not self.closed:
+            self.events.put_nowait((BROKEN, self.gen, reason))
+
+    def send(self, request) -> None:
+        self.outbox.put_nowait(request)
+
+    def close(self) -> None:
+        self.closed = True
+        self.outbox.put_nowait(None)
+        self.call.cancel()
+        self.reader.cancel()
+        return asyncio.ensure_future(self.channel.close())  # awaited by a caller that ends
+
+
+class AsyncUnary:
+    """asyncio twin of `SyncUnary`: one task per call."""
+
+    def __init__(self, url: str, creds, events: asyncio.Queue, gen: int, call_timeout_s: float):
+        self.url, self.tls, self.events, self.gen, self.call_timeout_s = url, creds is not None, events, gen, call_timeout_s
+        self.closed = False
+        self.channel = _channel(url, creds, aio=True)
+        self.infer = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelInfer
+        self.tasks: set[asyncio.Task] = set()
+
+    def send(self, request) -> None:
+        task = asyncio.ensure_future(self._call(request))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _call(self, request) -> None:
+        try:
+            response = await self.infer(request, timeout=self.call_timeout_s)
+        except grpc.aio.AioRpcError as err:
+            if self.closed:
+                return
+            if _is_break(err):
+                self.events.put_nowait((BROKEN, self.gen, describe(err, "call", self.url, self.tls)))
+            else:
+                self.events.put_nowait((RESPONSE, self.gen, (request.id, None, err.details() or err.code().name)))
+            return
+        if not self.closed:
+            self.events.put_nowait((RESPONSE, self.gen, (request.id, response, None)))
+
+    def close(self) -> None:
+        self.closed = True
+        for task in self.tasks:
+            task.cancel()
+        return asyncio.ensure_future(self.channel.close())  # awaited by a caller that ends
