@@ -88,17 +88,18 @@ _USER_ERRORS = (FileExistsError, FileNotFoundError, KeyError, ValueError, RunErr
 def train(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder."),
     out: Path = typer.Option(..., help="Run folder to create."),
+    arch: str = typer.Option("mamba", help="Architecture: mamba | transformer | hybrid."),
     preset: str = typer.Option("tiny", help="Model preset: tiny | small | base."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many optimiser steps."),
     seed: int = typer.Option(0, help="Seed for initialisation and batching."),
     fee_bps: float = typer.Option(0.5, min=0.0, help="Fee per side in bps, added to the flat band."),
     force: bool = typer.Option(False, help="Replace an existing run folder."),
 ):
-    """Train Mamba-LOB with a chronological train/validation/test split."""
+    """Train a model (Mamba-LOB, Transformer or hybrid) with a chronological train/validation/test split."""
     from lob.training.train import train as run_train
 
     try:
-        run_train(data, out, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force)
+        run_train(data, out, arch=arch, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force)
     except _USER_ERRORS as err:
         _fail(err)
 
