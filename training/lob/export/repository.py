@@ -8,9 +8,12 @@ Writes, each file atomically (temp file + rename)::
     REPO/mamba_lob_onnx/1/model.onnx     the same step model for the GPU onnxruntime backend,
     REPO/mamba_lob_onnx/1/model_fp16.onnx  and its FP16 variant (``lob.export.onnx_fp16``; input of ``lob build-trt``)
 
-The GPU models keep the conv/ssm states as Triton implicit state, whose dims live in their
-``config.pbtxt``; the committed configs are sized for the ``tiny`` preset, so exporting another
-preset rewrites those ``dims`` to the model's (the only config fields an export changes).
+The GPU models keep the step model's states (``STATE_<NAME>_IN/OUT`` per entry of the architecture's
+``state_names``: Mamba CONV, SSM; Transformer K, V, POS; hybrid all five) as Triton implicit state, whose
+entries live in their ``config.pbtxt``; the committed configs hold the ``tiny`` Mamba's, so exporting
+another preset or architecture rewrites ``sequence_batching.state`` to the model's (the only config
+field an export changes). The CPU profile's ``mamba_lob_cpu`` is a python slot pool that holds CONV and SSM
+only: a Transformer or hybrid step model is served through an implicit-state model.
 
 ``model_version`` is ``<run folder name>-<first 12 hex of the checkpoint's sha256>``. The repository
 must already exist (its ``config.pbtxt`` files are part of the project, not of a run).
@@ -29,32 +32,43 @@ TOKENIZER_MODEL = "lob_tokenizer"
 IMPLICIT_STATE_MODELS = ("mamba_lob_onnx", "mamba_lob_trt_fp16", "mamba_lob_trt_bf16")
 
 
-def fit_state_dims(repo: Path, config) -> list[Path]:
-    """Set the implicit-state dims of the GPU models' configs to ``config``'s; returns the configs rewritten."""
+def state_entries(model) -> list[dict]:
+    """One implicit-state entry per state tensor of ``model`` (``state_names``), sorted by name as Triton pairs
+    them (server issue #8586): {input_name, output_name, data_type (TYPE_*), dims (per sequence, no batch)}."""
+    import torch
+    from tritonclient.grpc import model_config_pb2
+
+    types = {torch.float32: model_config_pb2.TYPE_FP32, torch.int64: model_config_pb2.TYPE_INT64}
+    entries = [{"input_name": f"STATE_{n}_IN", "output_name": f"STATE_{n}_OUT", "data_type": types[s.dtype],
+                "dims": list(s.shape[1:])} for n, s in zip(model.state_names, model.allocate_inference_cache(1))]
+    return sorted(entries, key=lambda e: e["input_name"])
+
+
+def fit_states(repo: Path, model) -> list[Path]:
+    """Make the implicit-state entries of the GPU models' configs ``model``'s states (names, types, dims,
+    zero initial state); the rest of each config is kept. Returns the configs rewritten."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    dims = {"STATE_CONV_IN": [config.n_layer, config.d_inner, config.d_conv - 1],  # (n_layer, d_inner, d_conv-1)
-            "STATE_SSM_IN": [config.n_layer, config.d_inner, config.d_state]}  # (n_layer, d_inner, d_state)
+    want = state_entries(model)
     rewritten = []
     for name in IMPLICIT_STATE_MODELS:
         path = repo / name / "config.pbtxt"
         if not path.is_file():
             continue
         cfg = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-        changed = False
-        for state in cfg.sequence_batching.state:
-            want = dims.get(state.input_name)
-            if want is None or list(state.dims) == want:
-                continue
-            state.dims[:] = want
-            for init in state.initial_state:
-                init.dims[:] = want
-            changed = True
-        if changed:
-            text = f"# dims set by `lob export` for the exported model\n{text_format.MessageToString(cfg)}"
-            atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text))
-            rewritten.append(path)
+        have = [{"input_name": s.input_name, "output_name": s.output_name, "data_type": s.data_type,
+                 "dims": list(s.dims)} for s in cfg.sequence_batching.state]
+        inits = [[list(i.dims) for i in s.initial_state] for s in cfg.sequence_batching.state]
+        if have == want and inits == [[e["dims"]] for e in want]:
+            continue
+        del cfg.sequence_batching.state[:]
+        for e in want:
+            state = cfg.sequence_batching.state.add(**e)
+            state.initial_state.add(name="zeros", data_type=e["data_type"], dims=e["dims"], zero_data=True)
+        text = f"# states set by `lob export` for the exported model\n{text_format.MessageToString(cfg)}"
+        atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text))
+        rewritten.append(path)
     return rewritten
 
 
@@ -62,6 +76,7 @@ def export_repository(run: Path, repo: Path) -> str:
     """Export ``run`` into ``repo``; returns the model_version written."""
     from lob.export.onnx_fp16 import write_gpu_variants
     from lob.export.onnx_step import export_step_onnx
+    from lob.models.registry import arch_of
 
     run, repo = Path(run), Path(repo)
     if not (repo / STEP_MODEL / "config.pbtxt").is_file():
@@ -76,8 +91,8 @@ def export_repository(run: Path, repo: Path) -> str:
                  lambda tmp: shutil.copyfile(run / "tokenizer.json", tmp))
     write_json(step_dir / "export.json", {
         "model_version": version, "run": str(run.resolve()), "checkpoint_sha256": ckpt_sha,
-        "tokenizer_hash": tokenizer.content_hash, "config": asdict(model.config),
+        "tokenizer_hash": tokenizer.content_hash, "arch": arch_of(model), "config": asdict(model.config),
         "n_parameters": manifest["n_parameters"], "fee_bps": manifest["fee_bps"]})
     write_gpu_variants(repo)
-    fit_state_dims(repo, model.config)
+    fit_states(repo, model)
     return version
