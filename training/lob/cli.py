@@ -1,6 +1,7 @@
 """`lob`: the command line of Mamba-LOB. Each command is a thin wrapper over one module's function."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -147,6 +148,10 @@ def export(
         typer.echo(f"exported model_version {export_repository(run, repo)} into {repo}")
     except _USER_ERRORS as err:
         _fail(err)
+    arch = json.loads((repo / "mamba_lob_cpu" / "1" / "export.json").read_text())["arch"]
+    if arch != "mamba":
+        typer.echo(f"note: a {arch} step model keeps K/V/POS state: serve it through an implicit-state model "
+                   "(mamba_lob_onnx, profile gpu-onnx); the cpu profile's python slot pool holds Mamba's CONV/SSM only")
 
 
 # ---------------------------------------------------------------------------------------------------- serving

@@ -3,8 +3,9 @@
 Every `config.pbtxt` is parsed into Triton's own `ModelConfig` message (`tritonclient.grpc.model_config_pb2`),
 so an unknown or misspelt field fails here as it would in the server. Then, per model: the name matches its
 folder, version folders are numeric, the platform's file is present, an ONNX file's inputs and outputs match
-the config (implicit state included), a stateful model has the sequence batching it needs, a Python model
-defines `TritonPythonModel.execute` (read with `ast`, never imported); per ensemble: every tensor is produced
+the config (implicit state included, for any architecture's states: each entry named STATE_<NAME>_IN/_OUT,
+its initial state of its type and dims, every STATE_*_OUT of the graph fed back by an entry), a stateful
+model has the sequence batching it needs, a Python model defines `TritonPythonModel.execute` (read with `ast`, never imported); per ensemble: every tensor is produced
 exactly once and every consumer agrees with its producer on dtype and shape.
 
 `model.onnx`, `model_fp16.onnx` and `model.plan` are build products (`lob export`, `lob build-trt`;
@@ -14,6 +15,7 @@ GPU-specific and only checked for presence. Each problem is one string naming th
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ _ONNX_TYPE = {mc.TYPE_BOOL: 9, mc.TYPE_UINT8: 2, mc.TYPE_UINT16: 4, mc.TYPE_UINT
               mc.TYPE_INT8: 3, mc.TYPE_INT16: 5, mc.TYPE_INT32: 6, mc.TYPE_INT64: 7, mc.TYPE_FP16: 10,
               mc.TYPE_FP32: 1, mc.TYPE_FP64: 11, mc.TYPE_STRING: 8, mc.TYPE_BF16: 16}
 
+_STATE_NAME = re.compile(r"STATE_[A-Z0-9]+(?:_[A-Z0-9]+)*_(?:IN|OUT)")  # STATE_<NAME>_IN / _OUT (lob.export.onnx_step)
 _Kind = mc.ModelSequenceBatching.Control
 _PYTHON_CONTROLS = {_Kind.CONTROL_SEQUENCE_START: "START", _Kind.CONTROL_SEQUENCE_END: "END",
                     _Kind.CONTROL_SEQUENCE_CORRID: "CORRID"}
@@ -208,6 +211,10 @@ def _check_onnx(model: _Model, path: Path, problems: list[str]) -> None:
     for name in sorted(set(inputs) - fed):
         problems.append(f"{where}: input: {path} input '{name}' is fed by nothing in the config "
                         "(neither an input nor a sequence_batching state/control)")
+    declared = {s.output_name for s in seq.state}
+    for name in sorted(n for n in outputs if _STATE_NAME.fullmatch(n) and n.endswith("_OUT") and n not in declared):
+        problems.append(f"{where}: sequence_batching.state: {path} output '{name}' is a state that no entry "
+                        "feeds back (the next tick would start from the initial state)")
     for i, s in enumerate(seq.state):
         if s.input_name in inputs and s.output_name in outputs and inputs[s.input_name] != outputs[s.output_name]:
             problems.append(f"{where}: sequence_batching.state[{i}]: {path} state pair {s.input_name} "
@@ -240,6 +247,16 @@ def _check_sequence_batching(model: _Model, problems: list[str]) -> None:
     for i, s in enumerate(seq.state):
         if not (s.input_name and s.output_name):
             problems.append(f"{where}: sequence_batching.state[{i}]: input_name and output_name are both needed")
+        elif not (_STATE_NAME.fullmatch(s.input_name) and s.input_name.endswith("_IN")
+                  and s.output_name == s.input_name.removesuffix("_IN") + "_OUT"):
+            problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name} / {s.output_name}): names must "
+                            "be STATE_<NAME>_IN / STATE_<NAME>_OUT with the same NAME (what `lob export` writes, and "
+                            "what keeps both sort orders equal)")
+        for j, init in enumerate(s.initial_state):
+            if init.data_type != s.data_type or list(init.dims) != list(s.dims):
+                problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name}).initial_state[{j}]: "
+                                f"{mc.DataType.Name(init.data_type)} {list(init.dims)} differs from the state's "
+                                f"{mc.DataType.Name(s.data_type)} {list(s.dims)}")
         if s.data_type == mc.TYPE_INVALID or not s.dims:
             problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name}): data_type and dims are needed")
         if not s.initial_state and _Kind.CONTROL_SEQUENCE_START not in kinds:
