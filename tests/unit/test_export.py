@@ -136,3 +136,44 @@ def test_export_of_another_preset_fits_the_gpu_state_dims(data_and_run, tmp_path
         assert got == want, name
         assert all(list(st.initial_state[0].dims) == want[st.input_name] for st in config.sequence_batching.state)
     assert (repo / "mamba_lob_onnx/1/model_fp16.onnx").is_file()
+
+
+@pytest.mark.parametrize("arch", ["transformer", "hybrid"])
+def test_attention_run_exports_its_ring_state_and_steps_as_lob_predict(arch, data_and_run, tmp_path):
+    """A Transformer / hybrid run: the implicit-state configs get its states (K, V, POS int64, + CONV, SSM),
+    the repository validates, and the exported step model run tick by tick over > 2W ticks equals `lob predict`."""
+    data, _ = data_and_run
+    run = train(data, tmp_path / arch, arch=arch, max_steps=3, window=64, batch_size=2, eval_every=3,
+                max_val_windows=2)
+    repo = _repo(tmp_path)
+    export_repository(run, repo)
+    assert validate_repository(repo) == []
+    info = json.loads((repo / "mamba_lob_cpu/1/export.json").read_text())
+    assert info["arch"] == arch
+    window = info["config"]["window"]
+    config = text_format.Parse((repo / "mamba_lob_onnx/config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    states = {s.input_name: (s.output_name, s.data_type, list(s.dims)) for s in config.sequence_batching.state}
+    want = {"STATE_K_IN", "STATE_POS_IN", "STATE_V_IN"} | ({"STATE_CONV_IN", "STATE_SSM_IN"} if arch == "hybrid" else set())
+    assert set(states) == want
+    assert states["STATE_POS_IN"] == ("STATE_POS_OUT", model_config_pb2.TYPE_INT64, [1])
+    assert states["STATE_K_IN"][2][2] == window  # (n_attn, n_kv_head, W, head_dim): the ring
+
+    n = 2 * window + 100
+    sym = sorted(load_dataset(data))[0]
+    ticks = load_dataset(data)[sym]
+    offline = pq.read_table(predict(run, data, tmp_path / "p.parquet", symbols=[sym], limit=n)).to_pydict()
+    tokenizer = Tokenizer.load(repo / "lob_tokenizer/1/tokenizer.json")
+    sess = ort.InferenceSession(str(repo / "mamba_lob_onnx/1/model.onnx"), providers=["CPUExecutionProvider"])
+    state = {name: np.zeros([1, *dims], np.int64 if dtype == model_config_pb2.TYPE_INT64 else np.float32)
+             for name, (_, dtype, dims) in states.items()}
+    out_names = [o.name for o in sess.get_outputs()]
+    tok_state, dirs = None, []
+    for i in range(n):
+        tok, f, tok_state = tokenizer.step(TickInput.of(ticks, i), tok_state)
+        out = dict(zip(out_names, sess.run(None, {"TOKEN": np.array([[tok]], np.int64), "FEATURES": f[None], **state})))
+        state = {name: out[states[name][0]] for name in state}
+        dirs.append(out["DIR_PROBS"][0])
+    cols = [f"p_{c}_h{h}" for h in (10, 50, 100) for c in ("down", "flat", "up")]
+    want_dirs = np.stack([np.asarray(offline[c]) for c in cols], axis=1).reshape(-1, 3, 3)
+    assert int(state["STATE_POS_IN"][0, 0]) == n
+    assert np.abs(np.stack(dirs) - want_dirs).max() <= 1e-4

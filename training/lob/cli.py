@@ -1,6 +1,7 @@
 """`lob`: the command line of Mamba-LOB. Each command is a thin wrapper over one module's function."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -88,17 +89,18 @@ _USER_ERRORS = (FileExistsError, FileNotFoundError, KeyError, ValueError, RunErr
 def train(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder."),
     out: Path = typer.Option(..., help="Run folder to create."),
+    arch: str = typer.Option("mamba", help="Architecture: mamba | transformer | hybrid."),
     preset: str = typer.Option("tiny", help="Model preset: tiny | small | base."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many optimiser steps."),
     seed: int = typer.Option(0, help="Seed for initialisation and batching."),
     fee_bps: float = typer.Option(0.5, min=0.0, help="Fee per side in bps, added to the flat band."),
     force: bool = typer.Option(False, help="Replace an existing run folder."),
 ):
-    """Train Mamba-LOB with a chronological train/validation/test split."""
+    """Train a model (Mamba-LOB, Transformer or hybrid) with a chronological train/validation/test split."""
     from lob.training.train import train as run_train
 
     try:
-        run_train(data, out, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force)
+        run_train(data, out, arch=arch, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force)
     except _USER_ERRORS as err:
         _fail(err)
 
@@ -149,6 +151,10 @@ def export(
         typer.echo(f"exported model_version {export_repository(run, repo, source)} into {repo}")
     except _USER_ERRORS as err:
         _fail(err)
+    arch = json.loads((repo / "mamba_lob_cpu" / "1" / "export.json").read_text())["arch"]
+    if arch != "mamba":
+        typer.echo(f"note: a {arch} step model keeps K/V/POS state: serve it through an implicit-state model "
+                   "(mamba_lob_onnx, profile gpu-onnx); the cpu profile's python slot pool holds Mamba's CONV/SSM only")
 
 
 # ---------------------------------------------------------------------------------------------------- serving

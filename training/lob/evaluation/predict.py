@@ -28,12 +28,11 @@ CHUNK = 2048  # ticks per forward call; only memory depends on it
 def stream_chunks(model, tokens: np.ndarray, features: np.ndarray,
                   chunk: int = CHUNK) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Run one sequence from a fresh state: yields (start, next_logits (L, V), dir_logits (L, H, 3)) per chunk."""
-    conv_state, ssm_state = model.allocate_inference_cache(1)
+    state = model.allocate_inference_cache(1)  # the architecture's state tensors (TickModel.state_names)
     tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
     feat = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     for start in range(0, tok.shape[0], chunk):
-        next_logits, dir_logits, conv_state, ssm_state = model(tok[None, start:start + chunk],
-                                                               feat[None, start:start + chunk], conv_state, ssm_state)
+        next_logits, dir_logits, *state = model(tok[None, start:start + chunk], feat[None, start:start + chunk], *state)
         yield start, next_logits[0], dir_logits[0]
 
 

@@ -1,12 +1,15 @@
-"""Export ``MambaLOB.step`` as the one-tick ONNX model served by Triton (tensor names: docs/architecture.md).
+"""Export a model's ``step`` as the one-tick ONNX model served by Triton (tensor names: docs/architecture.md).
 
-Inputs ``TOKEN`` int64 (B, 1), ``FEATURES`` float32 (B, F), ``STATE_CONV_IN`` float32 (B, n_layer, D, d_conv-1),
-``STATE_SSM_IN`` float32 (B, n_layer, D, d_state); outputs ``DIR_PROBS`` float32 (B, H, 3) (softmax over
-down/flat/up), ``TOPK_IDS`` int64 (B, K) and ``TOPK_PROBS`` float32 (B, K) (top-k of the next-token softmax),
-``STATE_CONV_OUT``, ``STATE_SSM_OUT`` (and ``MODEL_VERSION`` string (B, 1) when exported with a
-``model_version``: ``lob.export.onnx_version``). Only the batch axis is dynamic; the graph has no loops (layers are
-unrolled), so TensorRT can build it. Uses the dynamo exporter (torch.export + onnxscript), the default of
-``torch.onnx.export``, at opset 18 (the TorchScript exporter cannot export ``rms_norm``).
+Inputs ``TOKEN`` int64 (B, 1), ``FEATURES`` float32 (B, F) and one ``STATE_<NAME>_IN`` per state tensor of the
+architecture (``model.state_names``: Mamba CONV, SSM; Transformer K, V, POS; hybrid all five); outputs
+``DIR_PROBS`` float32 (B, H, 3) (softmax over down/flat/up), ``TOPK_IDS`` int64 (B, K) and ``TOPK_PROBS``
+float32 (B, K) (top-k of the next-token softmax), and ``STATE_<NAME>_OUT`` for each state (and ``MODEL_VERSION`` string (B, 1) when exported with a
+``model_version``: ``lob.export.onnx_version``). Input and output
+state names sort in the same order, as Triton's implicit state pairs them (server issue #8586). Only the batch
+axis is dynamic (and, for an attention model exported with ``cache="full"``, the K/V length axis); the graph
+has no loops (layers are unrolled), so TensorRT can build it. Uses the dynamo exporter (torch.export +
+onnxscript), the default of ``torch.onnx.export``, at opset 18 (the TorchScript exporter cannot export
+``rms_norm``).
 
 The exported graph then gets two folds that keep its results to float rounding (``lean_step_graph``):
 onnxruntime's CPU run of this small graph costs ~1.3 µs per node whatever the node does, so every
@@ -25,51 +28,72 @@ from onnxscript import ir
 from onnxscript.rewriter import pattern, rewrite
 from torch import Tensor, nn
 
-from lob.models.mamba import MambaLOB
-from lob.export.onnx_version import with_version_output
 from lob.data.schema import atomic_write
+from lob.export.onnx_version import with_version_output
+from lob.models.heads import TickModel
 
-INPUT_NAMES = ["TOKEN", "FEATURES", "STATE_CONV_IN", "STATE_SSM_IN"]
-OUTPUT_NAMES = ["DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "STATE_CONV_OUT", "STATE_SSM_OUT"]
+
+def state_names(model: TickModel) -> tuple[list[str], list[str]]:
+    """(STATE_<NAME>_IN names, STATE_<NAME>_OUT names) of ``model``'s states, in the model's order."""
+    return [f"STATE_{n}_IN" for n in model.state_names], [f"STATE_{n}_OUT" for n in model.state_names]
+
+
+def io_names(model: TickModel) -> tuple[list[str], list[str]]:
+    """(graph input names, graph output names) of ``model``'s step graph."""
+    states_in, states_out = state_names(model)
+    return ["TOKEN", "FEATURES", *states_in], ["DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", *states_out]
 
 
 class StepGraph(nn.Module):
-    """``MambaLOB.step`` with the served inputs and outputs (probabilities, not logits)."""
+    """``model.step`` with the served inputs and outputs (probabilities, not logits)."""
 
-    def __init__(self, model: MambaLOB):
+    def __init__(self, model: TickModel, cache: str | None = None):
         super().__init__()
         self.model = model
+        self.kwargs = {} if cache is None else {"cache": cache}
 
-    def forward(self, TOKEN: Tensor, FEATURES: Tensor, STATE_CONV_IN: Tensor,  # noqa: N803 (graph names)
-                STATE_SSM_IN: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        next_logits, dir_logits, conv, ssm = self.model.step(TOKEN[:, 0], FEATURES, STATE_CONV_IN, STATE_SSM_IN)
+    def forward(self, TOKEN: Tensor, FEATURES: Tensor, STATES: tuple[Tensor, ...]):  # noqa: N803 (graph names)
+        next_logits, dir_logits, *states = self.model.step(TOKEN[:, 0], FEATURES, *STATES, **self.kwargs)
         topk_probs, topk_ids = next_logits.softmax(-1).topk(self.model.config.topk, dim=-1)  # (B, K) each
-        return dir_logits.softmax(-1), topk_ids, topk_probs, conv, ssm
+        return dir_logits.softmax(-1), topk_ids, topk_probs, *states
 
 
-def export_step_onnx(model: MambaLOB, path: Path, opset: int = 18, model_version: str | None = None) -> None:
+def export_step_onnx(model: TickModel, path: Path, opset: int = 18, model_version: str | None = None,
+                     cache: str | None = None) -> None:
     """Write the step model to ``path`` (one self-contained .onnx file, checked by ``onnx.checker``), with the
     constant output MODEL_VERSION = ``model_version`` when given (the served graph).
 
-    ``opset`` >= 18: the dynamo exporter has no lower-opset implementations (asked for 17 it emits 18
-    and fails to convert down), and the TorchScript exporter cannot export ``rms_norm`` at all.
+    ``cache``: for an attention model, "ring" (default: the served fixed-size state) or "full" (K/V grow;
+    their length axis is dynamic). ``opset`` >= 18: the dynamo exporter has no lower-opset implementations
+    (asked for 17 it emits 18 and fails to convert down), and the TorchScript exporter cannot export
+    ``rms_norm`` at all.
     """
     if opset < 18:
         raise ValueError(f"opset {opset} is not supported: the step model exports at opset 18 or later")
     cfg = model.config
-    graph = StepGraph(model).eval()
+    graph = StepGraph(model, cache).eval()
     batch = 2  # an example batch > 1, so the exporter keeps the axis symbolic rather than specialising to 1
-    conv, ssm = model.allocate_inference_cache(batch)
-    args = (torch.zeros(batch, 1, dtype=torch.int64), torch.zeros(batch, cfg.n_features), conv, ssm)
+    states = model.allocate_inference_cache(batch, **graph.kwargs)
     batch_dim = torch.export.Dim("batch", min=1)
-    dynamic_shapes = {name: {0: batch_dim} for name in INPUT_NAMES}
+    state_shapes = []
+    for name, s in zip(model.state_names, states):
+        shape = {0: batch_dim}
+        if cache == "full" and name in ("K", "V"):  # example length 3 (not 0/1, which the exporter specialises)
+            shape[3] = torch.export.Dim("past", min=0)
+        state_shapes.append(shape)
+    if cache == "full":
+        states = tuple(s.new_zeros(*s.shape[:3], 3, s.shape[4]) if n in ("K", "V") else s + 3
+                       for n, s in zip(model.state_names, states))
+    args = (torch.zeros(batch, 1, dtype=torch.int64), torch.zeros(batch, cfg.n_features), tuple(states))
+    dynamic_shapes = ({0: batch_dim}, {0: batch_dim}, tuple(state_shapes))
+    input_names, output_names = io_names(model)
 
     def write(tmp: str) -> None:
         # the exporter logs torch-internal notices (torchvision absent, deprecations) that say nothing
         # about this model; real failures still raise
         with torch.no_grad(), warnings.catch_warnings(), _quiet("torch.onnx"):
             warnings.simplefilter("ignore", (FutureWarning, UserWarning, DeprecationWarning))
-            torch.onnx.export(graph, args, tmp, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+            torch.onnx.export(graph, args, tmp, input_names=input_names, output_names=output_names,
                               opset_version=opset, dynamo=True, verbose=False, dynamic_shapes=dynamic_shapes,
                               external_data=False)
         lean = lean_step_graph(onnx.load(tmp))

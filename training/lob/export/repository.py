@@ -10,8 +10,10 @@ export copies it to ``REPO`` (default ``build/model_repository``) and adds, in t
     REPO/lob_tokenizer/1/tokenizer.json    the run's tokenizer, unchanged
     REPO/lob_model_version/1/model.onnx    MODEL_VERSION alone, for the TensorRT ensembles
 
-The implicit-state dims (and ``FEATURES``) of every step config in the copy (``config.pbtxt`` and
-``configs/*.pbtxt``) are set to the exported model's; the tracked configs are sized for the ``tiny`` preset.
+The implicit-state entries of every step config in the copy (``config.pbtxt`` and ``configs/*.pbtxt``)
+are set to the exported model's states (``STATE_<NAME>_IN/OUT`` per entry of the architecture's
+``state_names``: Mamba CONV, SSM; Transformer K, V, POS; hybrid all five), and ``FEATURES`` to its
+feature count; the tracked configs hold the ``tiny`` Mamba's.
 The repository is built in a temp folder beside ``REPO`` and renamed into place: never half-written.
 ``REPO`` may be replaced only if it is a previous export (it holds the ``.lob_export`` marker) or empty.
 
@@ -44,36 +46,52 @@ def step_configs(repo: Path, names=IMPLICIT_STATE_MODELS) -> list[Path]:
             if p.is_file()]
 
 
-def fit_state_dims(repo: Path, config) -> list[Path]:
-    """Set the implicit-state dims and FEATURES dims of the step configs in ``repo`` to ``config``'s (a
-    MambaConfig); returns the configs rewritten."""
+def state_entries(model) -> list[dict]:
+    """One implicit-state entry per state tensor of ``model`` (``state_names``), sorted by name as Triton pairs
+    them (server issue #8586): {input_name, output_name, data_type (TYPE_*), dims (per sequence, no batch)}."""
+    import torch
+    from tritonclient.grpc import model_config_pb2
+
+    types = {torch.float32: model_config_pb2.TYPE_FP32, torch.int64: model_config_pb2.TYPE_INT64}
+    entries = [{"input_name": f"STATE_{n}_IN", "output_name": f"STATE_{n}_OUT", "data_type": types[s.dtype],
+                "dims": list(s.shape[1:])} for n, s in zip(model.state_names, model.allocate_inference_cache(1))]
+    return sorted(entries, key=lambda e: e["input_name"])
+
+
+def fit_states(repo: Path, model) -> list[Path]:
+    """Make the implicit-state entries of the step configs in ``repo`` ``model``'s states (names, types, dims,
+    zero initial state) and FEATURES its feature count; the rest of each config is kept. Returns the configs
+    rewritten."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    dims = {"STATE_CONV_IN": [config.n_layer, config.d_inner, config.d_conv - 1],  # (n_layer, d_inner, d_conv-1)
-            "STATE_SSM_IN": [config.n_layer, config.d_inner, config.d_state]}  # (n_layer, d_inner, d_state)
+    want = state_entries(model)
     rewritten = []
     for path in step_configs(repo):
         cfg = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-        before = cfg.SerializeToString()
-        for state in cfg.sequence_batching.state:
-            want = dims.get(state.input_name)
-            if want is not None:
-                state.dims[:] = want
-                for init in state.initial_state:
-                    init.dims[:] = want
-        for tensor in cfg.input:
-            if tensor.name == "FEATURES":
-                tensor.dims[:] = [config.n_features]
-        if cfg.SerializeToString() != before:
-            path.write_text(f"# dims set by `lob export` for the exported model\n{text_format.MessageToString(cfg)}")
-            rewritten.append(path)
+        have = [{"input_name": s.input_name, "output_name": s.output_name, "data_type": s.data_type,
+                 "dims": list(s.dims)} for s in cfg.sequence_batching.state]
+        inits = [[list(i.dims) for i in s.initial_state] for s in cfg.sequence_batching.state]
+        features = [t for t in cfg.input if t.name == "FEATURES"]
+        if have == want and inits == [[e["dims"]] for e in want] and all(
+                list(t.dims) == [model.config.n_features] for t in features):
+            continue
+        del cfg.sequence_batching.state[:]
+        for e in want:
+            state = cfg.sequence_batching.state.add(**e)
+            state.initial_state.add(name="zeros", data_type=e["data_type"], dims=e["dims"], zero_data=True)
+        for tensor in features:
+            tensor.dims[:] = [model.config.n_features]
+        path.write_text(f"# states set by `lob export` for the exported model\n{text_format.MessageToString(cfg)}")
+        rewritten.append(path)
     return rewritten
 
 
 def export_repository(run: Path, repo: Path = BUILD_REPO, source: Path = PROJECT_REPO) -> str:
     """Build ``repo`` from the tracked repository ``source`` and ``run``; returns the model_version written."""
     import onnx
+
+    from lob.models.registry import arch_of
 
     from lob.export.onnx_fp16 import convert_fp16
     from lob.export.onnx_step import export_step_onnx
@@ -103,9 +121,9 @@ def export_repository(run: Path, repo: Path = BUILD_REPO, source: Path = PROJECT
         shutil.copyfile(run / "tokenizer.json", tmp / TOKENIZER_MODEL / "1" / "tokenizer.json")
         write_json(step_dir / "export.json", {
             "model_version": version, "run": str(run.resolve()), "checkpoint_sha256": ckpt_sha,
-            "tokenizer_hash": tokenizer.content_hash, "config": asdict(model.config),
+            "tokenizer_hash": tokenizer.content_hash, "arch": arch_of(model), "config": asdict(model.config),
             "n_parameters": manifest["n_parameters"], "fee_bps": manifest["fee_bps"]})
-        fit_state_dims(tmp, model.config)
+        fit_states(tmp, model)
         (tmp / MARKER).write_text(f"{version}\n")
         _replace(tmp, repo)
     except BaseException:

@@ -3,7 +3,8 @@
 Every `config.pbtxt` is parsed into Triton's own `ModelConfig` message (`tritonclient.grpc.model_config_pb2`),
 so an unknown or misspelt field fails here as it would in the server. Then, per model: the name matches its
 folder, version folders are numeric, the platform's file is present, an ONNX file's inputs and outputs match
-the config (implicit state included), a stateful model has the sequence batching it needs, a Python model
+the config (implicit state included, for any architecture's states: each entry named STATE_<NAME>_IN/_OUT,
+every STATE_*_OUT of the graph fed back by an entry), a stateful model has the sequence batching it needs, a Python model
 defines `TritonPythonModel.execute` (read with `ast`, never imported); per ensemble: every tensor is produced
 exactly once and every consumer agrees with its producer on dtype and shape. A model's named configs
 (`configs/<name>.pbtxt`, loaded with `--model-config-name`) get the same checks as its `config.pbtxt`. Implicit
@@ -18,6 +19,7 @@ GPU-specific and only checked for presence. Each problem is one string naming th
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ _ONNX_TYPE = {mc.TYPE_BOOL: 9, mc.TYPE_UINT8: 2, mc.TYPE_UINT16: 4, mc.TYPE_UINT
 _STATE_DTYPES = frozenset(_ONNX_TYPE) - {mc.TYPE_STRING}
 CONFIGS_DIR = "configs"  # named configs, one per --model-config-name
 
+_STATE_NAME = re.compile(r"STATE_[A-Z0-9]+(?:_[A-Z0-9]+)*_(?:IN|OUT)")  # STATE_<NAME>_IN / _OUT (lob.export.onnx_step)
 _Kind = mc.ModelSequenceBatching.Control
 _PYTHON_CONTROLS = {_Kind.CONTROL_SEQUENCE_START: "START", _Kind.CONTROL_SEQUENCE_END: "END",
                     _Kind.CONTROL_SEQUENCE_CORRID: "CORRID"}
@@ -220,6 +223,10 @@ def _check_onnx(model: _Model, path: Path, problems: list[str]) -> None:
     for name in sorted(set(inputs) - fed):
         problems.append(f"{where}: input: {path} input '{name}' is fed by nothing in the config "
                         "(neither an input nor a sequence_batching state/control)")
+    declared = {s.output_name for s in seq.state}
+    for name in sorted(n for n in outputs if _STATE_NAME.fullmatch(n) and n.endswith("_OUT") and n not in declared):
+        problems.append(f"{where}: sequence_batching.state: {path} output '{name}' is a state that no entry "
+                        "feeds back (the next tick would start from the initial state)")
     for i, s in enumerate(seq.state):
         if s.input_name in inputs and s.output_name in outputs and inputs[s.input_name] != outputs[s.output_name]:
             problems.append(f"{where}: sequence_batching.state[{i}]: {path} state pair {s.input_name} "
@@ -252,6 +259,11 @@ def _check_sequence_batching(model: _Model, problems: list[str]) -> None:
     for i, s in enumerate(seq.state):
         if not (s.input_name and s.output_name):
             problems.append(f"{where}: sequence_batching.state[{i}]: input_name and output_name are both needed")
+        elif not (_STATE_NAME.fullmatch(s.input_name) and s.input_name.endswith("_IN")
+                  and s.output_name == s.input_name.removesuffix("_IN") + "_OUT"):
+            problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name} / {s.output_name}): names must "
+                            "be STATE_<NAME>_IN / STATE_<NAME>_OUT with the same NAME (what `lob export` writes, and "
+                            "what keeps both sort orders equal)")
         if s.data_type == mc.TYPE_INVALID or not s.dims:
             problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name}): data_type and dims are needed")
         if s.data_type != mc.TYPE_INVALID and s.data_type not in _STATE_DTYPES:

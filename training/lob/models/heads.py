@@ -8,6 +8,7 @@ layers between ``embed`` and ``heads``, and keeps the attribute names (they are 
 """
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from typing import Callable
 
 import torch
@@ -16,12 +17,49 @@ from torch import nn
 Tensor = torch.Tensor
 
 
+class ConfigMixin:
+    """What every architecture's config dataclass shares: dict round trip (the checkpoint's form) and checks."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}")
+        return cls(**d)
+
+    def check_positive(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{type(self).__name__}.{name} must be a positive int, got {value!r}")
+
+    def check_heads(self) -> None:
+        """horizons positive tick counts, topk <= vocab_size."""
+        name = type(self).__name__
+        if not self.horizons or min(self.horizons) < 1:
+            raise ValueError(f"{name}.horizons must be positive tick counts, got {self.horizons!r}")
+        if self.topk > self.vocab_size:
+            raise ValueError(f"{name}.topk={self.topk} exceeds vocab_size={self.vocab_size}")
+
+
 class TickModel(nn.Module):
     """Embedding + heads; ``config`` needs vocab_size, n_features, d_model, horizons, n_classes.
 
     ``layers`` builds the architecture's ``self.layers``; it is called between the embedding and the
     heads so that parameters are created (and drawn from the RNG) in input-to-output order.
+
+    The streaming contract every architecture keeps (what predict, export and serving rely on):
+    ``state_names`` names the state tensors (served as STATE_<NAME>_IN / STATE_<NAME>_OUT);
+    ``allocate_inference_cache(batch)`` returns them fresh, in that order, batch first;
+    ``forward(tokens, features, *state) -> (next_logits, dir_logits, *state)`` and
+    ``step(token, features, *state) -> (next_logits, dir_logits, *state)`` carry them.
     """
+
+    state_names: tuple[str, ...] = ()
 
     def __init__(self, config, layers: Callable[[], nn.Module]):
         super().__init__()

@@ -26,14 +26,14 @@ The scan, the state update and the conv update come from `lob.models.ops`, which
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lob.contract import HORIZONS
-from lob.models.heads import TickModel
+from lob.models.heads import ConfigMixin, TickModel
 from lob.models.ops import causal_conv1d_step, selective_scan_fn, selective_state_update
 
 Tensor = torch.Tensor
@@ -42,7 +42,7 @@ Tensor = torch.Tensor
 # ---------------------------------------------------------------------------------------------- config
 
 @dataclass
-class MambaLOBConfig:
+class MambaLOBConfig(ConfigMixin):
     vocab_size: int
     n_features: int
     d_model: int
@@ -59,33 +59,15 @@ class MambaLOBConfig:
         if self.dt_rank == "auto":
             self.dt_rank = math.ceil(self.d_model / 16)
         self.horizons = tuple(int(h) for h in self.horizons)
-        positive = ("vocab_size", "n_features", "d_model", "n_layer", "d_state", "expand", "dt_rank",
-                    "n_classes", "topk")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"MambaLOBConfig.{name} must be a positive int, got {value!r}")
+        self.check_positive("vocab_size", "n_features", "d_model", "n_layer", "d_state", "expand", "dt_rank",
+                            "n_classes", "topk")
         if not isinstance(self.d_conv, int) or self.d_conv < 2:
             raise ValueError(f"MambaLOBConfig.d_conv must be an int >= 2, got {self.d_conv!r}")
-        if not self.horizons or min(self.horizons) < 1:
-            raise ValueError(f"MambaLOBConfig.horizons must be positive tick counts, got {self.horizons!r}")
-        if self.topk > self.vocab_size:
-            raise ValueError(f"MambaLOBConfig.topk={self.topk} exceeds vocab_size={self.vocab_size}")
+        self.check_heads()
 
     @property
     def d_inner(self) -> int:
         return self.expand * self.d_model
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MambaLOBConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"MambaLOBConfig: unknown field(s) {unknown}")
-        return cls(**d)
 
 
 # Sizes only; vocab_size and n_features come from the fitted tokenizer. Parameter counts with
@@ -179,6 +161,8 @@ class ResidualBlock(nn.Module):
 
 
 class MambaLOB(TickModel):
+    state_names = ("CONV", "SSM")
+
     def __init__(self, config: MambaLOBConfig):
         super().__init__(config, lambda: nn.ModuleList(ResidualBlock(config) for _ in range(config.n_layer)))
         self._init_weights()

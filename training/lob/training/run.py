@@ -2,7 +2,8 @@
 
 ::
 
-    RUN/checkpoint.pt        {"model": state_dict, "config": asdict(MambaLOBConfig)}
+    RUN/checkpoint.pt        {"arch": "mamba"|"transformer"|"hybrid", "config": config dict, "model": state_dict}
+                             (`lob.models.registry.checkpoint`; no "arch": a Mamba-LOB run)
     RUN/config.json          {"model": ..., "training": ...}
     RUN/tokenizer.json       the tokenizer fitted on the train split
     RUN/train_metrics.json   loss curves
@@ -93,14 +94,16 @@ def load_run(run: Path):
     """(model in eval mode, tokenizer, manifest) of a complete run folder."""
     import torch
 
-    from lob.models.mamba import MambaLOB, MambaLOBConfig
+    from lob.models.registry import from_checkpoint
     from lob.tokenizer import Tokenizer
 
     run = Path(run)
     manifest = read_manifest(run)
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    model = MambaLOB(MambaLOBConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = from_checkpoint(ckpt)
+    except ValueError as err:  # unknown arch or config field
+        raise RunError(f"{run}/checkpoint.pt: {err}") from err
     model.eval()
     tokenizer = Tokenizer.load(run / "tokenizer.json")
     if tokenizer.content_hash != manifest["tokenizer_hash"]:

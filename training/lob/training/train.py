@@ -1,4 +1,4 @@
-"""``lob train``: fit the tokenizer on the train split, then train Mamba-LOB on random windows of it.
+"""``lob train``: fit the tokenizer on the train split, then train a model (``--arch``) on random windows of it.
 
 Per symbol, ticks split chronologically (``lob.training.split``); the tokenizer (and with it the feature
 standardisation) is fitted on the train parts only. Each segment (one symbol's train, validation or
@@ -36,6 +36,7 @@ from lob.training.split import DEFAULT_FRACTIONS, split_symbol
 
 @dataclass
 class TrainConfig:
+    arch: str = "mamba"  # lob.models.registry.ARCHS
     preset: str = "tiny"
     seed: int = 0
     fee_bps: float = 0.5
@@ -70,7 +71,7 @@ def loss_terms(model, tokens, features, labels, weights, burn_in: int = 0) -> tu
     The first ``burn_in`` ticks of each window only warm the state up: they are left out of both
     losses, so the model is scored where it has history behind it, as it has when streaming.
     """
-    next_logits, dir_logits, _, _ = model(tokens, features)  # (B, W, V), (B, W, H, 3)
+    next_logits, dir_logits = model(tokens, features)[:2]  # (B, W, V), (B, W, H, 3)
     l_dir = direction_loss(dir_logits[:, burn_in:], labels[:, burn_in:], weights[:, burn_in:])
     l_next = F.cross_entropy(next_logits[:, burn_in:-1].reshape(-1, next_logits.shape[-1]),
                              tokens[:, burn_in + 1:].reshape(-1))
@@ -106,15 +107,17 @@ def _val_loss(model, segs, picks, window: int, cfg: TrainConfig) -> tuple[float,
 
 
 def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = None, seed: int = 0,
-          fee_bps: float = 0.5, force: bool = False, **overrides) -> Path:
+          fee_bps: float = 0.5, force: bool = False, arch: str = "mamba", **overrides) -> Path:
     """Train a run into ``out``; returns ``out``. ``overrides`` set other ``TrainConfig`` fields."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lob.models.mamba import MambaLOB, config_from_preset, count_parameters
+    from lob.models.registry import checkpoint, config_from_preset, count_parameters
+    from lob.models.registry import arch as get_arch
     from lob.tokenizer import Tokenizer
 
-    cfg = TrainConfig(preset=preset, seed=seed, fee_bps=fee_bps, **overrides)
+    cfg = TrainConfig(arch=arch, preset=preset, seed=seed, fee_bps=fee_bps, **overrides)
+    model_class = get_arch(cfg.arch).model  # unknown arch: refused before any work
     if max_steps is not None:
         cfg.max_steps = max_steps
     out = Path(out)
@@ -137,10 +140,11 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
     val_picks = _val_picks(val_segs, val_window, cfg.max_val_windows)
 
     torch.manual_seed(cfg.seed)
-    model_cfg = config_from_preset(cfg.preset, vocab_size=tokenizer.vocab_size, n_features=tokenizer.n_features)
-    model = MambaLOB(model_cfg)
+    model_cfg = config_from_preset(cfg.arch, cfg.preset, vocab_size=tokenizer.vocab_size,
+                                   n_features=tokenizer.n_features)
+    model = model_class(model_cfg)
     n_params = count_parameters(model)
-    console.print(f"[bold]Mamba-LOB[/] preset={cfg.preset}: {n_params:,} parameters; vocab {tokenizer.vocab_size}, "
+    console.print(f"[bold]{cfg.arch}[/] preset={cfg.preset}: {n_params:,} parameters; vocab {tokenizer.vocab_size}, "
                   f"{tokenizer.n_features} features; train ticks {sum(len(s.tokens) for s in train_segs):,}, "
                   f"val windows {len(val_picks)}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -189,9 +193,9 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
     elapsed = time.perf_counter() - t_start
 
     with building(out, force) as tmp:
-        torch.save({"model": model.state_dict(), "config": asdict(model_cfg)}, tmp / "checkpoint.pt")
+        torch.save(checkpoint(model), tmp / "checkpoint.pt")
         tokenizer.save(tmp / "tokenizer.json")
-        write_json(tmp / "config.json", {"model": asdict(model_cfg), "training": asdict(cfg)})
+        write_json(tmp / "config.json", {"arch": cfg.arch, "model": asdict(model_cfg), "training": asdict(cfg)})
         write_json(tmp / "train_metrics.json", {**curves, "best_step": best[1], "best_val_loss": best[0],
                                                 "steps_run": len(curves["step"]), "wall_s": elapsed})
         write_json(tmp / "manifest.json", _manifest(data, splits, train_segs, val_segs, tokenizer, n_params, cfg))

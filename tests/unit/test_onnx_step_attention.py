@@ -1,0 +1,109 @@
+"""The exported Transformer / hybrid step model (ring state) run tick by tick in onnxruntime over > 2W ticks
+reproduces the PyTorch sliding-window forward; the full-KV-cache export runs at a growing length."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from lob.export.onnx_step import export_step_onnx, io_names
+from lob.models.registry import arch, config_from_preset
+
+VOCAB, N_FEATURES, WINDOW = 1000, 12, 24
+
+
+@pytest.fixture(scope="module", params=["transformer", "hybrid"])
+def exported(request, tmp_path_factory):
+    torch.manual_seed(0)
+    name = request.param
+    model = arch(name).model(config_from_preset(name, "tiny", VOCAB, N_FEATURES, window=WINDOW)).eval()
+    with torch.no_grad():  # sharpen the untrained heads and attention, far from uniform
+        model.embedding.weight *= 30.0
+        model.dir_head.weight *= 10.0
+        for layer in model.layers:
+            if hasattr(layer, "attn"):
+                layer.attn.qkv_proj.weight *= 8.0
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_step_onnx(model, path)
+    return model, path
+
+
+def _session(path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def test_state_entries_named_and_paired(exported):
+    model, path = exported
+    proto = onnx.load(str(path))
+    inputs = {v.name: v for v in proto.graph.input}
+    outputs = {v.name: v for v in proto.graph.output}
+    want_in, want_out = io_names(model)
+    assert list(inputs) == want_in and list(outputs) == want_out
+    states_in = sorted(n for n in inputs if n.startswith("STATE_"))
+    states_out = sorted(n for n in outputs if n.startswith("STATE_"))
+    assert [n.removesuffix("_IN") for n in states_in] == [n.removesuffix("_OUT") for n in states_out]
+    assert {"STATE_K_IN", "STATE_V_IN", "STATE_POS_IN"} <= set(states_in)
+    for n_in, n_out in zip(states_in, states_out):  # fixed shape (Triton implicit state), only batch symbolic
+        t_in, t_out = inputs[n_in].type.tensor_type, outputs[n_out].type.tensor_type
+        assert t_in.elem_type == t_out.elem_type
+        dims = [d.dim_value for d in t_in.shape.dim[1:]]
+        assert dims == [d.dim_value for d in t_out.shape.dim[1:]] and all(d > 0 for d in dims)
+        assert t_in.shape.dim[0].dim_param
+    k = inputs["STATE_K_IN"].type.tensor_type.shape.dim
+    assert k[3].dim_value == WINDOW
+    assert inputs["STATE_POS_IN"].type.tensor_type.elem_type == onnx.TensorProto.INT64
+
+
+def test_tick_by_tick_onnx_matches_pytorch_sliding_window_forward(exported):
+    torch.set_num_threads(1)
+    model, path = exported
+    batch, length = 3, 3 * WINDOW
+    g = torch.Generator().manual_seed(7)
+    tokens = torch.randint(0, VOCAB, (batch, length), generator=g)
+    features = torch.randn(batch, length, N_FEATURES, generator=g)
+    with torch.no_grad():
+        next_logits, dir_logits, *state_ref = model(tokens, features)
+    dir_ref = dir_logits.softmax(-1).numpy()
+    topk_ref_probs, topk_ref_ids = next_logits.softmax(-1).topk(5, dim=-1)
+
+    session = _session(path)
+    state_in, _ = io_names(model)
+    state_in = state_in[2:]
+    state = [s.numpy() for s in model.allocate_inference_cache(batch)]
+    got = {"dir": [], "ids": [], "probs": []}
+    for t in range(length):
+        d, ids, probs, *state = session.run(None, {"TOKEN": tokens[:, t:t + 1].numpy(), "FEATURES": features[:, t].numpy(),
+                                                   **dict(zip(state_in, state))})
+        got["dir"].append(d)
+        got["ids"].append(ids)
+        got["probs"].append(probs)
+    dir_probs, topk_ids, topk_probs = (np.stack(got[k], axis=1) for k in ("dir", "ids", "probs"))
+    assert topk_probs[..., 0].mean() > 0.05  # peaked distributions, not ~1/V each
+    np.testing.assert_allclose(dir_probs, dir_ref, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(topk_probs, topk_ref_probs.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(topk_ids, topk_ref_ids.numpy())
+    for s, ref in zip(state, state_ref):
+        np.testing.assert_allclose(s, ref.numpy(), atol=1e-4, rtol=0)
+
+
+def test_full_cache_export_runs_at_a_growing_length(exported, tmp_path):
+    model, _ = exported
+    path = tmp_path / "full.onnx"
+    export_step_onnx(model, path, cache="full")
+    session = _session(path)
+    names = io_names(model)[0][2:]
+    state = [s.numpy() for s in model.allocate_inference_cache(2, cache="full")]
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, VOCAB, (2, 6), generator=g)
+    features = torch.randn(2, 6, N_FEATURES, generator=g)
+    ref_state = model.allocate_inference_cache(2, cache="full")
+    for t in range(6):
+        d, _, _, *state = session.run(None, {"TOKEN": tokens[:, t:t + 1].numpy(), "FEATURES": features[:, t].numpy(),
+                                             **dict(zip(names, state))})
+        with torch.no_grad():
+            _, d_ref, *ref_state = model.step(tokens[:, t], features[:, t], *ref_state, cache="full")
+        np.testing.assert_allclose(d, d_ref.softmax(-1).numpy(), atol=1e-5, rtol=0)
+    k = state[names.index("STATE_K_IN")]
+    assert k.shape[3] == 6  # grew one tick per step from empty
