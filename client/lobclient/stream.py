@@ -10,7 +10,7 @@ import asyncio
 import queue
 import threading
 import time
-from typing import AsyncIterable, AsyncIterator, Iterable, Iterator, Literal, Union
+from typing import AsyncIterable, AsyncIterator, Iterable, Iterator, Literal, Sequence, Union
 
 import grpc
 from tritonclient.grpc import service_pb2_grpc
@@ -23,14 +23,15 @@ _TICK, _RESPONSE, _INPUT_DONE, _INPUT_FAILED, _STREAM_FAILED = range(5)
 
 
 def stream(ticks: Iterable[Tick], url: str = "localhost:8001", model: str = "lob_stream", window: int = 1024,
-           timeout_s: float = 10.0, errors: Literal["record", "raise"] = "record", namespace: str = ""
-           ) -> Iterator[Prediction]:
+           timeout_s: float = 10.0, errors: Literal["record", "raise"] = "record", namespace: str = "",
+           metadata: Sequence[tuple[str, str]] = ()) -> Iterator[Prediction]:
     """Yield one `Prediction` per tick of ``ticks``, in input order.
 
     Each symbol is its own Triton sequence (id `sequence_id(symbol, namespace)`, START on its first
     accepted tick, END when the stream closes); all symbols share one gRPC stream to ``url``. A tick the
     server refuses, or that gets no answer within ``timeout_s``, yields a `Prediction` whose ``error``
     says why (``errors="record"``) or raises `TickFailed` (``errors="raise"``); it is never skipped.
+    ``metadata``: gRPC call metadata, e.g. the routing header ``(("x-lob-shard", "3"),)`` of `lobclient.shard`.
     """
     mux = Mux(model, timeout_s, namespace)
     events: queue.Queue = queue.Queue()
@@ -38,7 +39,8 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", model: str = "lob
     stop = threading.Event()
     outbox: queue.Queue = queue.Queue()
     channel = grpc.insecure_channel(url, options=[("grpc.max_receive_message_length", _MAX_MESSAGE)])
-    call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(iter(outbox.get, None))
+    call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(iter(outbox.get, None),
+                                                                               metadata=tuple(metadata))
 
     def read_ticks():
         try:
