@@ -5,12 +5,14 @@
         print(p.symbol, p.seq, p.error or p.dir_probs[0])   # P(down, flat, up) 10 ticks ahead
 
 ``lobclient.stream(ticks, url=..., shards=S)`` spreads the symbols over S gRPC streams for a
-consistent-hash proxy in front of several Triton replicas (`lobclient.shard`).
+consistent-hash proxy in front of several Triton replicas (`lobclient.shard`). `RedisSink` /
+`run_sidecar` keep the latest signal per symbol in Redis; `SignalReader` reads it (`lobclient.signals`).
 """
 from .protocol import sequence_id
 from .records import HORIZONS, N_LEVELS, Prediction, Tick, TickFailed
 from .stream import astream
 from .shard import SHARD_HEADER, shard, sharded_stream, stream  # noqa: I001 (stream: the sharding-aware entry)
+from .signals import RedisSink, Signal, SignalReader, run_sidecar
 
 __all__ = ["Tick", "Prediction", "TickFailed", "stream", "astream", "sharded_stream", "shard", "SHARD_HEADER",
-           "sequence_id", "HORIZONS", "N_LEVELS"]
+           "RedisSink", "SignalReader", "Signal", "run_sidecar", "sequence_id", "HORIZONS", "N_LEVELS"]
