@@ -179,3 +179,25 @@ def test_a_malformed_stdin_line_stops_the_sidecar_naming_the_line(server, redis_
                                       "--prefix", "bad"], input=lines)
     assert result.exit_code == 2
     assert "stdin, row 2" in result.output and "bid_s" in result.output
+
+
+def test_readme_signal_reader_example_runs(redis_server):
+    import contextlib
+    import io
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "SignalReader(" in b]
+    url = "redis://localhost:6379/0"
+    assert url in example
+    code = example.replace(url, redis_server.url)
+    probs = np.full((3, 3), 1 / 3, np.float32)
+    sink = lobclient.RedisSink(redis_server.url, ttl_s=5)
+    sink.beat()
+    for expect in ("flat: no signal for AAPL", "[0.33333334 0.33333334 0.33333334] v7 42"):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(code, {})  # noqa: S102
+        assert out.getvalue().startswith(expect), out.getvalue()
+        sink.write([lobclient.Prediction("AAPL", 42, 0, dir_probs=probs, model_version="v7")])
+    sink.stop()
