@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+import time
 from collections import deque
 from typing import Iterable, Iterator, Literal, Optional
 
@@ -132,7 +133,13 @@ def sharded_stream(ticks: Iterable[Tick], shards: int, url: str = "localhost:800
                 done[source].append(item)
     finally:
         stop.set()
-        for f in feeds:  # inner streams END their sequences and return
+        for f in feeds:  # ticks not yet taken are not sent (a consumer that left); the inner streams END
+            while True:  # their sequences and return
+                try:
+                    f.get_nowait()
+                except queue.Empty:
+                    break
             f.put(_END)
+        deadline = time.monotonic() + 2 * kwargs.get("timeout_s", 10.0) + 1.0  # an inner close waits <= 2 timeouts
         for t in workers:
-            t.join(timeout=2 * kwargs.get("timeout_s", 10.0) + 1.0)  # an inner close waits <= 2 timeouts
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
