@@ -6,14 +6,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= out/demo
 
-.PHONY: venv backend demo test test-fast bench bench-kernels soak validate clean
+.PHONY: venv backend demo test test-fast bench bench-kernels soak validate clean system-packages
+
+# Real proxies and stores the scale-out tests start: Debian packages, installed with apt when missing
+# (as root or with sudo); without them those tests skip and say why.
+SYSTEM_PACKAGES := nginx:nginx redis-server:redis-server
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch==2.13.0 first: any other spec pulls the CUDA wheels (several GB).
 	$(BIN)/pip install -q "numpy<2" torch==2.13.0
-	$(BIN)/pip install -q -e ".[train,serve,kernels,test]" -e ./client
+	$(BIN)/pip install -q -e ".[train,serve,kernels,test]" -e "./client[redis]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,7 +29,16 @@ backend: $(STAMP)
 demo: backend
 	$(BIN)/python scripts/demo.py --out $(DEMO)
 
-test: backend
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$bin >/dev/null || test -x /usr/sbin/$$bin || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo -n"; else sudo=none; fi; \
+	  if [ "$$sudo" = none ]; then echo "warning: not installed:$$missing (needs root); their tests skip"; \
+	  else $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing \
+	       || echo "warning: apt-get could not install$$missing; their tests skip"; fi; fi
+
+test: backend system-packages
 	$(BIN)/lob validate model_repository
 	$(BIN)/python -m pytest -q -ra
 

@@ -12,7 +12,7 @@ import asyncio
 import queue
 import threading
 import time
-from typing import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Literal, Optional, Union
+from typing import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Literal, Optional, Sequence, Union
 
 from . import transport as tp
 from .mux import Mux
@@ -72,7 +72,9 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", model: str = "lob
            *, transport: Literal["stream", "unary"] = "stream", rewarm_ticks: int = DEFAULT_REWARM_TICKS,
            rewarm: bool = True, reconnect: bool = True, reconnect_deadline_s: float = 30.0,
            backoff_s: tuple[float, float] = (0.05, 2.0), ssl: bool = False, root_certificates: tp.Pem = None,
-           private_key: tp.Pem = None, certificate_chain: tp.Pem = None) -> Iterator[Prediction]:
+           private_key: tp.Pem = None, certificate_chain: tp.Pem = None,
+           metadata: Sequence[tuple[str, str]] = (), tokenize: Literal["server", "client"] = "server",
+           tokenizer=None) -> Iterator[Prediction]:
     """Yield one `Prediction` per tick of ``ticks``, in input order.
 
     Each symbol is its own Triton sequence (id `sequence_id(symbol, namespace)`; ``namespace`` None draws
@@ -88,7 +90,8 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", model: str = "lob
     ``reconnect_deadline_s`` without a connection every unanswered and later tick fails with the reason.
     ``transport``: one gRPC stream for all symbols, or unary calls (one in flight per symbol).
     TLS: ``ssl=True``, ``root_certificates`` (CA, PEM bytes or a path; default the system's), and
-    ``private_key`` + ``certificate_chain`` for mutual TLS.
+    ``private_key`` + ``certificate_chain`` for mutual TLS. ``metadata``: gRPC call metadata, e.g. the
+    routing header ``(("x-lob-shard", "3"),)`` of `lobclient.shard`.
     ``tokenize="client"``: the direct path (`lobclient.direct`): ``tokenizer`` (a ``lob.tokenizer.Tokenizer``
     or its tokenizer.json) runs here and the step model (``model``; ``mamba_lob_onnx`` for the default) is
     called with TOKEN + FEATURES over unary gRPC (no re-warm, reconnect or TLS on this path yet).
@@ -104,9 +107,9 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", model: str = "lob
     creds = tp.credentials(ssl, root_certificates, private_key, certificate_chain)
     events: queue.Queue = queue.Queue()
     if transport == "stream":
-        session = _Session(mux, lambda gen: tp.SyncStream(url, creds, events, gen))
+        session = _Session(mux, lambda gen: tp.SyncStream(url, creds, events, gen, metadata))
     elif transport == "unary":
-        session = _Session(mux, lambda gen: tp.SyncUnary(url, creds, events, gen, timeout_s + 1.0))
+        session = _Session(mux, lambda gen: tp.SyncUnary(url, creds, events, gen, timeout_s + 1.0, metadata))
     else:
         raise ValueError(f"transport must be 'stream' or 'unary', got {transport!r}")
     credits = threading.Semaphore(window)  # ticks the reader may take ahead of the consumer
@@ -177,16 +180,17 @@ async def astream(ticks: Union[AsyncIterable[Tick], Iterable[Tick]], url: str = 
                   *, transport: Literal["stream", "unary"] = "stream", rewarm_ticks: int = DEFAULT_REWARM_TICKS,
                   rewarm: bool = True, reconnect: bool = True, reconnect_deadline_s: float = 30.0,
                   backoff_s: tuple[float, float] = (0.05, 2.0), ssl: bool = False, root_certificates: tp.Pem = None,
-                  private_key: tp.Pem = None, certificate_chain: tp.Pem = None) -> AsyncIterator[Prediction]:
+                  private_key: tp.Pem = None, certificate_chain: tp.Pem = None,
+                  metadata: Sequence[tuple[str, str]] = ()) -> AsyncIterator[Prediction]:
     """asyncio twin of `stream` (same arguments and guarantees). ``ticks`` may be an async iterable or a
     sync one that never blocks (a list); a live feed should be async, since a sync one is read on the loop."""
     mux = _mux(model, timeout_s, namespace, rewarm_ticks, rewarm, reconnect, reconnect_deadline_s, backoff_s, url)
     creds = tp.credentials(ssl, root_certificates, private_key, certificate_chain)
     events: asyncio.Queue = asyncio.Queue()
     if transport == "stream":
-        session = _Session(mux, lambda gen: tp.AsyncStream(url, creds, events, gen))
+        session = _Session(mux, lambda gen: tp.AsyncStream(url, creds, events, gen, metadata))
     elif transport == "unary":
-        session = _Session(mux, lambda gen: tp.AsyncUnary(url, creds, events, gen, timeout_s + 1.0))
+        session = _Session(mux, lambda gen: tp.AsyncUnary(url, creds, events, gen, timeout_s + 1.0, metadata))
     else:
         raise ValueError(f"transport must be 'stream' or 'unary', got {transport!r}")
     credits = asyncio.Semaphore(window)

@@ -13,7 +13,7 @@ import asyncio
 import os
 import queue
 import threading
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import grpc
 from tritonclient.grpc import service_pb2_grpc
@@ -28,6 +28,7 @@ _OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE),
 _SERVER_UNAVAILABLE = ("timeout of the corresponding sequence has been expired",)
 
 Pem = Union[bytes, str, os.PathLike, None]
+Metadata = Sequence[tuple[str, str]]  # gRPC call metadata, e.g. the routing header of lobclient.shard
 
 
 def _pem(value: Pem) -> Optional[bytes]:
@@ -72,12 +73,13 @@ def _channel(url: str, creds, aio: bool):
 class SyncStream:
     """One ``ModelStreamInfer`` call; its answers read on a thread."""
 
-    def __init__(self, url: str, creds, events: queue.Queue, gen: int):
+    def __init__(self, url: str, creds, events: queue.Queue, gen: int, metadata: Metadata = ()):
         self.url, self.tls, self.events, self.gen = url, creds is not None, events, gen
         self.closed = False
         self.outbox: queue.Queue = queue.Queue()
         self.channel = _channel(url, creds, aio=False)
-        self.call = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelStreamInfer(iter(self.outbox.get, None))
+        self.call = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelStreamInfer(
+            iter(self.outbox.get, None), metadata=tuple(metadata))
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -103,14 +105,14 @@ class SyncStream:
 class SyncUnary:
     """Unary ``ModelInfer`` calls, each answered on a gRPC thread; as many in flight as the mux sends."""
 
-    def __init__(self, url: str, creds, events: queue.Queue, gen: int, call_timeout_s: float):
+    def __init__(self, url: str, creds, events: queue.Queue, gen: int, call_timeout_s: float, metadata: Metadata = ()):
         self.url, self.tls, self.events, self.gen, self.call_timeout_s = url, creds is not None, events, gen, call_timeout_s
-        self.closed = False
+        self.closed, self.metadata = False, tuple(metadata)
         self.channel = _channel(url, creds, aio=False)
         self.infer = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelInfer
 
     def send(self, request) -> None:
-        future = self.infer.future(request, timeout=self.call_timeout_s)
+        future = self.infer.future(request, timeout=self.call_timeout_s, metadata=self.metadata)
         future.add_done_callback(lambda f, rid=request.id: self._done(rid, f))
 
     def _done(self, rid: str, future) -> None:
@@ -132,12 +134,13 @@ class SyncUnary:
 class AsyncStream:
     """asyncio twin of `SyncStream`."""
 
-    def __init__(self, url: str, creds, events: asyncio.Queue, gen: int):
+    def __init__(self, url: str, creds, events: asyncio.Queue, gen: int, metadata: Metadata = ()):
         self.url, self.tls, self.events, self.gen = url, creds is not None, events, gen
         self.closed = False
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.channel = _channel(url, creds, aio=True)
-        self.call = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelStreamInfer(self._requests())
+        self.call = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelStreamInfer(
+            self._requests(), metadata=tuple(metadata))
         self.reader = asyncio.ensure_future(self._read())
 
     async def _requests(self):
@@ -170,9 +173,10 @@ class AsyncStream:
 class AsyncUnary:
     """asyncio twin of `SyncUnary`: one task per call."""
 
-    def __init__(self, url: str, creds, events: asyncio.Queue, gen: int, call_timeout_s: float):
+    def __init__(self, url: str, creds, events: asyncio.Queue, gen: int, call_timeout_s: float,
+                 metadata: Metadata = ()):
         self.url, self.tls, self.events, self.gen, self.call_timeout_s = url, creds is not None, events, gen, call_timeout_s
-        self.closed = False
+        self.closed, self.metadata = False, tuple(metadata)
         self.channel = _channel(url, creds, aio=True)
         self.infer = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelInfer
         self.tasks: set[asyncio.Task] = set()
@@ -184,7 +188,7 @@ class AsyncUnary:
 
     async def _call(self, request) -> None:
         try:
-            response = await self.infer(request, timeout=self.call_timeout_s)
+            response = await self.infer(request, timeout=self.call_timeout_s, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
             if self.closed:
                 return

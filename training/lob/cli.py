@@ -210,6 +210,33 @@ def stream(
 
 
 @app.command()
+def signal(
+    url: str = typer.Option("localhost:8001", help="Triton gRPC endpoint (or the proxy in front of replicas)."),
+    redis: str = typer.Option(..., "--redis", help="Redis URL, e.g. redis://localhost:6379/0."),
+    data: Optional[Path] = typer.Option(None, exists=True, file_okay=False, help="Dataset folder to replay."),
+    stdin: bool = typer.Option(False, "--stdin", help="Read ticks as JSON lines from stdin (a live feed)."),
+    symbols: Optional[str] = typer.Option(None, help="With --data: comma-separated symbols (default: all)."),
+    limit: Optional[int] = typer.Option(None, min=1, help="With --data: only the first N ticks of each symbol."),
+    prefix: str = typer.Option("lob", help="Redis key prefix."),
+    ttl: float = typer.Option(2.0, min=0.05, help="Heartbeat TTL in seconds (refreshed every TTL/3)."),
+    model: str = typer.Option("lob_stream", help="Ensemble to stream through."),
+    shards: Optional[int] = typer.Option(None, min=1, help="Spread symbols over N gRPC streams (x-lob-shard)."),
+):
+    """The signal sidecar: stream ticks through the server, keep each symbol's latest prediction in Redis."""
+    try:
+        import redis as redis_py
+    except ImportError:
+        _fail(ImportError("lob signal needs redis-py: pip install './client[redis]'"))
+    from lob.serving.signal import run_signal
+
+    try:  # TickDataError (a malformed stdin line) is a ValueError
+        run_signal(url, redis, data=data, stdin=stdin, symbols=_symbols(symbols), limit=limit, prefix=prefix,
+                   ttl_s=ttl, model=model, shards=shards)
+    except (ValueError, KeyError, redis_py.RedisError) as err:
+        _fail(err)
+
+
+@app.command()
 def validate(repo: Path = typer.Argument(..., exists=True, file_okay=False, help="Model repository.")):
     """Check a model repository's configs, files and wiring; non-zero exit on any fault."""
     from lob.export.validate import validate_repository
