@@ -133,7 +133,7 @@ def main() -> None:
                 s.stop()
 
     base = np.median([r["ticks_s"] for r in results["1 replica, direct, 1 stream"]])
-    lines = [f"# Scale-out: replicas behind nginx (`hash $http_x_lob_shard consistent`)", "",
+    lines = ["# Scale-out: replicas behind nginx (`hash $http_x_lob_shard consistent`)", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
              f"({len(os.sched_getaffinity(0))} CPU cores, shared), tritonserver 2.51.0 CPU profile "
              f"(python tokenizer -> python/onnxruntime step), {args.symbols} symbols x {args.ticks} ticks "

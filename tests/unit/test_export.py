@@ -1,5 +1,4 @@
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -145,10 +144,10 @@ def test_attention_run_exports_its_ring_state_and_steps_as_lob_predict(arch, dat
     data, _ = data_and_run
     run = train(data, tmp_path / arch, arch=arch, max_steps=3, window=64, batch_size=2, eval_every=3,
                 max_val_windows=2)
-    repo = _repo(tmp_path)
+    repo = tmp_path / "build" / "model_repository"
     export_repository(run, repo)
     assert validate_repository(repo) == []
-    info = json.loads((repo / "mamba_lob_cpu/1/export.json").read_text())
+    info = json.loads((repo / "mamba_lob_onnx/1/export.json").read_text())
     assert info["arch"] == arch
     window = info["config"]["window"]
     config = text_format.Parse((repo / "mamba_lob_onnx/config.pbtxt").read_text(), model_config_pb2.ModelConfig())
