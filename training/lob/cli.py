@@ -1,7 +1,6 @@
 """`lob`: the command line of Mamba-LOB. Each command is a thin wrapper over one module's function."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -32,14 +31,47 @@ def simulate(
     symbols: int = typer.Option(4, min=1, max=26, help="Number of symbols."),
     days: int = typer.Option(3, min=1, help="Trading days per symbol."),
     seed: int = typer.Option(0, help="Random seed; same seed, same ticks."),
-    events_per_day: int = typer.Option(20_000, min=100, help="Average book events per symbol-day."),
+    events_per_day: Optional[int] = typer.Option(None, min=100, help="Book events per symbol-day "
+                                                 "[default: 20000, or the calibrated instrument's]."),
     start_date: str = typer.Option("2024-01-02", help="First trading day (weekdays follow)."),
+    params: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                          help="Instrument from `lob calibrate` (PARAMS.json): simulate it instead "
+                                               "of the archetypes (--symbols is ignored)."),
 ):
-    """Simulate a multi-symbol L2 market (queue-reactive, Hawkes-excited order flow)."""
+    """Simulate a multi-symbol L2 market (queue-reactive, Hawkes-excited order flow, bursty Hawkes clock)."""
     from lob.data.simulator import simulate_dataset
 
-    simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day,
-                     start_date=start_date)
+    specs = None
+    if params is not None:
+        from lob.realism.calibrate import load_params
+
+        try:
+            spec, calibrated_events = load_params(params)
+        except ValueError as err:
+            _fail(err)
+        specs, symbols = [spec], 1
+        events_per_day = events_per_day or calibrated_events
+    simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day or 20_000,
+                     start_date=start_date, specs=specs)
+
+
+@app.command()
+def calibrate(
+    data: str = typer.Option(..., metavar="DIR[:SYMBOL]", help="Real dataset (one symbol) to fit."),
+    out: Path = typer.Option(..., help="Instrument PARAMS.json to write (for `lob simulate --params`)."),
+    seed: int = typer.Option(0, help="Seed of the simulations inside the fit (common random numbers)."),
+):
+    """Fit a simulator instrument to a real dataset (method of moments + simulated moments)."""
+    from rich.console import Console
+
+    from lob.realism.calibrate import calibrate as run_calibrate
+    from lob.data.schema import TickDataError
+
+    try:
+        params = run_calibrate(data, out, seed=seed)
+    except (TickDataError, FileNotFoundError, KeyError, ValueError) as err:
+        _fail(err)
+    Console().print_json(data={"instrument": params["instrument"], "moments [real, simulated]": params["moments"]})
 
 
 @import_app.command("lobster")
@@ -74,6 +106,40 @@ def import_binance_cmd(
 
     try:
         import_binance_bookticker(file, symbol=symbol, out=out, tick_size=tick_size)
+    except TickDataError as err:
+        _fail(err)
+
+
+@app.command()
+def realism(
+    data_a: str = typer.Argument(..., metavar="DIR_A[:SYMBOL]", help="Dataset to judge (e.g. a simulation)."),
+    data_b: str = typer.Argument(..., metavar="DIR_B[:SYMBOL]", help="Reference dataset (e.g. a real day)."),
+    out: Optional[Path] = typer.Option(None, help="Report JSON to write (and a PNG beside it)."),
+):
+    """Stylized facts of two datasets side by side and their distances (TV, Wasserstein-1)."""
+    from lob.realism.report import print_report, realism_report
+    from lob.data.schema import TickDataError
+
+    try:
+        print_report(realism_report(data_a, data_b, out))
+    except (TickDataError, FileNotFoundError, KeyError, ValueError) as err:
+        _fail(err)
+
+
+@import_app.command("binance")
+def import_binance_merged_cmd(
+    bookticker: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Binance bookTicker CSV."),
+    trades: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Binance aggTrades CSV (same period)."),
+    symbol: str = typer.Option(..., help="Symbol to record."),
+    out: Path = typer.Option(..., help="Dataset folder to write into."),
+    tick_size: float = typer.Option(0.1, help="Price grid of the instrument (price units)."),
+):
+    """Import Binance bookTicker rows merged in time order with aggTrades prints (aggressor side kept)."""
+    from lob.data.binance import import_binance
+    from lob.data.schema import TickDataError
+
+    try:
+        import_binance(bookticker, trades, symbol=symbol, out=out, tick_size=tick_size)
     except TickDataError as err:
         _fail(err)
 
@@ -151,10 +217,6 @@ def export(
         typer.echo(f"exported model_version {export_repository(run, repo, source)} into {repo}")
     except _USER_ERRORS as err:
         _fail(err)
-    arch = json.loads((repo / "mamba_lob_cpu" / "1" / "export.json").read_text())["arch"]
-    if arch != "mamba":
-        typer.echo(f"note: a {arch} step model keeps K/V/POS state: serve it through an implicit-state model "
-                   "(mamba_lob_onnx, profile gpu-onnx); the cpu profile's python slot pool holds Mamba's CONV/SSM only")
 
 
 # ---------------------------------------------------------------------------------------------------- serving
