@@ -23,7 +23,7 @@ def transformer_onnx(tmp_path_factory) -> tuple[object, Path]:
     torch.manual_seed(0)
     model = arch("transformer").model(config_from_preset("transformer", "tiny", 64, 12, window=32)).eval()
     path = tmp_path_factory.mktemp("tx") / "model.onnx"
-    export_step_onnx(model, path)
+    export_step_onnx(model, path, model_version="transformer-test")  # the served graph outputs MODEL_VERSION
     return model, path
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from lob.training.run import load_run, sha256_file, write_json
 
-PROJECT_REPO = Path(__file__).resolve().parents[2] / "model_repository"
+PROJECT_REPO = Path(__file__).resolve().parents[3] / "model_repository"
 BUILD_REPO = Path("build/model_repository")
 STEP_MODEL = "mamba_lob_onnx"
 TOKENIZER_MODEL = "lob_tokenizer"
