@@ -4,8 +4,8 @@ Session fixtures: a small simulated dataset (4 symbols), a random-initialised ru
 `lob train` layout (training is not what these tests check, and 2 shared cores cannot afford it),
 `lob export` of it into a temporary build repository, and the server started by the launcher on free
 ports. The repository also holds `mamba_lob_onnx_small` (the step config with 2 candidate sequences and
-a 1.5 s idle timeout) and `lob_tokenizer_small` (the tokenizer with that idle timeout), for the idle and
-candidate tests.
+a 1.5 s idle timeout), `lob_tokenizer_small` (the tokenizer with that idle timeout) and `lob_stream_small`
+(the ensemble of both), for the idle and candidate tests.
 """
 from __future__ import annotations
 
@@ -83,6 +83,12 @@ def repo(tmp_path_factory, run_dir) -> Path:
     tok.name = "lob_tokenizer_small"
     tok.sequence_batching.max_sequence_idle_microseconds = int(SMALL_IDLE_S * 1e6)
     (repo / "lob_tokenizer_small" / "config.pbtxt").write_text(text_format.MessageToString(tok))
+    shutil.copytree(repo / "lob_stream", repo / "lob_stream_small")  # the ensemble over both
+    ensemble = _config(repo / "lob_stream_small" / "config.pbtxt")
+    ensemble.name = "lob_stream_small"
+    ensemble.ensemble_scheduling.step[0].model_name = "lob_tokenizer_small"
+    ensemble.ensemble_scheduling.step[1].model_name = "mamba_lob_onnx_small"
+    (repo / "lob_stream_small" / "config.pbtxt").write_text(text_format.MessageToString(ensemble))
     return repo
 
 
@@ -92,7 +98,7 @@ def server(repo, tmp_path_factory):
 
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
     with TritonServer(repo, "cpu", grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
-                      log_file=log, extra_models=("mamba_lob_onnx_small", "lob_tokenizer_small")) as srv:
+                      log_file=log, extra_models=("mamba_lob_onnx_small", "lob_tokenizer_small", "lob_stream_small")) as srv:
         yield srv
 
 

@@ -16,7 +16,7 @@ import lobclient
 from lob.data.schema import load_dataset
 from lob.serving.replay import interleave
 
-from .conftest import POOL_IDLE_S, free_port
+from .conftest import SMALL_IDLE_S, free_port
 
 pytestmark = pytest.mark.server
 
@@ -110,30 +110,30 @@ def test_kill_9_mid_stream_then_restart_every_tick_answered_in_order(fault_serve
 
 
 def test_idle_reclaim_mid_stream_is_rewarmed_exactly(server, dataset_dir):
-    """lob_stream_pool2 forgets a sequence idle for POOL_IDLE_S; the client re-warms from its ring, which
+    """lob_stream_small forgets a sequence idle for SMALL_IDLE_S; the client re-warms from its ring, which
     holds the symbol's whole history here, so every prediction equals an uninterrupted stream's."""
     data = load_dataset(dataset_dir)
-    symbols = sorted(data)[:2]  # the pool has 2 slots
+    symbols = sorted(data)[:2]  # the step has 2 candidate sequences
     first = list(interleave({s: data[s].slice(0, 20) for s in symbols}))
     then = list(interleave({s: data[s].slice(20, 40) for s in symbols}))
     ticks, half = first + then, len(first)
 
     def paused():
         yield from first
-        time.sleep(POOL_IDLE_S + 1.5)  # both sequences idle past the timeout: reclaimed
+        time.sleep(SMALL_IDLE_S + 1.5)  # both sequences idle past the timeout: reclaimed
         yield from then
 
-    model = "lob_stream_pool2"
-    time.sleep(POOL_IDLE_S)  # slots other tests left behind are reclaimed too
+    model = "lob_stream_small"
+    time.sleep(SMALL_IDLE_S)  # sequences other tests left behind are ended too
     reference = list(lobclient.stream(ticks, url=server.url, model=model))
-    time.sleep(POOL_IDLE_S + 0.5)
+    time.sleep(SMALL_IDLE_S + 0.5)
     preds = list(lobclient.stream(paused(), url=server.url, model=model))
     assert [(p.symbol, p.seq) for p in preds] == [(p.symbol, p.seq) for p in reference]
     assert all(p.ok for p in reference) and all(p.ok for p in preds), [p.error for p in preds if not p.ok][:2]
     np.testing.assert_allclose(probs(preds), probs(reference), atol=1e-5)
     assert [p.warm for p in preds] == [p.warm for p in reference]
 
-    time.sleep(POOL_IDLE_S + 0.5)
+    time.sleep(SMALL_IDLE_S + 0.5)
     bare = list(lobclient.stream(paused(), url=server.url, model=model, rewarm=False))  # the fault is real
     refused = [p for p in bare if not p.ok]
     assert [p.seq for p in refused] == [20, 20] and all(lobclient.classify_error(p.error) == "no_state" for p in refused)
