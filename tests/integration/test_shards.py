@@ -202,10 +202,6 @@ def test_replica_killed_mid_stream_every_tick_answered_and_other_replicas_symbol
             assert served_by == {killed.home[header]}, (header, served_by)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "needs issue 9's reconnect + re-warm in lobclient.stream: the client of this branch fails every later tick of "
-    "a broken stream ('gRPC stream ... failed: INTERNAL: Stream removed'); remove this marker when it lands (its "
-    "reconnect must send the inner stream's metadata, the x-lob-shard header, on every new call)"))
 def test_replica_killed_mid_stream_moved_symbols_rewarmed_on_one_survivor_each_nothing_lost(killed, reference):
     """nginx moves the dead replica's shards; the client reconnects, re-warms each moved symbol on its new
     replica (replaying its ticks into a fresh sequence) and re-sends what was in flight: nothing lost."""
