@@ -155,6 +155,18 @@ def test_activity_is_u_shaped_over_the_session(dataset):
     assert open_ > 1.3 * midday and close > 1.3 * midday
 
 
+def test_events_cluster_at_millisecond_scale(dataset):
+    """The bursty (Hawkes) clock: most gaps far below the mean, many under 1 ms, heavy-tailed gaps.
+
+    An evenly spread clock of the same rate has median/mean ~0.7, ~0.03% of gaps under 1 ms and CV ~1.
+    """
+    for sym, days in dataset.items():
+        dt = np.concatenate([np.diff(t.ts_ns) * 1e-9 for t in days])
+        assert np.median(dt) < 0.01 * dt.mean(), sym
+        assert np.mean(dt < 1e-3) > 0.05, sym
+        assert dt.std() / dt.mean() > 2.0, sym
+
+
 def test_same_seed_same_bytes_other_seed_other_ticks(tmp_path):
     kw = dict(n_symbols=2, n_days=2, events_per_day=400, start_date="2024-03-04")
     a = simulate_dataset(tmp_path / "a", seed=3, **kw)

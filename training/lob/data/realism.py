@@ -188,7 +188,9 @@ def facts(symbol: str, days: list[Ticks], levels: int = N_LEVELS, resolution_ns:
     for raw in days:
         t = truncate(raw, levels)
         n_invisible += len(raw) - len(t)
-        tick = float(t.meta.get("tick_size") or raw.meta.get("tick_size"))
+        if not raw.meta.get("tick_size"):
+            raise ValueError(f"{symbol} {raw.meta.get('date', '')}: the file's metadata has no tick_size")
+        tick = float(raw.meta["tick_size"])
         spread.append(np.round((t.ask_px[:, 0] - t.bid_px[:, 0]) / tick))
         events, _, _ = run_events(TokenizerState(), t, (0.1, 0.1, 0.1))
         kinds.append(np.array([e.cls for e in events[1:]], dtype=np.int64))

@@ -28,15 +28,22 @@ and posts less, so queues thin and the mid moves more often. z tilts market, lim
 inside-spread flow, so order-flow imbalance over the last hundreds of events predicts the next moves;
 the signal is spread over a long history (slow z, Hawkes memory, regimes), not held in one tick.
 
-Clock. Each symbol-day has exactly ``events_per_day`` events, spaced by Exp(1)/total-intensity in
-business time, so busy (volatile, excited) periods are dense. The day's business time is mapped onto
-the 09:30-16:00 session through a U-shaped activity profile (``_season``: more events per minute near
-the open and the close). ``ts_ns`` is UTC ns of ``date 14:30 UTC + elapsed`` (09:30 New York in
-winter; daylight saving is ignored).
+Clock. Each symbol-day has exactly ``events_per_day`` events. With ``clock_branching`` set (the
+archetypes' default ``ARCHETYPE_CLOCK``, and calibrated instruments) their times come from a
+self-exciting Hawkes process (``hawkes_clock``: a millisecond kernel and a slow one, branching ratio
+0.9), so events cluster milliseconds apart between quiet gaps as in real order flow; the clock draws
+its random numbers after the order flow, so the book path in event time is the one of the other clock.
+Without it (``clock_branching=()``) events are spaced by Exp(1)/total-intensity in business time, so
+busy (volatile, excited) periods are dense. Either way the day's clock is mapped onto the session
+(09:30-16:00, or ``session_s``) through a U-shaped activity profile (``_season``: more events per minute
+near the open and the close; flat when ``u_shaped`` is False). ``ts_ns`` is UTC ns of
+``date 14:30 UTC + elapsed`` (09:30 New York in winter; daylight saving is ignored).
 
 Instruments (``symbol_specs``) differ in price level, tick size, lot size, depth and spread: a $20 stock,
 a $150 stock with thin queues and wider spreads, a $3000 future with $0.25 ticks, a $4 large-tick stock
-whose spread is nearly always one tick, ... Output sizes are lots * lot_size. State (close, z, regime)
+whose spread is nearly always one tick, ... Output sizes are lots * lot_size. A calibrated instrument
+(``lob.data.calibrate``) may also quote on a coarser grid (``grid_ticks`` ticks a step) and scale the
+market-order and cancel rates. State (close, z, regime)
 carries from one day to the next, with an overnight gap that mean-reverts slowly towards the first
 open. Randomness: one ``numpy.random.Generator`` per symbol-day from
 ``SeedSequence([seed, symbol_index, day_index])``.
@@ -98,6 +105,8 @@ class SymbolSpec:
     u_shaped: bool = True  # U-shaped intraday activity (False: flat)
 
 
+# the archetypes' bursty event clock (Hawkes, ``hawkes_clock``): a millisecond kernel and a 30 s one
+ARCHETYPE_CLOCK = dict(clock_branching=(0.7, 0.2), clock_decay_s=(0.005, 30.0))
 # price level, tick grid, depth and spread character of each archetype (symbol i uses i % 6)
 _ARCHETYPES = [
     dict(price=20.0, tick_size=0.01, lot_size=100, depth=10, limit_size=1.6, market_size=2.0, inside_rate=0.25),
@@ -118,7 +127,7 @@ def symbol_specs(n_symbols: int) -> list[SymbolSpec]:
         arch = dict(_ARCHETYPES[i % len(_ARCHETYPES)])
         tick = arch["tick_size"]
         arch["price"] = round(round(arch["price"] * 1.7 ** (i // len(_ARCHETYPES)) / tick) * tick, 8)
-        specs.append(SymbolSpec(symbol=f"SIM{chr(ord('A') + i)}", **arch))
+        specs.append(SymbolSpec(symbol=f"SIM{chr(ord('A') + i)}", **arch, **ARCHETYPE_CLOCK))
     return specs
 
 
