@@ -29,7 +29,7 @@ inside-spread flow, so order-flow imbalance over the last hundreds of events pre
 the signal is spread over a long history (slow z, Hawkes memory, regimes), not held in one tick.
 
 Clock. Each symbol-day has exactly ``events_per_day`` events. With ``clock_branching`` set (the
-archetypes' default ``ARCHETYPE_CLOCK``, and calibrated instruments) their times come from a
+archetypes with ``clock="hawkes"``: ``ARCHETYPE_CLOCK``; calibrated instruments) their times come from a
 self-exciting Hawkes process (``hawkes_clock``: a millisecond kernel and a slow one, branching ratio
 0.9), so events cluster milliseconds apart between quiet gaps as in real order flow; the clock draws
 its random numbers after the order flow, so the book path in event time is the one of the other clock.
@@ -105,8 +105,9 @@ class SymbolSpec:
     u_shaped: bool = True  # U-shaped intraday activity (False: flat)
 
 
-# the archetypes' bursty event clock (Hawkes, ``hawkes_clock``): a millisecond kernel and a 30 s one
+# the archetypes' bursty event clock (``clock="hawkes"``, ``hawkes_clock``): a millisecond kernel and a 30 s one
 ARCHETYPE_CLOCK = dict(clock_branching=(0.7, 0.2), clock_decay_s=(0.005, 30.0))
+CLOCKS = ("business", "hawkes")
 # price level, tick grid, depth and spread character of each archetype (symbol i uses i % 6)
 _ARCHETYPES = [
     dict(price=20.0, tick_size=0.01, lot_size=100, depth=10, limit_size=1.6, market_size=2.0, inside_rate=0.25),
@@ -118,16 +119,21 @@ _ARCHETYPES = [
 ]
 
 
-def symbol_specs(n_symbols: int) -> list[SymbolSpec]:
-    """``n_symbols`` (1..26) instruments SIMA, SIMB, ...; archetypes repeat at 1.7x the price each round."""
+def symbol_specs(n_symbols: int, clock: str = "business") -> list[SymbolSpec]:
+    """``n_symbols`` (1..26) instruments SIMA, SIMB, ...; archetypes repeat at 1.7x the price each round.
+
+    ``clock``: "business" (events spaced by the order-flow intensity) or "hawkes" (``ARCHETYPE_CLOCK``).
+    """
     if not 1 <= n_symbols <= 26:
         raise ValueError(f"n_symbols must be in 1..26, got {n_symbols}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
     specs = []
     for i in range(n_symbols):
         arch = dict(_ARCHETYPES[i % len(_ARCHETYPES)])
         tick = arch["tick_size"]
         arch["price"] = round(round(arch["price"] * 1.7 ** (i // len(_ARCHETYPES)) / tick) * tick, 8)
-        specs.append(SymbolSpec(symbol=f"SIM{chr(ord('A') + i)}", **arch, **ARCHETYPE_CLOCK))
+        specs.append(SymbolSpec(symbol=f"SIM{chr(ord('A') + i)}", **arch, **(ARCHETYPE_CLOCK if clock == "hawkes" else {})))
     return specs
 
 
@@ -370,11 +376,11 @@ def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_
 
 
 def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_per_day: int,
-                     start_date: str, specs: list[SymbolSpec] | None = None) -> list[Path]:
+                     start_date: str, specs: list[SymbolSpec] | None = None, clock: str = "business") -> list[Path]:
     """Simulate ``n_symbols`` x ``n_days`` symbol-days of ``events_per_day`` events each.
 
-    ``specs`` (e.g. a calibrated instrument, ``lob.data.calibrate.load_params``) replaces the first
-    ``n_symbols`` archetypes. Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
+    ``specs`` (e.g. a calibrated instrument, ``lob.data.calibrate.load_params``, with its own clock)
+    replaces the archetypes; ``clock`` is the archetypes' event clock (``symbol_specs``). Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
     sorted by (symbol, date). Same arguments, same bytes.
     """
     from rich.progress import Progress
@@ -383,7 +389,7 @@ def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_p
         raise ValueError(f"seed must be >= 0, got {seed}")
     if n_days < 1 or events_per_day < 2:
         raise ValueError(f"need n_days >= 1 and events_per_day >= 2, got {n_days}, {events_per_day}")
-    specs = symbol_specs(n_symbols) if specs is None else list(specs)
+    specs = symbol_specs(n_symbols, clock) if specs is None else list(specs)
     days = trading_days(start_date, n_days)
     paths = []
     with Progress() as progress:
