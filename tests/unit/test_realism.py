@@ -147,6 +147,7 @@ def test_cli_writes_json_and_png_and_names_bad_input(tmp_path):
     report = json.loads(out.read_text())
     assert report["distances"]["spread_ticks"]["distance"] == pytest.approx(1.0)
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["distances"]["ret_60s_kurtosis"]["distance"] is None  # 300 ms of data: undefined, null
     assert "spread_ticks" in res.output
     res = CliRunner().invoke(app, ["realism", str(tmp_path / "a"), f"{tmp_path / 'a'}:BBB"])
     assert res.exit_code == 2 and "AAA" in res.output and "BBB" in res.output

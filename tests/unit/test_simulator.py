@@ -155,6 +155,34 @@ def test_activity_is_u_shaped_over_the_session(dataset):
     assert open_ > 1.3 * midday and close > 1.3 * midday
 
 
+def test_hawkes_clock_clusters_events_at_millisecond_scale_and_keeps_the_session_facts(tmp_path):
+    """``clock="hawkes"``: most gaps far below the mean, many under 1 ms, heavy-tailed gaps; the same book
+    path in event time as the default clock; still U-shaped and heavy-tailed in clock time.
+
+    The default (business-time) clock has median/mean ~0.7, ~0.05% of gaps under 1 ms and CV ~1.
+    """
+    kw = dict(n_symbols=2, n_days=2, seed=SEED, events_per_day=EVENTS, start_date=DAYS[0])
+    bursty = simulate_dataset(tmp_path / "h", clock="hawkes", **kw)
+    even = simulate_dataset(tmp_path / "b", **kw)
+    per_minute = []
+    for ph, pb in zip(bursty, even):
+        h, b = read_ticks(ph), read_ticks(pb)
+        np.testing.assert_array_equal(h.bid_px, b.bid_px)
+        np.testing.assert_array_equal(h.trade_sz, b.trade_sz)
+        for t, clustered in ((h, True), (b, False)):
+            dt = np.diff(t.ts_ns) * 1e-9
+            assert (np.median(dt) < 0.01 * dt.mean()) == clustered
+            assert (np.mean(dt < 1e-3) > 0.05) == clustered
+            assert (dt.std() / dt.mean() > 2.0) == clustered
+        minute = (h.ts_ns - _session_open_ns(h.meta["date"])) // 60_000_000_000
+        assert minute.min() >= 0 and minute.max() < 390
+        per_minute.append(np.bincount(minute, minlength=390))
+    counts = np.sum(per_minute, axis=0)
+    assert counts[:30].mean() > 1.3 * counts[165:225].mean() and counts[-30:].mean() > 1.3 * counts[165:225].mean()
+    r = np.concatenate([_minute_returns(read_ticks(p)) for p in bursty])
+    assert np.mean((r - r.mean()) ** 4) / r.var() ** 2 - 3.0 > 2.0
+
+
 def test_same_seed_same_bytes_other_seed_other_ticks(tmp_path):
     kw = dict(n_symbols=2, n_days=2, events_per_day=400, start_date="2024-03-04")
     a = simulate_dataset(tmp_path / "a", seed=3, **kw)

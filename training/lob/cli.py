@@ -36,9 +36,11 @@ def simulate(
     start_date: str = typer.Option("2024-01-02", help="First trading day (weekdays follow)."),
     params: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                           help="Instrument from `lob calibrate` (PARAMS.json): simulate it instead "
-                                               "of the archetypes (--symbols is ignored)."),
+                                               "of the archetypes (--symbols and --clock are ignored)."),
+    clock: str = typer.Option("business", help="Archetypes' event clock: business (evenly spread by order-flow "
+                                               "intensity) | hawkes (bursty, millisecond clusters)."),
 ):
-    """Simulate a multi-symbol L2 market (queue-reactive, Hawkes-excited order flow, bursty Hawkes clock)."""
+    """Simulate a multi-symbol L2 market (queue-reactive, Hawkes-excited order flow; optional bursty clock)."""
     from lob.data.simulator import simulate_dataset
 
     specs = None
@@ -51,8 +53,11 @@ def simulate(
             _fail(err)
         specs, symbols = [spec], 1
         events_per_day = events_per_day or calibrated_events
-    simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day or 20_000,
-                     start_date=start_date, specs=specs)
+    try:
+        simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day or 20_000,
+                         start_date=start_date, specs=specs, clock=clock)
+    except ValueError as err:
+        _fail(err)
 
 
 @app.command()

@@ -28,15 +28,22 @@ and posts less, so queues thin and the mid moves more often. z tilts market, lim
 inside-spread flow, so order-flow imbalance over the last hundreds of events predicts the next moves;
 the signal is spread over a long history (slow z, Hawkes memory, regimes), not held in one tick.
 
-Clock. Each symbol-day has exactly ``events_per_day`` events, spaced by Exp(1)/total-intensity in
-business time, so busy (volatile, excited) periods are dense. The day's business time is mapped onto
-the 09:30-16:00 session through a U-shaped activity profile (``_season``: more events per minute near
-the open and the close). ``ts_ns`` is UTC ns of ``date 14:30 UTC + elapsed`` (09:30 New York in
-winter; daylight saving is ignored).
+Clock. Each symbol-day has exactly ``events_per_day`` events. With ``clock_branching`` set (the
+archetypes with ``clock="hawkes"``: ``ARCHETYPE_CLOCK``; calibrated instruments) their times come from a
+self-exciting Hawkes process (``hawkes_clock``: a millisecond kernel and a slow one, branching ratio
+0.9), so events cluster milliseconds apart between quiet gaps as in real order flow; the clock draws
+its random numbers after the order flow, so the book path in event time is the one of the other clock.
+Without it (``clock_branching=()``) events are spaced by Exp(1)/total-intensity in business time, so
+busy (volatile, excited) periods are dense. Either way the day's clock is mapped onto the session
+(09:30-16:00, or ``session_s``) through a U-shaped activity profile (``_season``: more events per minute
+near the open and the close; flat when ``u_shaped`` is False). ``ts_ns`` is UTC ns of
+``date 14:30 UTC + elapsed`` (09:30 New York in winter; daylight saving is ignored).
 
 Instruments (``symbol_specs``) differ in price level, tick size, lot size, depth and spread: a $20 stock,
 a $150 stock with thin queues and wider spreads, a $3000 future with $0.25 ticks, a $4 large-tick stock
-whose spread is nearly always one tick, ... Output sizes are lots * lot_size. State (close, z, regime)
+whose spread is nearly always one tick, ... Output sizes are lots * lot_size. A calibrated instrument
+(``lob.realism.calibrate``) may also quote on a coarser grid (``grid_ticks`` ticks a step) and scale the
+market-order and cancel rates. State (close, z, regime)
 carries from one day to the next, with an overnight gap that mean-reverts slowly towards the first
 open. Randomness: one ``numpy.random.Generator`` per symbol-day from
 ``SeedSequence([seed, symbol_index, day_index])``.
@@ -99,6 +106,9 @@ class SymbolSpec:
     u_shaped: bool = True  # U-shaped intraday activity (False: flat)
 
 
+# the archetypes' bursty event clock (``clock="hawkes"``, ``hawkes_clock``): a millisecond kernel and a 30 s one
+ARCHETYPE_CLOCK = dict(clock_branching=(0.7, 0.2), clock_decay_s=(0.005, 30.0))
+CLOCKS = ("business", "hawkes")
 # price level, tick grid, depth and spread character of each archetype (symbol i uses i % 6)
 _ARCHETYPES = [
     dict(price=20.0, tick_size=0.01, lot_size=100, depth=10, limit_size=1.6, market_size=2.0, inside_rate=0.25),
@@ -110,16 +120,21 @@ _ARCHETYPES = [
 ]
 
 
-def symbol_specs(n_symbols: int) -> list[SymbolSpec]:
-    """``n_symbols`` (1..26) instruments SIMA, SIMB, ...; archetypes repeat at 1.7x the price each round."""
+def symbol_specs(n_symbols: int, clock: str = "business") -> list[SymbolSpec]:
+    """``n_symbols`` (1..26) instruments SIMA, SIMB, ...; archetypes repeat at 1.7x the price each round.
+
+    ``clock``: "business" (events spaced by the order-flow intensity) or "hawkes" (``ARCHETYPE_CLOCK``).
+    """
     if not 1 <= n_symbols <= 26:
         raise ValueError(f"n_symbols must be in 1..26, got {n_symbols}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
     specs = []
     for i in range(n_symbols):
         arch = dict(_ARCHETYPES[i % len(_ARCHETYPES)])
         tick = arch["tick_size"]
         arch["price"] = round(round(arch["price"] * 1.7 ** (i // len(_ARCHETYPES)) / tick) * tick, 8)
-        specs.append(SymbolSpec(symbol=f"SIM{chr(ord('A') + i)}", **arch))
+        specs.append(SymbolSpec(symbol=f"SIM{chr(ord('A') + i)}", **arch, **(ARCHETYPE_CLOCK if clock == "hawkes" else {})))
     return specs
 
 
@@ -362,11 +377,11 @@ def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_
 
 
 def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_per_day: int,
-                     start_date: str, specs: list[SymbolSpec] | None = None) -> list[Path]:
+                     start_date: str, specs: list[SymbolSpec] | None = None, clock: str = "business") -> list[Path]:
     """Simulate ``n_symbols`` x ``n_days`` symbol-days of ``events_per_day`` events each.
 
-    ``specs`` (e.g. a calibrated instrument, ``lob.realism.calibrate.load_params``) replaces the first
-    ``n_symbols`` archetypes. Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
+    ``specs`` (e.g. a calibrated instrument, ``lob.realism.calibrate.load_params``, with its own clock)
+    replaces the archetypes; ``clock`` is the archetypes' event clock (``symbol_specs``). Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
     sorted by (symbol, date). Same arguments, same bytes.
     """
     from rich.progress import Progress
@@ -375,7 +390,7 @@ def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_p
         raise ValueError(f"seed must be >= 0, got {seed}")
     if n_days < 1 or events_per_day < 2:
         raise ValueError(f"need n_days >= 1 and events_per_day >= 2, got {n_days}, {events_per_day}")
-    specs = symbol_specs(n_symbols) if specs is None else list(specs)
+    specs = symbol_specs(n_symbols, clock) if specs is None else list(specs)
     days = trading_days(start_date, n_days)
     paths = []
     with Progress() as progress:

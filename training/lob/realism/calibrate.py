@@ -37,6 +37,7 @@ from lob.data.schema import Ticks, atomic_write
 
 FORMAT = "lob-instrument/1"
 SIM_EVENTS = 8000  # simulated events per evaluation inside the fit (whole days of the real day's count)
+MAX_FIT_DAY = 20_000  # longer real days are fitted on simulated days of this many events
 FLOW_ITERS = 60
 CLOCK_ITERS = 120
 
@@ -160,18 +161,22 @@ def fit_flow(spec: SymbolSpec, target: dict[str, float], levels: int, n: int, se
              iters: int = FLOW_ITERS) -> tuple[SymbolSpec, dict[str, float]]:
     """Step 2: SMM over FLOW_PARAMS (log scale) from ``spec``; returns the fitted spec and its moments.
 
-    Each evaluation simulates days of ``n`` events (the real day's count: a day starts from a fresh
-    book) until SIM_EVENTS events are reached.
+    Each evaluation simulates days of ``n`` events (the real day's count, at most MAX_FIT_DAY: a day
+    starts from a fresh book) until SIM_EVENTS events are reached. Data without trades (a bookTicker
+    alone) fixes ``market_mult`` at 0.
     """
     from scipy.optimize import minimize
 
     base = replace(spec, clock_branching=(), clock_decay_s=())  # the clock does not change the flow moments
     lot = spec.lot_size
+    n = min(n, MAX_FIT_DAY)
     n_days = max(1, math.ceil(SIM_EVENTS / n))
     names = [k for k in target if math.isfinite(target[k])]
+    no_trades = target["trade_share"] == 0
+    free = [k for k in FLOW_PARAMS if not (no_trades and k == "market_mult")]
 
     def spec_of(x):
-        vals = {k: float(v) for k, v in zip(FLOW_PARAMS, np.exp(np.clip(x, -6, 6)))}
+        vals = {k: float(v) for k, v in zip(free, np.exp(np.clip(x, -6, 6)))} | ({"market_mult": 0.0} if no_trades else {})
         vals["depth"] = max(vals["depth"], 0.5)
         return replace(base, **vals)
 
@@ -182,9 +187,9 @@ def fit_flow(spec: SymbolSpec, target: dict[str, float], levels: int, n: int, se
         m = moments(x)
         return sum(((m[k] - target[k]) / MOMENT_SCALE[k]) ** 2 for k in names if k in MOMENT_SCALE)
 
-    x0 = np.log([getattr(spec, k) for k in FLOW_PARAMS])
-    res = minimize(loss, x0, method="Nelder-Mead",
-                   options={"maxfev": iters, "initial_simplex": x0 + np.vstack([np.zeros(4), 0.7 * np.eye(4)])})
+    x0 = np.log([getattr(spec, k) for k in free])
+    simplex = x0 + np.vstack([np.zeros(len(free)), 0.7 * np.eye(len(free))])
+    res = minimize(loss, x0, method="Nelder-Mead", options={"maxfev": iters, "initial_simplex": simplex})
     fitted = replace(spec_of(res.x), clock_branching=spec.clock_branching, clock_decay_s=spec.clock_decay_s)
     return fitted, moments(res.x)
 

@@ -188,7 +188,9 @@ def facts(symbol: str, days: list[Ticks], levels: int = N_LEVELS, resolution_ns:
     for raw in days:
         t = truncate(raw, levels)
         n_invisible += len(raw) - len(t)
-        tick = float(t.meta.get("tick_size") or raw.meta.get("tick_size"))
+        if not raw.meta.get("tick_size"):
+            raise ValueError(f"{symbol} {raw.meta.get('date', '')}: the file's metadata has no tick_size")
+        tick = float(raw.meta["tick_size"])
         spread.append(np.round((t.ask_px[:, 0] - t.bid_px[:, 0]) / tick))
         events, _, _ = run_events(TokenizerState(), t, (0.1, 0.1, 0.1))
         kinds.append(np.array([e.cls for e in events[1:]], dtype=np.int64))
@@ -324,7 +326,8 @@ def goal_check(distances: dict, kinds_a: np.ndarray | None = None, kinds_b: np.n
 def realism_report(spec_a: str, spec_b: str, out: Path | None = None) -> dict:
     """Facts of ``DIR_A[:SYMBOL]`` and ``DIR_B[:SYMBOL]`` (the reference) and their distances.
 
-    Writes ``out`` (JSON) and ``out`` with suffix .png when given; returns the report dict.
+    Writes ``out`` (strict JSON: an undefined fact is null) and ``out`` with suffix .png when given;
+    returns the report dict (NaN where a fact is undefined, e.g. returns of a mid that never moves).
     """
     (sym_a, days_a), (sym_b, days_b) = load_days(spec_a), load_days(spec_b)
     levels = min(n_levels(days_a), n_levels(days_b))
@@ -336,16 +339,23 @@ def realism_report(spec_a: str, spec_b: str, out: Path | None = None) -> dict:
               "goal": goal_check(distances, fa.kinds, fb.kinds)}
     if out is not None:
         out = Path(out)
-        text = json.dumps(report, indent=1, default=_json_default, allow_nan=True)
+        text = json.dumps(_strict(report), indent=1, allow_nan=False)  # undefined facts (NaN) as null
         atomic_write(out, lambda tmp: Path(tmp).write_text(text))
         plot(fa, fb, out.with_suffix(".png"), (spec_a, spec_b))
     return report
 
 
-def _json_default(o):
+def _strict(o):
+    """``o`` with numpy scalars as Python numbers and NaN / inf as None (strict JSON)."""
+    if isinstance(o, dict):
+        return {k: _strict(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_strict(v) for v in o]
     if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
 
 
 def _fmt(v) -> str:
