@@ -102,7 +102,7 @@ def input_data(data: Path, path: Path, n_streams: int, length: int, tokenizer=No
     streams = []
     for sym, t in load_dataset(data).items():
         for start in range(0, len(t) - length + 1, length):
-            chunk = t.slice(start, length)
+            chunk = t.slice(start, start + length)
             if tokenizer is not None:
                 tokens, features, _ = tokenizer.transform(chunk)
                 streams.append([{"TOKEN": [int(k)], "FEATURES": f.tolist()} for k, f in zip(tokens, features)])
