@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,6 +57,10 @@ def trial(repo: Path, model: str, streaming: bool, concurrency: int, seconds: fl
         time.sleep(1.0)
         alive = server.returncode() is None
         signal_line = next((ln for ln in log.read_text(errors="replace").splitlines() if "Signal (" in ln), "")
+        if not alive:  # keep the server log (its backtrace) beside the results
+            keep = Path(os.environ.get("CRASH_LOGS", "out/crash"))
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, keep / log.name)
         return {"model": model, "streaming": streaming, "alive": alive, "elapsed_s": elapsed,
                 "throughput": float(rows[0]["Inferences/Second"]) if rows else None,
                 "p99_us": float(rows[0]["p99 latency"]) if rows else None,

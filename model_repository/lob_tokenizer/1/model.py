@@ -119,7 +119,10 @@ class TritonPythonModel:
             request = pb_utils.InferenceRequest(model_name=model, inputs=inputs, requested_output_names=["DIR_PROBS"],
                                                 correlation_id=corrid)
             request.set_flags(SEQUENCE_END_FLAG)
-            request.exec()  # an error response (unknown sequence or model) is the expected no-op
+            try:
+                request.exec()  # an error response (unknown sequence or model) is the expected no-op
+            except pb_utils.TritonModelException:  # raised instead by some backend versions: the same no-op
+                pass
 
     def _forget(self, corrid):
         self.states.pop(corrid, None)
