@@ -86,7 +86,7 @@ class Mux:
     ``pending`` counts ticks not yet popped; ``connect_due(now)`` says when to open a connection.
     """
 
-    def __init__(self, model: str, timeout_s: float, namespace: str = "", rewarm_ticks: int = 256,
+    def __init__(self, model: str, timeout_s: float, namespace: str = "", rewarm_ticks: int = 4096,
                  rewarm: bool = True, reconnect: bool = True, reconnect_deadline_s: float = 30.0,
                  backoff_s: tuple[float, float] = (0.05, 2.0), url: str = ""):
         self.model, self.timeout_s, self.namespace, self.url = model, timeout_s, namespace, url
