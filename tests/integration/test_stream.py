@@ -68,11 +68,12 @@ def test_symbol_alone_equals_symbol_interleaved(server, dataset):
     np.testing.assert_array_equal(np.stack([p.dir_probs for p in alone]), np.stack([p.dir_probs for p in mixed]))
 
 
-def test_astream_equals_stream(server, dataset):
+@pytest.mark.parametrize("transport", ["stream", "unary"])
+def test_astream_equals_stream(server, dataset, transport):
     ticks = list(interleave(dataset))[:200]
 
     async def collect():
-        return [p async for p in lobclient.astream(ticks, url=server.url, window=16)]
+        return [p async for p in lobclient.astream(ticks, url=server.url, window=16, transport=transport)]
 
     preds = asyncio.run(collect())
     reference = list(lobclient.stream(ticks, url=server.url))
