@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= out/demo
 
-.PHONY: venv demo test test-fast bench bench-kernels validate clean
+.PHONY: venv demo test test-fast bench bench-step bench-kernels validate clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	bash bench/perf_analyzer.sh
+
+# per-tick step cost to 1M ticks: Mamba, Transformer (full KV cache, ring), hybrid; writes bench/step_cost.{csv,png}
+bench-step: $(STAMP)
+	nice -n 5 $(BIN)/python bench/step_cost.py --out bench
 
 bench-kernels: $(STAMP)
 	$(BIN)/python kernels/bench/bench_kernels.py
