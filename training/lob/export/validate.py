@@ -5,8 +5,9 @@ so an unknown or misspelt field fails here as it would in the server. Then, per 
 folder, version folders are numeric, the platform's file is present, an ONNX file's inputs and outputs match
 the config (implicit state included, for any architecture's states: each entry named STATE_<NAME>_IN/_OUT,
 its initial state of its type and dims, every STATE_*_OUT of the graph fed back by an entry), a stateful
-model has the sequence batching it needs, a Python model defines `TritonPythonModel.execute` (read with `ast`, never imported); per ensemble: every tensor is produced
-exactly once and every consumer agrees with its producer on dtype and shape.
+model has the sequence batching it needs, a Python model defines `TritonPythonModel.execute` (read with
+`ast`, never imported); per ensemble: every tensor is produced exactly once and every consumer agrees with
+its producer on dtype and shape.
 
 `model.onnx`, `model_fp16.onnx` and `model.plan` are build products (`lob export`, `lob build-trt`;
 git-ignored): a missing one is not a fault, a present one is checked. TensorRT plans are engine- and
