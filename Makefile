@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= out/demo
 
-.PHONY: venv backend demo test test-fast bench bench-kernels soak validate clean system-packages
+.PHONY: venv backend demo test test-fast bench bench-step bench-kernels soak validate clean system-packages
 
 # Real proxies and stores the scale-out tests start: Debian packages, installed with apt when missing
 # (as root or with sudo); without them those tests skip and say why.
@@ -51,6 +51,10 @@ bench: backend
 # 30 min, 64 streaming symbols, kill -9 + restart every 5 min (not in CI): bench/soak/
 soak: $(STAMP)
 	$(BIN)/python scripts/soak.py --out bench/soak
+
+# per-tick step cost to 1M ticks: Mamba, Transformer (full KV cache, ring), hybrid; writes bench/step_cost.{csv,png}
+bench-step: $(STAMP)
+	nice -n 5 $(BIN)/python bench/step_cost.py --out bench
 
 bench-kernels: $(STAMP)
 	$(BIN)/python kernels/bench/bench_kernels.py

@@ -208,6 +208,34 @@ def predict(
 
 
 @app.command()
+def generate(
+    run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
+    data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder (the one trained on)."),
+    out: Path = typer.Option(..., file_okay=False, help="Folder for rollouts.parquet, facts.json, facts.png."),
+    prompt_ticks: int = typer.Option(512, min=1, help="Real held-out ticks the rollouts start from."),
+    steps: int = typer.Option(2000, min=1, help="Ticks generated per rollout."),
+    rollouts: int = typer.Option(16, min=1, help="Rollouts, sampled as one batch."),
+    top_k: int = typer.Option(16, min=1, help="Sample among the k most likely next tokens."),
+    temperature: float = typer.Option(1.0, min=1e-6, help="Softmax temperature."),
+    seed: int = typer.Option(0, help="Seed of the sampler; same seed, same rollouts."),
+    symbol: Optional[str] = typer.Option(None, help="Symbol whose test segment gives the prompt (default: first)."),
+):
+    """Sample synthetic order flow from a held-out prompt; stylized facts against the real continuation."""
+    from lob.evaluation.generate import fmt_value
+    from lob.evaluation.generate import generate as run_generate
+
+    try:
+        facts = run_generate(run, data, out, prompt_ticks=prompt_ticks, steps=steps, rollouts=rollouts, top_k=top_k,
+                             temperature=temperature, seed=seed, symbol=symbol)
+    except _USER_ERRORS as err:
+        _fail(err)
+    tv = "  ".join(f"{k} {v:.3f}" for k, v in facts["tv_distance"].items())
+    typer.echo(f"TV distances: {tv}; kurtosis generated {fmt_value(facts['kurtosis']['generated'])} real "
+               f"{fmt_value(facts['kurtosis']['real'])}; real-continuation perplexity "
+               f"{facts['real_continuation']['perplexity']:.1f}; wrote {out}")
+
+
+@app.command()
 def export(
     run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
     repo: Path = typer.Option(Path("build/model_repository"), file_okay=False,
