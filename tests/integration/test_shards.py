@@ -139,15 +139,16 @@ def test_symbols_stay_on_one_replica_and_match_offline(desk, reference, replicas
         assert [p.seq for p in mine] == list(range(len(desk[symbol])))
         assert_matches(mine, reference, symbol)  # one unbroken state per symbol: one replica held it
 
-    # nginx: every shard's stream went to exactly one replica; all three replicas got shards
+    # nginx: every shard's stream went to exactly one replica, and the shards spread over the replicas
+    # (the ring depends on the replicas' random ports: 16 shards leave one of 3 without any ~0.5% of runs)
     routes = shard_routes(proxy, log_from)
     by_shard = symbols_of(desk)
     assert set(by_shard) <= set(routes)
     assert all(len(r) == 1 for r in routes.values()), routes
     used = {next(iter(routes[h])) for h in by_shard}
-    assert used == set(after), f"shards reached {used}, replicas are {set(after)}"
+    assert used <= set(after) and len(used) >= 2, f"shards reached {used}, replicas are {set(after)}"
     # each replica's own count: exactly the ticks (+ 1 END each) of the symbols on the shards nginx sent it
-    expected = defaultdict(int)
+    expected = {a: 0 for a in after}
     for header, symbols in by_shard.items():
         expected[next(iter(routes[header]))] += sum(len(desk[s]) + 1 for s in symbols)
     assert {a: after[a] - before[a] for a in after} == dict(expected)
