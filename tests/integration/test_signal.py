@@ -130,8 +130,9 @@ def test_signals_land_go_neutral_when_the_sidecar_dies_and_resume(server, redis_
                  f"signals after the restart; log:\n{log.read_text()}")
         for s in symbols:  # the restarted sidecar streams fresh sequences from tick K on
             assert_signal_is(live.latest(s), served_second[s], (t1, time.time_ns()))
-        restarted.stdin.close()  # the feed ends: a clean exit deletes the heartbeat at once
-        assert restarted.wait(30) == 0, log.read_text()
+        restarted.send_signal(signal.SIGTERM)  # a stop (kubectl delete): the heartbeat goes at once, no TTL wait
+        assert restarted.wait(30) == 128 + signal.SIGTERM, log.read_text()
+        assert r.get("live:heartbeat") is None
         gone = live.latest(symbols[0])
         assert gone.neutral and "heartbeat" in gone.reason
     finally:
