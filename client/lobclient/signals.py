@@ -159,12 +159,6 @@ class Signal:
     seq: Optional[int] = None
     written_at_ns: Optional[int] = None
 
-    def age_s(self, now_ns: Optional[int] = None) -> Optional[float]:
-        """Seconds since the sidecar wrote it (wall clocks of writer and reader), None if never written."""
-        if self.written_at_ns is None:
-            return None
-        return ((time.time_ns() if now_ns is None else now_ns) - self.written_at_ns) / 1e9
-
 
 class SignalReader:
     """The execution side: ``latest(symbol)`` is the symbol's last signal, or `Signal` neutral with the reason

@@ -112,6 +112,16 @@ http {{
             out.append((header, [a.strip() for a in upstreams.split(",") if a.strip() not in ("", "-")], status))
         return out
 
+    def wait_logged(self, since: int, n: int, timeout_s: float = 10.0) -> bool:
+        """Wait until at least ``n`` streams are logged from line ``since``: nginx logs a stream when it has
+        finished it, which can be a moment after the client saw its end. False if they never come."""
+        deadline = time.monotonic() + timeout_s
+        while self.log_lines() - since < n:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def log_lines(self) -> int:
         return len(self.access_log.read_text().splitlines()) if self.access_log.exists() else 0
 

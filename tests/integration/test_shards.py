@@ -2,8 +2,10 @@
 `lobclient.stream(..., shards=S)`; the replicas' own statistics say where every symbol went."""
 from __future__ import annotations
 
+import inspect
 import os
 import signal
+import sys
 import threading
 from collections import defaultdict
 from dataclasses import replace
@@ -57,8 +59,14 @@ def replicas(repo, tmp_path_factory):
     from lob.serving.launcher import TritonServer
 
     logs = tmp_path_factory.mktemp("replicas")
-    servers = [TritonServer(repo, "cpu", grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
-                            log_file=logs / f"replica{i}.log") for i in range(N_REPLICAS)]
+    ports: list[int] = []
+    while len(ports) < 3 * N_REPLICAS:  # distinct: the servers start at the same time
+        if (p := free_port()) not in ports:
+            ports.append(p)
+    servers = [TritonServer(repo, "cpu", grpc_port=ports[3 * i], http_port=ports[3 * i + 1],
+                            metrics_port=ports[3 * i + 2], log_file=logs / f"replica{i}.log",
+                            ready_timeout_s=300)  # 3 at once on 2 loaded cores
+               for i in range(N_REPLICAS)]
     errors = []
 
     def start(srv):
@@ -103,8 +111,10 @@ def stream_counts(replicas) -> dict[str, int]:
     return out
 
 
-def shard_routes(proxy, since: int) -> dict[str, set[str]]:
-    """{x-lob-shard: replicas that answered its streams} for the streams nginx logged from line ``since``."""
+def shard_routes(proxy, since: int, at_least: int = SHARDS) -> dict[str, set[str]]:
+    """{x-lob-shard: replicas that answered its streams} for the streams nginx logged from line ``since``
+    (at least ``at_least`` of them: a sharded stream opens one per shard, empty ones included)."""
+    assert proxy.wait_logged(since, at_least), f"nginx logged {proxy.log_lines() - since} streams, want {at_least}"
     routes = defaultdict(set)
     for header, tried, status in proxy.routes(since):
         assert header != "-", "a stream reached nginx without the x-lob-shard header"
@@ -139,15 +149,16 @@ def test_symbols_stay_on_one_replica_and_match_offline(desk, reference, replicas
         assert [p.seq for p in mine] == list(range(len(desk[symbol])))
         assert_matches(mine, reference, symbol)  # one unbroken state per symbol: one replica held it
 
-    # nginx: every shard's stream went to exactly one replica; all three replicas got shards
+    # nginx: every shard's stream went to exactly one replica, and the shards spread over the replicas
+    # (the ring depends on the replicas' random ports: 16 shards leave one of 3 without any ~0.5% of runs)
     routes = shard_routes(proxy, log_from)
     by_shard = symbols_of(desk)
     assert set(by_shard) <= set(routes)
     assert all(len(r) == 1 for r in routes.values()), routes
     used = {next(iter(routes[h])) for h in by_shard}
-    assert used == set(after), f"shards reached {used}, replicas are {set(after)}"
+    assert used <= set(after) and len(used) >= 2, f"shards reached {used}, replicas are {set(after)}"
     # each replica's own count: exactly the ticks (+ 1 END each) of the symbols on the shards nginx sent it
-    expected = defaultdict(int)
+    expected = {a: 0 for a in after}
     for header, symbols in by_shard.items():
         expected[next(iter(routes[header]))] += sum(len(desk[s]) + 1 for s in symbols)
     assert {a: after[a] - before[a] for a in after} == dict(expected)
@@ -168,14 +179,21 @@ def killed(desk, replicas, proxy):
     assert moved and len(moved) < N_SYMBOLS
 
     ticks = list(interleave(desk))
+    # a re-warming client (issue 9) keeps a ring of `rewarm_ticks` per symbol: larger than any symbol's
+    # ticks here, so a moved symbol's replay is its whole history and its predictions must equal offline
+    single = inspect.signature(sys.modules["lobclient.stream"].stream).parameters
+    ring = {"rewarm_ticks": 64} if "rewarm_ticks" in single else {}
     log_from = proxy.log_lines()
     preds, killed_at = [], None
-    for p in lobclient.stream(ticks, url=proxy.url, shards=SHARDS, window=64):
+    for p in lobclient.stream(ticks, url=proxy.url, shards=SHARDS, window=64, **ring):
         preds.append(p)
         if killed_at is None and len(preds) == len(ticks) // 3:
-            os.kill(victim._proc.pid, signal.SIGKILL)
+            os.killpg(victim._proc.pid, signal.SIGKILL)  # the server and its python stubs, as a pod dies
             killed_at = len(preds)
     victim._proc.wait(10)
+    # a moved shard's stream is logged twice or more (broken, then reopened by a reconnecting client)
+    moved_shards = sum(1 for a in home.values() if a == addr(victim))
+    proxy.wait_logged(log_from, SHARDS + moved_shards, timeout_s=5.0)  # this branch's client does not reopen
     by_symbol = defaultdict(list)
     for p in preds:
         by_symbol[p.symbol].append(p)
@@ -193,7 +211,7 @@ def test_replica_killed_mid_stream_every_tick_answered_and_other_replicas_symbol
     for symbol, mine in killed.by_symbol.items():
         assert [p.seq for p in mine] == list(range(len(desk[symbol])))
         if symbol not in killed.moved:
-            assert all(p.ok for p in mine), symbol
+            assert all(p.ok for p in mine), (symbol, [(p.seq, p.error) for p in mine if p.error])
             assert_matches(mine, reference, symbol)
     failed = [p for p in killed.preds if p.error]
     assert all(p.symbol in killed.moved and p.error.strip() for p in failed)

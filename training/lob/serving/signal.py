@@ -4,11 +4,13 @@ through the server; each symbol's latest prediction goes to Redis with a heartbe
 A stdin line is one tick: ``{"symbol": "AAPL", "ts_ns": 1704205800000000000, "bid_px": [...],
 "bid_sz": [...], "ask_px": [...], "ask_sz": [...], "trade_px": 0, "trade_sz": 0, "trade_side": 0}``
 (books best level first, up to 10 levels; trade fields optional). A malformed line stops the sidecar
-with an error naming the line and field: its heartbeat goes, and readers fall back to neutral.
+with an error naming the line and field. Whenever it stops (input ended, bad line, SIGTERM, Ctrl-C) it
+deletes its heartbeat, and readers fall back to neutral at once; killed, its heartbeat expires in the TTL.
 """
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import IO, Iterator, Optional
@@ -67,6 +69,8 @@ def run_signal(url: str, redis_url: str, data: Optional[Path] = None, stdin: boo
     else:
         ticks = ticks_from_lines(sys.stdin)
     err = Console(stderr=True)
+    # SIGTERM (kubectl delete, docker stop) unwinds like Ctrl-C: the heartbeat is deleted on the way out
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sink = lobclient.RedisSink(redis_url, prefix=prefix, ttl_s=ttl_s, source=url, model=model)
     sink.beat()  # fails fast, before any tick, when Redis is unreachable
     err.print(f"lob signal: {url} ({model}) -> {redis_url} keys {prefix}:signal:<symbol>, "
