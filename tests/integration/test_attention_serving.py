@@ -1,0 +1,104 @@
+"""A hybrid run (Mamba layers + sliding-window attention held in a ring of W ticks) served on the real CPU
+server through the same `lob_stream` ensemble and implicit state: served == `lob predict` per tick past
+the ring's wrap, interleaved symbols == each alone, and the state entries `lob export` wrote."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+import lobclient
+from lob.contract import CLASSES
+from lob.data.schema import load_dataset
+from lob.serving.replay import interleave
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.server
+
+WINDOW = 16  # ticks in the attention ring: the streams below are several rings long
+N_TICKS = 3 * WINDOW + 7
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tmp_path_factory, dataset_dir):
+    """A complete run folder holding a random-initialised tiny hybrid with a W-tick attention window."""
+    import torch
+
+    from lob.models.registry import checkpoint, config_from_preset, count_parameters, build
+    from lob.tokenizer import Tokenizer
+
+    run = tmp_path_factory.mktemp("hybrid-run")
+    tokenizer = Tokenizer.fit(list(load_dataset(dataset_dir).values()))
+    torch.manual_seed(3)
+    config = config_from_preset("hybrid", "tiny", tokenizer.vocab_size, tokenizer.n_features, window=WINDOW)
+    model = build("hybrid", asdict(config))
+    torch.save(checkpoint(model), run / "checkpoint.pt")
+    tokenizer.save(run / "tokenizer.json")
+    (run / "config.json").write_text(json.dumps({"arch": "hybrid", **asdict(config)}))
+    (run / "train_metrics.json").write_text("[]")
+    (run / "manifest.json").write_text(json.dumps({
+        "complete": True, "tokenizer_hash": tokenizer.content_hash, "fee_bps": 0.5,
+        "n_parameters": count_parameters(model)}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def hybrid_server(hybrid_run, tmp_path_factory):
+    from lob.export.repository import export_repository
+    from lob.serving.launcher import TritonServer
+
+    repo = tmp_path_factory.mktemp("hybrid-build") / "model_repository"
+    export_repository(hybrid_run, repo)
+    log = tmp_path_factory.mktemp("hybrid-server") / "tritonserver.log"
+    with TritonServer(repo, "cpu", grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
+                      log_file=log) as srv:
+        srv.repo_path = repo
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def offline(hybrid_run, dataset_dir, tmp_path_factory):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lob.evaluation.predict import predict
+
+    table = pq.read_table(predict(hybrid_run, dataset_dir, tmp_path_factory.mktemp("hybrid-offline") / "p.parquet"))
+    return {s: table.filter(pc.equal(table["symbol"], s)) for s in sorted(set(table["symbol"].to_pylist()))}
+
+
+def _probs(preds) -> np.ndarray:
+    return np.stack([p.dir_probs for p in preds])  # (n, 3, 3)
+
+
+def test_export_wrote_the_hybrid_states_into_the_served_step_config(hybrid_server):
+    cfg = text_format.Parse((hybrid_server.repo_path / "mamba_lob_onnx" / "config.pbtxt").read_text(),
+                            model_config_pb2.ModelConfig())
+    states = {s.input_name: (s.output_name, list(s.dims)) for s in cfg.sequence_batching.state}
+    assert set(states) == {"STATE_CONV_IN", "STATE_K_IN", "STATE_POS_IN", "STATE_SSM_IN", "STATE_V_IN"}
+    assert states["STATE_K_IN"][1][2] == WINDOW and states["STATE_POS_IN"][1] == [1]
+
+
+def test_served_hybrid_equals_lob_predict_past_the_ring_wrap_and_interleaved_equals_alone(
+        hybrid_server, dataset_dir, offline):
+    data = {s: t.slice(0, N_TICKS) for s, t in load_dataset(dataset_dir).items()}
+    ticks = list(interleave(data))
+    preds = list(lobclient.stream(ticks, url=hybrid_server.url))
+    assert len(preds) == len(ticks) and all(p.ok for p in preds), [p.error for p in preds if not p.ok][:3]
+    for symbol in data:
+        mine = [p for p in preds if p.symbol == symbol]
+        assert [p.seq for p in mine] == list(range(N_TICKS))
+        t = offline[symbol].slice(0, N_TICKS)
+        want = np.stack([np.stack([t[f"p_{c}_h{h}"].to_numpy() for c in CLASSES], -1) for h in lobclient.HORIZONS], 1)
+        assert np.abs(_probs(mine) - want).max() <= 1e-4, symbol
+        late = _probs(mine[WINDOW:]) - _probs(mine[:N_TICKS - WINDOW])
+        assert np.abs(late).max() > 1e-3  # not vacuous: the predictions move as the ring fills and wraps
+    symbol = sorted(data)[0]
+    alone = list(lobclient.stream(list(interleave({symbol: data[symbol]})), url=hybrid_server.url))
+    together = [p for p in preds if p.symbol == symbol]
+    assert np.array_equal(_probs(alone), _probs(together))
