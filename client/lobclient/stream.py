@@ -69,7 +69,7 @@ def _mux(model, timeout_s, namespace, rewarm_ticks, rewarm, reconnect, reconnect
 
 def stream(ticks: Iterable[Tick], url: str = "localhost:8001", model: str = "lob_stream", window: int = 1024,
            timeout_s: float = 10.0, errors: Literal["record", "raise"] = "record", namespace: Optional[str] = None,
-           *, transport: Literal["stream", "unary"] = "stream", rewarm_ticks: int = DEFAULT_REWARM_TICKS,
+           *, transport: Literal["stream", "unary"] = "unary", rewarm_ticks: int = DEFAULT_REWARM_TICKS,
            rewarm: bool = True, reconnect: bool = True, reconnect_deadline_s: float = 30.0,
            backoff_s: tuple[float, float] = (0.05, 2.0), ssl: bool = False, root_certificates: tp.Pem = None,
            private_key: tp.Pem = None, certificate_chain: tp.Pem = None,
@@ -88,7 +88,8 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", model: str = "lob
     connection breaks it is reopened with exponential backoff between ``backoff_s`` = (first, max)
     seconds (``reconnect``), ticks in flight are re-sent after their symbol's re-warm, and after
     ``reconnect_deadline_s`` without a connection every unanswered and later tick fails with the reason.
-    ``transport``: one gRPC stream for all symbols, or unary calls (one in flight per symbol).
+    ``transport``: unary calls (one in flight per symbol; the default, because this server build crashes
+    under ``ModelStreamInfer`` with many sequences: docs/serving.md) or one gRPC stream for all symbols.
     TLS: ``ssl=True``, ``root_certificates`` (CA, PEM bytes or a path; default the system's), and
     ``private_key`` + ``certificate_chain`` for mutual TLS. ``metadata``: gRPC call metadata, e.g. the
     routing header ``(("x-lob-shard", "3"),)`` of `lobclient.shard`.
@@ -177,7 +178,7 @@ def _close_sync(session: _Session, events: queue.Queue) -> None:
 async def astream(ticks: Union[AsyncIterable[Tick], Iterable[Tick]], url: str = "localhost:8001",
                   model: str = "lob_stream", window: int = 1024, timeout_s: float = 10.0,
                   errors: Literal["record", "raise"] = "record", namespace: Optional[str] = None,
-                  *, transport: Literal["stream", "unary"] = "stream", rewarm_ticks: int = DEFAULT_REWARM_TICKS,
+                  *, transport: Literal["stream", "unary"] = "unary", rewarm_ticks: int = DEFAULT_REWARM_TICKS,
                   rewarm: bool = True, reconnect: bool = True, reconnect_deadline_s: float = 30.0,
                   backoff_s: tuple[float, float] = (0.05, 2.0), ssl: bool = False, root_certificates: tp.Pem = None,
                   private_key: tp.Pem = None, certificate_chain: tp.Pem = None,

@@ -286,7 +286,8 @@ def stream(
     symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (default: all)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N ticks of each symbol."),
     model: str = typer.Option("lob_stream", help="Ensemble to stream through."),
-    transport: str = typer.Option("stream", help="stream (one gRPC stream) | unary (ModelInfer calls)."),
+    transport: str = typer.Option("unary", help="unary (ModelInfer calls; safe with many sequences, docs/serving.md) "
+                                  "| stream (one gRPC stream)."),
     tls: bool = typer.Option(False, "--tls", help="Speak TLS to the server."),
     tls_ca: Optional[Path] = typer.Option(None, help="CA certificate to trust (PEM; default: the system's). Implies --tls."),
     tls_cert: Optional[Path] = typer.Option(None, help="Client certificate chain for mutual TLS (PEM). Implies --tls."),
