@@ -131,13 +131,15 @@ class TritonServer:
 
     ``url`` is the gRPC endpoint (``localhost:<grpc_port>``). ``extra_models`` are loaded after the
     profile's. The server log goes to ``log_file``. ``admin_key`` (default: random, see ``.admin_key``)
-    unlocks the model-repository and shared-memory APIs; ``tls`` makes gRPC speak TLS.
+    unlocks the model-repository and shared-memory APIs; ``tls`` makes gRPC speak TLS. On stop, Triton
+    waits ``exit_timeout_s`` for in-flight requests (its default, 30 s, also waits on sequences that clients
+    abandoned without END, which never finish) before it exits.
     """
 
     def __init__(self, repo: Path, profile: str = "cpu", grpc_port: int = 8001, http_port: int = 8000,
                  metrics_port: int = 8002, log_file: Path = Path("out/tritonserver.log"),
                  ready_timeout_s: float = 120.0, extra_models: tuple[str, ...] = (),
-                 admin_key: str | None = None, tls: TLS | None = None):
+                 admin_key: str | None = None, tls: TLS | None = None, exit_timeout_s: int = 5):
         if profile not in PROFILES:
             raise ServerError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
         self.repo, self.profile = Path(repo).resolve(), PROFILES[profile]
@@ -148,7 +150,7 @@ class TritonServer:
         self.admin_key = admin_key or secrets.token_urlsafe(24)
         if not all(c.isalnum() or c in "-_" for c in self.admin_key):
             raise ServerError("admin key: letters, digits, '-' and '_' only")
-        self.tls = tls
+        self.tls, self.exit_timeout_s = tls, exit_timeout_s
         self._proc: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
 
@@ -167,6 +169,7 @@ class TritonServer:
                *(f"--load-model={m}" for m in self.models), "--disable-auto-complete-config",
                f"--grpc-port={self.ports['grpc']}", f"--http-port={self.ports['http']}",
                f"--metrics-port={self.ports['metrics']}", "--exit-on-error=true",
+               f"--exit-timeout-secs={self.exit_timeout_s}",
                *([f"--model-config-name={self.profile.config_name}"] if self.profile.config_name else []),
                f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}",
                f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}",
