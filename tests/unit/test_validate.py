@@ -179,3 +179,17 @@ def test_onnx_stateful_model_without_sequence_batching(exported):
     path = exported / "mamba_lob_onnx" / "config.pbtxt"
     edit_config(path, lambda c: c.ClearField("sequence_batching"))
     assert_caught(exported, path, "STATE_CONV_IN")
+
+
+def test_direction_dims_follow_the_contract(repo, monkeypatch):
+    path = repo / "lob_stream" / "config.pbtxt"
+    edit_config(path, lambda c: next(o for o in c.output if o.name == "DIR_PROBS").dims.__setitem__(0, 4))
+    assert_caught(repo, path, "lob.contract")
+    # a contract with other horizons than the committed configs' rows: every config declaring DIR_PROBS is named
+    import lob.export.validate as validate
+
+    monkeypatch.setattr(validate, "HORIZONS", (10, 50))
+    problems = validate_repository(REPO)
+    flagged = {p.split(":")[0] for p in problems if "lob.contract" in p}
+    declaring = {str(p) for p in REPO.glob("*/config.pbtxt") if "DIR_PROBS" in p.read_text()}
+    assert declaring and flagged == declaring
