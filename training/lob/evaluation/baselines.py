@@ -81,9 +81,10 @@ class DirectionBaselines:
             keep = labels[:, j] != IGNORE
             x, y = features[keep].astype(np.float64), labels[keep, j]
             early = {}
-            if val is not None:
-                vkeep = val[1][:, j] != IGNORE
-                early = {"X_val": val[0][vkeep].astype(np.float64), "y_val": val[1][vkeep, j]}
+            if val is not None:  # the trees stop on validation ticks of the classes they are fitted on
+                vkeep = (val[1][:, j] != IGNORE) & np.isin(val[1][:, j], np.unique(y))
+                if vkeep.any():
+                    early = {"X_val": val[0][vkeep].astype(np.float64), "y_val": val[1][vkeep, j]}
             for name in names:
                 models[name].append(_fit_one(name, x, y, early, l2, seed))
         return DirectionBaselines(models)
