@@ -142,3 +142,30 @@ def test_logreg_baseline_learns_a_linear_rule_and_agrees_with_the_torch_fit():
     # scikit-learn's fit is the minimiser of the same objective as the previous torch L-BFGS fit
     ref = _torch_lbfgs_logreg(x[:-5], y[:-5], l2=1e-3)
     assert np.abs(proba["logreg"][:-5, 0] - ref).max() < 1e-3
+
+
+# The README's results table on the default data: where the 95% block-bootstrap interval of
+# (model - best baseline) excludes 0, +1 model better, -1 baseline better; 0 no significant edge.
+README_EDGES = {"h10": {"macro_f1": 0, "log_loss": 0},
+                "h50": {"macro_f1": -1, "log_loss": 0},  # the boosted trees' macro-F1 is significantly higher
+                "h100": {"macro_f1": 0, "log_loss": 0}}
+
+
+@pytest.mark.slow
+def test_default_tiny_run_has_the_readme_edges(tmp_path):
+    """The README's promise: `lob simulate` defaults, `lob train` defaults, `lob evaluate` -> the stated edges."""
+    from typer.testing import CliRunner
+
+    from lob.cli import app
+
+    cli = CliRunner()
+    for args in (["simulate", "--out", str(tmp_path / "data")],
+                 ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")],
+                 ["evaluate", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "data")]):
+        result = cli.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    got = {h: d["significant"] for h, d in m["direction"].items()}
+    assert got == README_EDGES
+    # next event: the model's top-1 beats every baseline (markov-1 is the best)
+    assert m["margins"]["next_event.top1"] > 0

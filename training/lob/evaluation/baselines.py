@@ -11,7 +11,7 @@ Direction (per horizon), as probabilities (N, 3) from the tokenizer's standardis
     ``mean CE + l2 · ||W||²`` (bias unpenalised), i.e. ``C = 1 / (2 · l2 · N)`` (the objective of the torch
     L-BFGS fit it replaced; tests/unit/test_evaluate.py checks both agree);
   * hgb: gradient-boosted trees (``HistGradientBoostingClassifier``), early-stopped on the validation split
-    (chronologically after train; a random 10% of train when none is given).
+    (chronologically after train; without validation ticks of its classes, all 200 iterations run).
 A horizon whose train labels hold one class only gets that class's prior from every baseline.
 """
 from __future__ import annotations
@@ -63,8 +63,8 @@ def _fit_one(name: str, x: np.ndarray, y: np.ndarray, early: dict, l2: float, se
         return DummyClassifier(strategy="prior").fit(x, y)
     if name == "logreg":
         return LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), max_iter=500, tol=1e-7).fit(x, y)
-    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, early_stopping=True, n_iter_no_change=10,
-                                          random_state=seed).fit(x, y, **early)
+    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, early_stopping=bool(early),
+                                          n_iter_no_change=10, random_state=seed).fit(x, y, **early)
 
 
 @dataclass

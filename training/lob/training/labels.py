@@ -35,7 +35,9 @@ A flat tick weighs 1 (its move does not clear the band); an up or down tick weig
 profit after costs in units of the band, capped at ``w_max``. Predicting a direction on a flat tick
 is penalised by the same cross-entropy (the flat class must win there); a move that only just
 clears costs weighs about as much as a flat tick. The cap is also the most the weights can tilt
-the predicted probabilities towards up/down; the default is a mild 1.25.
+the predicted probabilities towards up/down: measured on the simulated market (with the earlier
+half-round-trip band), caps of 2 to 4 raised macro-F1 but cost accuracy against the majority and
+logistic-regression baselines, so the default is a mild 1.25.
 Normalising by Σw keeps the loss scale independent of volatility. The total loss adds next-event
 cross-entropy: ``L = L_dir + λ · L_next``.
 """
