@@ -129,7 +129,8 @@ def main() -> None:
         table.add_column(col)
     for h, d in metrics_json["direction"].items():
         b = d["baselines"]
-        ci = {k: "[{:+.4f}, {:+.4f}]".format(*d["ci95"][k]) for k in ("macro_f1", "log_loss")}
+        ci = {k: "too few ticks" if d["ci95"][k] is None else "[{:+.4f}, {:+.4f}]".format(*d["ci95"][k])
+              for k in ("macro_f1", "log_loss")}
         table.add_row(h, f"{d['macro_f1']:.3f} / {d['log_loss']:.4f}",
                       f"{b['logreg']['macro_f1']:.3f} / {b['logreg']['log_loss']:.4f}",
                       f"{b['hgb']['macro_f1']:.3f} / {b['hgb']['log_loss']:.4f}", ci["macro_f1"], ci["log_loss"])

@@ -40,9 +40,9 @@ def test_interval_covers_a_known_edge_and_excludes_zero():
 
 def test_interval_covers_zero_without_an_edge():
     rng = np.random.default_rng(2)
-    y = _truth(rng)
-    a, b = _forecaster(rng, y, 0.2, 0.8), _forecaster(rng, y, 0.2, 0.8)  # same skill, independent draws
-    ci = {key: paired_ci(y, a, b, block_length(50), key, n_boot=400) for key in ("macro_f1", "log_loss")}
+    y = _truth(rng, run=10)
+    a, b = _forecaster(rng, y, 0.2, 0.8, run=10), _forecaster(rng, y, 0.2, 0.8, run=10)  # same skill
+    ci = {key: paired_ci(y, a, b, block_length(10), key, n_boot=400) for key in ("macro_f1", "log_loss")}
     for key, (lo, hi) in ci.items():
         assert lo < 0 < hi, (key, lo, hi)
     # blocks matter: resampling single ticks ignores the runs of dependent errors and is far too narrow
@@ -60,3 +60,12 @@ def test_resampled_macro_f1_is_sklearns():
     cm2 = np.bincount(y2 * 3 + p2, minlength=9).reshape(1, 3, 3)
     assert _macro_f1_rows(cm2)[0] == pytest.approx(f1_score(y2, p2, average="macro"))
     assert block_length(10) >= 10 and block_length(1000) >= 1000
+
+
+def test_no_interval_from_too_few_blocks():
+    rng = np.random.default_rng(4)
+    y = rng.choice(3, 600)
+    a, b = np.eye(3)[y] * 0.9 + 0.1 / 3, np.full((600, 3), 1 / 3)
+    assert paired_ci(y, a, b, 500, "log_loss") is None  # 1.2 blocks: every resample is nearly the sample
+    lo, hi = paired_ci(y, a, b, 100, "log_loss")
+    assert hi < 0

@@ -40,10 +40,9 @@ def test_writes_every_metric_and_the_report(data_and_run):
         for b in d["baselines"].values():
             assert scores <= set(b)
         for key, better in (("macro_f1", max), ("log_loss", min)):
-            lo, hi = d["ci95"][key]
-            assert np.isfinite(lo) and lo <= hi
+            # ~700 test ticks are fewer than 5 bootstrap blocks (>= 500 ticks each): no interval, no edge claimed
+            assert d["block"] >= 500 and d["ci95"][key] is None and d["significant"][key] == 0
             assert d["baselines"][d["best_baseline"][key]][key] == better(b[key] for b in d["baselines"].values())
-            assert d["significant"][key] == (0 if lo <= 0 <= hi else (1 if (lo > 0) == (key == "macro_f1") else -1))
         # every test tick with a full horizon ahead in its session is scored; the confusion matrix counts them
         assert np.asarray(d["confusion"]).sum() == d["n"] == sum(d["label_counts"].values())
         for name, r in m["backtest"][h].items():
@@ -147,7 +146,7 @@ def test_logreg_baseline_learns_a_linear_rule_and_agrees_with_the_torch_fit():
 # The README's results table on the default data: where the 95% block-bootstrap interval of
 # (model - best baseline) excludes 0, +1 model better, -1 baseline better; 0 no significant edge.
 README_EDGES = {"h10": {"macro_f1": 0, "log_loss": 0},
-                "h50": {"macro_f1": -1, "log_loss": 0},  # the boosted trees' macro-F1 is significantly higher
+                "h50": {"macro_f1": 0, "log_loss": 0},
                 "h100": {"macro_f1": 0, "log_loss": 0}}
 
 

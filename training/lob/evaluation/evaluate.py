@@ -13,7 +13,8 @@ Metrics pool the ticks of every symbol.
     direction.hH: accuracy, macro_f1, log_loss, brier, ece, n, label_counts, confusion[true][pred],
                   baselines.{majority,logreg,hgb}.{accuracy,macro_f1,log_loss,brier,ece},
                   best_baseline.{macro_f1,log_loss} (name), block (bootstrap block, ticks),
-                  ci95.{macro_f1,log_loss} = [lo, hi] of model - best baseline (``lob.evaluation.bootstrap``),
+                  ci95.{macro_f1,log_loss} = [lo, hi] of model - best baseline (``lob.evaluation.bootstrap``;
+                  null with fewer than 5 blocks of test ticks),
                   significant.{macro_f1,log_loss}: +1 model better (interval excludes 0), -1 worse, 0 no edge
     backtest.hH.{model,logreg,hgb}: threshold, trades, hit_rate, mean_pnl_bps, total_pnl_bps, total_pnl,
                                     per_day (``lob.evaluation.backtest``)
@@ -82,7 +83,9 @@ def _model_outputs(model, seg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return hit1, hit5, logp, dir_proba
 
 
-def _significance(ci: list[float], higher_is_better: bool) -> int:
+def _significance(ci: list[float] | None, higher_is_better: bool) -> int:
+    if ci is None:  # too few test ticks for an interval: no edge can be claimed
+        return 0
     lo, hi = ci
     if lo > 0 or hi < 0:
         return 1 if (lo > 0) == higher_is_better else -1
@@ -194,9 +197,9 @@ def _print_summary(metrics: dict) -> None:
     for h, d in metrics["direction"].items():
         for key in ("macro_f1", "log_loss"):
             b = d["best_baseline"][key]
-            lo, hi = d["ci95"][key]
+            ci = "[too few ticks]" if d["ci95"][key] is None else "[{:+.4f}, {:+.4f}]".format(*d["ci95"][key])
             table.add_row(h, key, f"{d[key]:.4f}", f"{d['baselines'][b][key]:.4f} ({b})",
-                          f"{d[key] - d['baselines'][b][key]:+.4f} [{lo:+.4f}, {hi:+.4f}]", edge[d["significant"][key]])
+                          f"{d[key] - d['baselines'][b][key]:+.4f} {ci}", edge[d["significant"][key]])
     console = Console(stderr=True)
     console.print(table)
     bt = Table(title="backtest on test (threshold chosen on validation; spread both ways, fee twice)")
@@ -224,8 +227,9 @@ def write_report(path: Path, metrics: dict, reliab: dict, curves: dict) -> None:
             ax = axes[row, k]
             vals = [d[key], *(d["baselines"][b][key] for b in d["baselines"])]
             ax.bar(names, vals, color=["C0"] + ["C7"] * len(d["baselines"]))
-            lo, hi = d["ci95"][key]
-            ax.set_title(f"{h} {key}: model - {d['best_baseline'][key]} in [{lo:+.4f}, {hi:+.4f}]", fontsize=9)
+            ci = "no interval (too few ticks)" if d["ci95"][key] is None else "in [{:+.4f}, {:+.4f}]".format(
+                *d["ci95"][key])
+            ax.set_title(f"{h} {key}: model - {d['best_baseline'][key]} {ci}", fontsize=9)
             if key == "log_loss":
                 ax.set_ylim(min(vals) * 0.95, max(vals) * 1.02)
         ax = axes[2, k]
