@@ -204,3 +204,15 @@ def test_resumed_run_ends_as_the_uninterrupted_one(data, tmp_path):
     assert curves[0]["train_loss"] == curves[1]["train_loss"] and curves[1]["steps_run"] == 12
     with pytest.raises(FileNotFoundError, match="no interrupted run"):
         train(data, tmp_path / "never", resume=True, **args)
+
+
+def test_label_mode_is_recorded_and_reused_by_evaluation(data, tmp_path):
+    from lob.training.labels import LabelSpec
+
+    run = train(data, tmp_path / "run", max_steps=1, labels="smoothed", smooth_bps=2.0, **FAST)
+    spec = LabelSpec.of_training(json.loads((run / "config.json").read_text())["training"])
+    assert spec == LabelSpec(fee_bps=0.5, mode="smoothed", smooth_bps=2.0)
+    assert json.loads((run / "manifest.json").read_text())["labels"] == "smoothed"
+    with pytest.raises(ValueError, match="label mode"):
+        train(data, tmp_path / "bad", max_steps=1, labels="fancy", **FAST)
+    assert not (tmp_path / "bad").exists()

@@ -187,6 +187,8 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
         curves, best, bad_evals, first_step, elapsed_before = (st["curves"], st["best"], st["bad_evals"], st["step"],
                                                               st["elapsed"])
         console.print(f"resuming {out} at step {first_step}")
+        if bad_evals >= cfg.patience:  # it had early-stopped at that evaluation: nothing left to train
+            first_step = cfg.max_steps
     model.train()
     columns = [TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]:.4f}")]
