@@ -122,15 +122,17 @@ def main() -> None:
     same_top1 = np.array_equal(offline["next_token_top1"], served["next_token_top1"])
     metrics_json = json.loads((run / "metrics.json").read_text())
 
-    table = Table(title="Held-out test split (lob evaluate): direction accuracy / macro-F1")
-    for col in ("horizon", "Mamba-LOB", "majority", "logreg"):
+    table = Table(title="Held-out test split (lob evaluate): direction macro-F1 / log-loss, "
+                        "model - best baseline with its 95% block-bootstrap interval")
+    for col in ("horizon", "Mamba-LOB", "logreg", "hgb", "macro-F1 diff [95% CI]", "log-loss diff [95% CI]"):
         table.add_column(col)
-    for h in ("h10", "h50", "h100"):
-        d = metrics_json["direction"][h]
+    for h, d in metrics_json["direction"].items():
         b = d["baselines"]
-        table.add_row(h, f"{d['accuracy']:.3f} / {d['macro_f1']:.3f}",
-                      f"{b['majority']['accuracy']:.3f} / {b['majority']['macro_f1']:.3f}",
-                      f"{b['logreg']['accuracy']:.3f} / {b['logreg']['macro_f1']:.3f}")
+        ci = {k: "too few ticks" if d["ci95"][k] is None else "[{:+.4f}, {:+.4f}]".format(*d["ci95"][k])
+              for k in ("macro_f1", "log_loss")}
+        table.add_row(h, f"{d['macro_f1']:.3f} / {d['log_loss']:.4f}",
+                      f"{b['logreg']['macro_f1']:.3f} / {b['logreg']['log_loss']:.4f}",
+                      f"{b['hgb']['macro_f1']:.3f} / {b['hgb']['log_loss']:.4f}", ci["macro_f1"], ci["log_loss"])
     console.print(table)
     ne = metrics_json["next_event"]
     console.print(f"next event top-1 {ne['top1']:.3f} (majority {ne['baselines']['majority']['top1']:.3f}, "

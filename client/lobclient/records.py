@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 N_LEVELS = 10  # book levels per side the server takes
-HORIZONS = (10, 50, 100)  # direction horizons in ticks, rows of Prediction.dir_probs
+HORIZONS = (10, 50, 100)  # rows of Prediction.dir_probs; = lob.contract.HORIZONS (tests/unit/test_contract.py)
 
 
 @dataclass(frozen=True)

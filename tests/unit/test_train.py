@@ -133,3 +133,86 @@ def test_killed_training_is_not_loadable(data, tmp_path):
     with pytest.raises(RunError):
         load_run(run)
     assert not run.exists()
+
+
+def test_weight_decay_spares_ssm_parameters_biases_norms_and_embeddings():
+    from torch import nn
+
+    from lob.models.mamba import MambaLOB, config_from_preset
+    from lob.training.optim import param_groups
+
+    model = MambaLOB(config_from_preset("tiny", vocab_size=50, n_features=4))
+    decay, exempt = (set(g["names"]) for g in param_groups(model, 0.1))
+    names = {n for n, _ in model.named_parameters()}
+    assert decay | exempt == names and not decay & exempt  # every parameter once (the tied head is the embedding)
+    assert {"embedding.weight", "norm_f.weight", "dir_head.bias", "layers.0.mixer.A_log", "layers.0.mixer.D",
+            "layers.0.mixer.dt_proj.bias", "layers.0.norm.weight", "layers.1.mixer.conv1d.bias"} <= exempt
+    assert {"layers.0.mixer.in_proj.weight", "layers.0.mixer.x_proj.weight", "layers.0.mixer.out_proj.weight",
+            "dir_head.weight", "feature_proj.weight"} <= decay
+
+    # any architecture: a transformer-like block with a learned position embedding and LayerNorm
+    class Other(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(10, 8)
+            self.pos_emb = nn.Parameter(torch.zeros(16, 8))
+            self.ln = nn.LayerNorm(8)
+            self.attn = nn.Linear(8, 24)
+
+    decay, exempt = (set(g["names"]) for g in param_groups(Other(), 0.1))
+    assert decay == {"attn.weight"} and exempt == {"tok.weight", "pos_emb", "ln.weight", "ln.bias", "attn.bias"}
+
+    # behaviour: with zero gradients an AdamW step only decays the decayed group
+    groups = param_groups(model, 0.5)
+    opt = torch.optim.AdamW(groups, lr=0.1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    after = dict(model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in groups[1]["names"])
+    assert all(torch.allclose(after[n], before[n] * (1 - 0.1 * 0.5)) for n in groups[0]["names"])
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_as_the_uninterrupted_one(data, tmp_path):
+    from lob.training.train import resume_path
+
+    torch.set_num_threads(1)
+    args = dict(max_steps=12, seed=5, window=64, batch_size=4, eval_every=2, max_val_windows=4, patience=100)
+    whole = train(data, tmp_path / "whole", **args)
+    run = tmp_path / "run"
+    code = (f"from lob.training.train import train; train({str(data)!r}, {str(run)!r}, **{args!r})")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not resume_path(run).exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert not run.exists() and resume_path(run).exists()
+    with pytest.raises(ValueError, match="other arguments"):
+        train(data, run, resume=True, **{**args, "lr": 1e-3})
+    train(data, run, resume=True, **args)
+    assert not resume_path(run).exists()
+    a, b = _tensors(whole), _tensors(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    curves = [json.loads((r / "train_metrics.json").read_text()) for r in (whole, run)]
+    assert curves[0]["train_loss"] == curves[1]["train_loss"] and curves[1]["steps_run"] == 12
+    with pytest.raises(FileNotFoundError, match="no interrupted run"):
+        train(data, tmp_path / "never", resume=True, **args)
+
+
+def test_label_mode_is_recorded_and_reused_by_evaluation(data, tmp_path):
+    from lob.training.labels import LabelSpec
+
+    run = train(data, tmp_path / "run", max_steps=1, labels="smoothed", smooth_bps=2.0, **FAST)
+    spec = LabelSpec.of_training(json.loads((run / "config.json").read_text())["training"])
+    assert spec == LabelSpec(fee_bps=0.5, mode="smoothed", smooth_bps=2.0)
+    assert json.loads((run / "manifest.json").read_text())["labels"] == "smoothed"
+    with pytest.raises(ValueError, match="label mode"):
+        train(data, tmp_path / "bad", max_steps=1, labels="fancy", **FAST)
+    assert not (tmp_path / "bad").exists()

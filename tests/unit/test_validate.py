@@ -214,3 +214,17 @@ def test_named_configs_get_the_same_checks(repo):
     path = repo / "lob_tokenizer" / "configs" / "gpu.pbtxt"
     path.write_text(path.read_text() + "\nmax_batch_sizes: 8\n")
     assert_caught(repo, path, "max_batch_sizes")
+
+
+def test_direction_dims_follow_the_contract(repo, monkeypatch):
+    path = repo / "lob_stream" / "config.pbtxt"
+    edit_config(path, lambda c: next(o for o in c.output if o.name == "DIR_PROBS").dims.__setitem__(0, 4))
+    assert_caught(repo, path, "lob.contract")
+    # a contract with other horizons than the committed configs' rows: every config declaring DIR_PROBS is named
+    import lob.export.validate as validate
+
+    monkeypatch.setattr(validate, "HORIZONS", (10, 50))
+    problems = validate_repository(REPO)
+    flagged = {p.split(":")[0] for p in problems if "lob.contract" in p}
+    declaring = {str(p) for p in REPO.glob("*/config.pbtxt") if "DIR_PROBS" in p.read_text()}
+    assert declaring and flagged == declaring

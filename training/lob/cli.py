@@ -164,14 +164,18 @@ def train(
     preset: str = typer.Option("tiny", help="Model preset: tiny | small | base."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many optimiser steps."),
     seed: int = typer.Option(0, help="Seed for initialisation and batching."),
-    fee_bps: float = typer.Option(0.5, min=0.0, help="Fee per side in bps, added to the flat band."),
+    fee_bps: float = typer.Option(0.5, min=0.0, help="Fee per side in bps; the flat band pays it on both legs."),
+    labels: str = typer.Option("cost", help="cost (round-trip band, default) | smoothed (DeepLOB/FI-2010 protocol)."),
+    smooth_bps: float = typer.Option(0.5, min=0.0, help="Threshold of the smoothed labels, bps of mid."),
     force: bool = typer.Option(False, help="Replace an existing run folder."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run (same arguments) from its last evaluation."),
 ):
     """Train a model (Mamba-LOB, Transformer or hybrid) with a chronological train/validation/test split."""
     from lob.training.train import train as run_train
 
     try:
-        run_train(data, out, arch=arch, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force)
+        run_train(data, out, arch=arch, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force,
+                  resume=resume, labels=labels, smooth_bps=smooth_bps)
     except _USER_ERRORS as err:
         _fail(err)
 
@@ -180,12 +184,20 @@ def train(
 def evaluate(
     run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder (the one trained on)."),
+    walk_forward: Optional[int] = typer.Option(None, min=2, help="Instead: retrain and evaluate on K expanding "
+                                               "time folds with the run's arguments (RUN/walk_forward.json)."),
+    n_boot: int = typer.Option(1000, min=100, help="Block-bootstrap resamples of the 95% intervals."),
 ):
-    """Score the held-out test split against baselines; writes RUN/metrics.json and RUN/report.png."""
+    """Score the held-out test split against baselines with 95% intervals and a cost-aware backtest;
+    writes RUN/metrics.json and RUN/report.png."""
     from lob.evaluation.evaluate import evaluate as run_evaluate
+    from lob.evaluation.walk_forward import walk_forward as run_walk_forward
 
     try:
-        run_evaluate(run, data)
+        if walk_forward is not None:
+            run_walk_forward(run, data, walk_forward, n_boot=n_boot)
+        else:
+            run_evaluate(run, data, n_boot=n_boot)
     except _USER_ERRORS as err:
         _fail(err)
 

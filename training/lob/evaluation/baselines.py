@@ -5,18 +5,28 @@ Next event (token ``t+1`` given ticks up to ``t``):
   * copy_prev: the current token repeats;
   * markov1: ``argmax_j P(next = j | current = i)`` from train bigram counts (unseen ``i``: majority).
 
-Direction (per horizon):
-  * majority: the most frequent train label;
-  * logreg: multinomial logistic regression on the tokenizer's standardised features of tick ``t``
-    (L2-regularised, fitted full-batch with torch L-BFGS).
+Direction (per horizon), as probabilities (N, 3) from the tokenizer's standardised features of tick ``t``:
+  * majority: the train class frequencies at every tick (``DummyClassifier("prior")``; argmax = majority class);
+  * logreg: multinomial logistic regression (scikit-learn, L-BFGS), objective
+    ``mean CE + l2 · ||W||²`` (bias unpenalised), i.e. ``C = 1 / (2 · l2 · N)`` (the objective of the torch
+    L-BFGS fit it replaced; tests/unit/test_evaluate.py checks both agree);
+  * hgb: gradient-boosted trees (``HistGradientBoostingClassifier``), early-stopped on the validation split
+    (chronologically after train; without validation ticks of its classes, all 200 iterations run).
+A horizon whose train labels hold one class only gets that class's prior from every baseline.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
 
 from lob.training.labels import IGNORE
+
+DIRECTION_BASELINES = ("majority", "logreg", "hgb")
+L2 = 1e-4
 
 
 @dataclass
@@ -41,44 +51,45 @@ class TokenBaselines:
                 "markov1": self.markov_next[tokens]}
 
 
+def _proba3(clf, x: np.ndarray) -> np.ndarray:
+    """(N, 3) probabilities over all three classes, zero for a class absent from the classifier's train labels."""
+    out = np.zeros((x.shape[0], 3))
+    out[:, clf.classes_] = clf.predict_proba(x)
+    return out
+
+
+def _fit_one(name: str, x: np.ndarray, y: np.ndarray, early: dict, l2: float, seed: int):
+    if name == "majority" or len(np.unique(y)) < 2:  # one class only: its prior is all there is to learn
+        return DummyClassifier(strategy="prior").fit(x, y)
+    if name == "logreg":
+        return LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), max_iter=500, tol=1e-7).fit(x, y)
+    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, early_stopping=bool(early),
+                                          n_iter_no_change=10, random_state=seed).fit(x, y, **early)
+
+
 @dataclass
 class DirectionBaselines:
-    majority: np.ndarray  # (H,) int64: most frequent train label per horizon
-    weight: np.ndarray  # (H, F, 3) float32 logistic-regression weights
-    bias: np.ndarray  # (H, 3) float32
+    models: dict[str, list]  # name -> one fitted scikit-learn classifier per horizon
 
     @staticmethod
-    def fit(features: np.ndarray, labels: np.ndarray, l2: float = 1e-4, max_iter: int = 200) -> "DirectionBaselines":
-        """features (N, F) float32 standardised, labels (N, H) int64 with IGNORE for masked ticks."""
-        import torch
-        import torch.nn.functional as F
+    def fit(features: np.ndarray, labels: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None = None,
+            l2: float = L2, seed: int = 0, names: tuple[str, ...] = DIRECTION_BASELINES) -> "DirectionBaselines":
+        """features (N, F) float32 standardised, labels (N, H) int64 with IGNORE for masked ticks;
+        ``val`` the validation split's (features, labels) alike, for the trees' early stopping."""
+        models: dict[str, list] = {name: [] for name in names}
+        for j in range(labels.shape[1]):
+            keep = labels[:, j] != IGNORE
+            x, y = features[keep].astype(np.float64), labels[keep, j]
+            early = {}
+            if val is not None:  # the trees stop on validation ticks of the classes they are fitted on
+                vkeep = (val[1][:, j] != IGNORE) & np.isin(val[1][:, j], np.unique(y))
+                if vkeep.any():
+                    early = {"X_val": val[0][vkeep].astype(np.float64), "y_val": val[1][vkeep, j]}
+            for name in names:
+                models[name].append(_fit_one(name, x, y, early, l2, seed))
+        return DirectionBaselines(models)
 
-        n_h = labels.shape[1]
-        majority = np.array([np.bincount(labels[labels[:, j] != IGNORE, j], minlength=3).argmax() for j in range(n_h)])
-        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # (N, F)
-        weights, biases = [], []
-        for j in range(n_h):
-            keep = torch.from_numpy(labels[:, j] != IGNORE)
-            xj, yj = x[keep], torch.from_numpy(labels[:, j])[keep]
-            w = torch.zeros(x.shape[1], 3, requires_grad=True)
-            b = torch.zeros(3, requires_grad=True)
-            opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-7,
-                                    line_search_fn="strong_wolfe")
-
-            def closure():
-                opt.zero_grad()
-                loss = F.cross_entropy(xj @ w + b, yj) + l2 * (w * w).sum()
-                loss.backward()
-                return loss
-
-            opt.step(closure)
-            weights.append(w.detach().numpy().copy())
-            biases.append(b.detach().numpy().copy())
-        return DirectionBaselines(majority.astype(np.int64), np.stack(weights), np.stack(biases))
-
-    def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """name -> (N, H) int64 predicted class per horizon."""
-        logits = np.einsum("nf,hfc->nhc", features.astype(np.float32), self.weight) + self.bias  # (N, H, 3)
-        n = features.shape[0]
-        return {"majority": np.broadcast_to(self.majority, (n, self.majority.shape[0])).copy(),
-                "logreg": logits.argmax(axis=-1).astype(np.int64)}
+    def predict_proba(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """name -> (N, H, 3) float64 direction probabilities per horizon."""
+        x = features.astype(np.float64)
+        return {name: np.stack([_proba3(m, x) for m in models], axis=1) for name, models in self.models.items()}

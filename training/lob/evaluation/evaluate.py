@@ -1,37 +1,52 @@
 """``lob evaluate``: score a run on each symbol's held-out test split against baselines.
 
 The test split is rebuilt from the boundaries recorded in the run's manifest (the data files must
-be the ones trained on: their sha256 is checked). Each symbol's test segment is tokenized from a
-fresh tokenizer state and run through the model from a fresh model state, in chunks with the state
-carried: exactly what streaming that segment through the server gives. Metrics pool the ticks of
-every symbol.
+be the ones trained on: their sha256 is checked) and labelled as the run was trained
+(``config.json`` ``training``: fee, label mode). Each symbol's validation and test segments are
+tokenized from a fresh tokenizer state and run through the model from a fresh model state, in
+chunks with the state carried: exactly what streaming that segment through the server gives.
+Metrics pool the ticks of every symbol.
 
 ``RUN/metrics.json``::
 
     next_event: top1, top5, perplexity, n, baselines.{majority,copy_prev,markov1}.top1
-    direction.h10|h50|h100: accuracy, macro_f1, n, label_counts, confusion[true][pred],
-                            baselines.{majority,logreg}.{accuracy,macro_f1}
-    beats_baselines: every model metric above its best baseline; margins: model - best baseline
+    direction.hH: accuracy, macro_f1, log_loss, brier, ece, n, label_counts, confusion[true][pred],
+                  baselines.{majority,logreg,hgb}.{accuracy,macro_f1,log_loss,brier,ece},
+                  best_baseline.{macro_f1,log_loss} (name), block (bootstrap block, ticks),
+                  ci95.{macro_f1,log_loss} = [lo, hi] of model - best baseline (``lob.evaluation.bootstrap``;
+                  null with fewer than 5 blocks of test ticks),
+                  significant.{macro_f1,log_loss}: +1 model better (interval excludes 0), -1 worse, 0 no edge
+    backtest.hH.{model,logreg,hgb}: threshold, trades, hit_rate, mean_pnl_bps, total_pnl_bps, total_pnl,
+                                    per_day (``lob.evaluation.backtest``)
+    margins: model - best baseline per metric (log-loss: best - model, so > 0 is a model win), information
 
-``RUN/report.png``: bars of each metric against the baselines and the confusion matrix per horizon.
+Accuracy against the majority class is information, not a target: ~96% of h10 labels are flat.
+
+``RUN/report.png``: per horizon, macro-F1 and log-loss against baselines with the interval, the
+reliability diagram, the confusion matrix and the backtest PnL curves.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lob.contract import CLASSES
+from lob.contract import CLASSES, HORIZONS
 from lob.data.schema import atomic_write, dataset_files, load_dataset
+from lob.evaluation.backtest import Book, backtest, segment_run
 from lob.evaluation.baselines import DirectionBaselines, TokenBaselines
-from lob.evaluation.metrics import accuracy, confusion, macro_f1
+from lob.evaluation.bootstrap import block_length, paired_ci
+from lob.evaluation.metrics import accuracy, confusion, direction_scores, reliability
 from lob.evaluation.predict import stream_chunks
-from lob.training.labels import IGNORE
+from lob.training.labels import IGNORE, LabelSpec
 from lob.training.run import RunError, load_run, sha256_file, write_json
 from lob.training.segments import segments
 from lob.training.split import split_from_boundaries
+
+TRADED = ("model", "logreg", "hgb")  # systems the backtest runs on
 
 
 def check_data(run: Path, data: Path, manifest: dict) -> None:
@@ -49,14 +64,14 @@ def check_data(run: Path, data: Path, manifest: dict) -> None:
 
 @torch.no_grad()
 def _model_outputs(model, seg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per tick of a segment: next-token hit@1, hit@5 and log-prob of the true next token (N-1,), dir preds (N, H)."""
+    """Per tick of a segment: next-token hit@1, hit@5, log-prob of the true next token (N-1,); dir probs (N, H, 3)."""
     n = len(seg.tokens)
     hit1, hit5, logp = np.zeros(n - 1, bool), np.zeros(n - 1, bool), np.zeros(n - 1, np.float64)
-    dir_pred = np.empty((n, len(model.config.horizons)), np.int64)
+    dir_proba = np.empty((n, len(model.config.horizons), 3), np.float64)
     target = torch.from_numpy(seg.tokens[1:])
     for start, next_logits, dir_logits in stream_chunks(model, seg.tokens, seg.features):
         stop = min(start + next_logits.shape[0], n - 1)  # the last tick has no next token
-        dir_pred[start:start + dir_logits.shape[0]] = dir_logits.argmax(-1).numpy()
+        dir_proba[start:start + dir_logits.shape[0]] = dir_logits.double().softmax(-1).numpy()
         if stop <= start:
             continue
         lp = next_logits[: stop - start].log_softmax(-1)  # (L, V)
@@ -65,117 +80,167 @@ def _model_outputs(model, seg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         hit1[start:stop] = (top5[:, 0] == tgt).numpy()
         hit5[start:stop] = (top5 == tgt[:, None]).any(-1).numpy()
         logp[start:stop] = lp.gather(-1, tgt[:, None])[:, 0].double().numpy()
-    return hit1, hit5, logp, dir_pred
+    return hit1, hit5, logp, dir_proba
 
 
-def evaluate(run: Path, data: Path) -> dict:
+def _significance(ci: list[float] | None, higher_is_better: bool) -> int:
+    if ci is None:  # too few test ticks for an interval: no edge can be claimed
+        return 0
+    lo, hi = ci
+    if lo > 0 or hi < 0:
+        return 1 if (lo > 0) == higher_is_better else -1
+    return 0
+
+
+def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False) -> dict:
     """Write RUN/metrics.json and RUN/report.png; returns the metrics."""
     run = Path(run)
     model, tokenizer, manifest = load_run(run)
     check_data(run, data, manifest)
+    training = json.loads((run / "config.json").read_text())["training"]
+    spec = LabelSpec.of_training(training)
     dataset = load_dataset(data)
     recorded = manifest["split"]["symbols"]
     unknown = sorted(set(dataset) - set(recorded))
     if unknown:
         raise RunError(f"{data}: symbol(s) {unknown} are not in {run}'s split")
     splits = {sym: split_from_boundaries(dataset[sym], recorded[sym]) for sym in sorted(dataset)}
-    fee_bps, horizons = manifest["fee_bps"], tuple(model.config.horizons)
-    train_segs = segments(dataset, splits, "train", tokenizer, fee_bps)
-    test_segs = segments(dataset, splits, "test", tokenizer, fee_bps)
+    horizons = tuple(model.config.horizons)
+    if horizons != HORIZONS:
+        raise RunError(f"{run}: the model's horizons {horizons} are not lob.contract.HORIZONS {HORIZONS}, "
+                       "which the labels use; retrain it")
+    segs = {part: segments(dataset, splits, part, tokenizer, spec) for part in ("train", "val", "test")}
 
-    tok_base = TokenBaselines.fit([s.tokens for s in train_segs], tokenizer.vocab_size)
-    dir_base = DirectionBaselines.fit(np.concatenate([s.features for s in train_segs]),
-                                      np.concatenate([s.labels for s in train_segs]))
+    tok_base = TokenBaselines.fit([s.tokens for s in segs["train"]], tokenizer.vocab_size)
+    stack = lambda part, a: np.concatenate([getattr(s, a) for s in segs[part]])  # noqa: E731
+    dir_base = DirectionBaselines.fit(stack("train", "features"), stack("train", "labels"),
+                                      val=(stack("val", "features"), stack("val", "labels")), seed=training["seed"])
 
-    # per symbol, then pooled: every array below is concatenated over the test segments
-    outputs = [_model_outputs(model, seg) for seg in test_segs]
-    hit1, hit5, logp, dir_pred = (np.concatenate(parts) for parts in zip(*outputs))
-    labels = np.concatenate([seg.labels for seg in test_segs])  # (N, H)
+    # per segment: {system: (N, H, 3)} direction probabilities on validation and test
+    proba = {}
+    test_out = []
+    for part in ("val", "test"):
+        proba[part] = []
+        for seg in segs[part]:
+            out = _model_outputs(model, seg)
+            if part == "test":
+                test_out.append(out)
+            proba[part].append({"model": out[3], **dir_base.predict_proba(seg.features)})
+    hit1, hit5, logp = (np.concatenate([o[k] for o in test_out]) for k in range(3))
+    test_segs = segs["test"]
     next_true = np.concatenate([seg.tokens[1:] for seg in test_segs])  # (N - S,)
     tok_preds = [tok_base.predict(seg.tokens[:-1]) for seg in test_segs]
-    tok_base_pred = {name: np.concatenate([p[name] for p in tok_preds]) for name in tok_preds[0]}
-    dir_preds = [dir_base.predict(seg.features) for seg in test_segs]
-    dir_base_pred = {name: np.concatenate([p[name] for p in dir_preds]) for name in dir_preds[0]}  # (N, H)
-    metrics: dict = {"run": run.name, "test_ticks": int(sum(len(s.tokens) for s in test_segs)),
+    metrics: dict = {"run": run.name, "labels": spec.mode, "fee_bps": spec.fee_bps,
+                     "test_ticks": int(sum(len(s.tokens) for s in test_segs)),
                      "next_event": {"top1": float(hit1.mean()), "top5": float(hit5.mean()),
                                     "perplexity": float(math.exp(-logp.mean())), "n": int(logp.size),
-                                    "baselines": {name: {"top1": accuracy(next_true, p)}
-                                                  for name, p in tok_base_pred.items()}},
-                     "direction": {}}
+                                    "baselines": {name: {"top1": accuracy(next_true, np.concatenate(
+                                        [p[name] for p in tok_preds]))} for name in tok_preds[0]}},
+                     "direction": {}, "backtest": {}}
+    labels = np.concatenate([seg.labels for seg in test_segs])  # (N, H)
+    systems = list(proba["test"][0])
+    pooled = {name: np.concatenate([p[name] for p in proba["test"]]) for name in systems}  # (N, H, 3)
+    curves, reliab = {}, {}
     for j, h in enumerate(horizons):
         keep = labels[:, j] != IGNORE
-        y, p = labels[keep, j], dir_pred[keep, j]
-        metrics["direction"][f"h{h}"] = {
-            "accuracy": accuracy(y, p), "macro_f1": macro_f1(y, p), "n": int(keep.sum()),
-            "label_counts": dict(zip(CLASSES, np.bincount(y, minlength=3).tolist())),
-            "confusion": confusion(y, p).tolist(),
-            "baselines": {name: {"accuracy": accuracy(y, bp[keep, j]), "macro_f1": macro_f1(y, bp[keep, j])}
-                          for name, bp in dir_base_pred.items()}}
+        y = labels[keep, j]
+        scores = {name: direction_scores(y, pooled[name][keep, j]) for name in systems}
+        d = {**scores["model"], "n": int(keep.sum()),
+             "label_counts": dict(zip(CLASSES, np.bincount(y, minlength=3).tolist())),
+             "confusion": confusion(y, pooled["model"][keep, j].argmax(1)).tolist(),
+             "baselines": {name: scores[name] for name in systems if name != "model"}}
+        best = {"macro_f1": max(d["baselines"], key=lambda b: d["baselines"][b]["macro_f1"]),
+                "log_loss": min(d["baselines"], key=lambda b: d["baselines"][b]["log_loss"])}
+        d["best_baseline"] = best
+        d["block"] = block_length(h)
+        ci = {key: paired_ci(y, pooled["model"][keep, j], pooled[best[key]][keep, j], d["block"], key, n_boot)
+              for key in ("macro_f1", "log_loss")}
+        d["ci95"] = ci
+        d["significant"] = {"macro_f1": _significance(ci["macro_f1"], True),
+                            "log_loss": _significance(ci["log_loss"], False)}
+        metrics["direction"][f"h{h}"] = d
+        reliab[f"h{h}"] = {name: reliability(y, pooled[name][keep, j]) for name in ("model", best["log_loss"])}
+
+        bt, curves[f"h{h}"] = {}, {}
+        for name in (s for s in TRADED if s in systems):
+            runs = {part: [segment_run(Book.of_ticks(seg.ticks), p[name][:, j], seg.labels[:, j], h, spec.fee_bps)
+                           for seg, p in zip(segs[part], proba[part])] for part in ("val", "test")}
+            bt[name], curves[f"h{h}"][name] = backtest(runs["val"], runs["test"], h)
+        metrics["backtest"][f"h{h}"] = bt
     metrics["margins"] = _margins(metrics)
-    metrics["beats_baselines"] = all(m > 0 for m in metrics["margins"].values())
     write_json(run / "metrics.json", metrics)
-    write_report(run / "report.png", metrics)
-    _print_summary(metrics)
+    write_report(run / "report.png", metrics, reliab, curves)
+    if not quiet:
+        _print_summary(metrics)
     return metrics
+
+
+def _margins(metrics: dict) -> dict[str, float]:
+    """Model minus its best baseline, signed so that > 0 is a model win (log-loss: baseline - model)."""
+    ne = metrics["next_event"]
+    out = {"next_event.top1": ne["top1"] - max(b["top1"] for b in ne["baselines"].values())}
+    for h, d in metrics["direction"].items():
+        for key in ("accuracy", "macro_f1"):
+            out[f"direction.{h}.{key}"] = d[key] - max(b[key] for b in d["baselines"].values())
+        out[f"direction.{h}.log_loss"] = min(b["log_loss"] for b in d["baselines"].values()) - d["log_loss"]
+    return out
 
 
 def _print_summary(metrics: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{metrics['run']}: held-out test ({metrics['test_ticks']:,} ticks)")
-    for col in ("metric", "model", "best baseline", "margin"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
-    for key, margin in metrics["margins"].items():
-        value = metrics
-        for part in key.split("."):  # "direction.h10.accuracy" -> metrics["direction"]["h10"]["accuracy"]
-            value = value[part]
-        table.add_row(key, f"{value:.4f}", f"{value - margin:.4f}", f"[{'green' if margin > 0 else 'red'}]{margin:+.4f}")
-    Console(stderr=True).print(table)
-
-
-def _margins(metrics: dict) -> dict[str, float]:
-    """Model metric minus its best baseline (perplexity has no baseline here; top1 does)."""
-    ne = metrics["next_event"]
-    out = {"next_event.top1": ne["top1"] - max(b["top1"] for b in ne["baselines"].values())}
+    table = Table(title=f"{metrics['run']}: held-out test ({metrics['test_ticks']:,} ticks, {metrics['labels']} labels)")
+    for col in ("horizon", "metric", "model", "best baseline", "model - best, 95% CI", "edge"):
+        table.add_column(col, justify="left" if col in ("horizon", "metric") else "right")
+    edge = {1: "[green]model[/]", -1: "[red]baseline[/]", 0: "none"}
     for h, d in metrics["direction"].items():
-        for key in ("accuracy", "macro_f1"):
-            out[f"direction.{h}.{key}"] = d[key] - max(b[key] for b in d["baselines"].values())
-    return out
+        for key in ("macro_f1", "log_loss"):
+            b = d["best_baseline"][key]
+            ci = "[too few ticks]" if d["ci95"][key] is None else "[{:+.4f}, {:+.4f}]".format(*d["ci95"][key])
+            table.add_row(h, key, f"{d[key]:.4f}", f"{d['baselines'][b][key]:.4f} ({b})",
+                          f"{d[key] - d['baselines'][b][key]:+.4f} {ci}", edge[d["significant"][key]])
+    console = Console(stderr=True)
+    console.print(table)
+    bt = Table(title="backtest on test (threshold chosen on validation; spread both ways, fee twice)")
+    for col in ("horizon", "system", "trades", "hit rate", "mean bps", "total bps"):
+        bt.add_column(col, justify="left" if col in ("horizon", "system") else "right")
+    for h, systems in metrics["backtest"].items():
+        for name, r in systems.items():
+            bt.add_row(h, name, str(r["trades"]), "-" if r["hit_rate"] is None else f"{r['hit_rate']:.3f}",
+                       "-" if r["mean_pnl_bps"] is None else f"{r['mean_pnl_bps']:+.2f}", f"{r['total_pnl_bps']:+.1f}")
+    console.print(bt)
 
 
-def write_report(path: Path, metrics: dict) -> None:
-    """PNG: next-event top-1 and per-horizon direction accuracy / macro-F1 against baselines, confusion matrices."""
+def write_report(path: Path, metrics: dict, reliab: dict, curves: dict) -> None:
+    """PNG, one column per horizon: macro-F1 and log-loss bars, reliability diagram, confusion, PnL curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     dirs = metrics["direction"]
-    n_cols = max(3, len(dirs))  # top row: next event, accuracy, macro-F1; bottom: one confusion per horizon
-    fig = plt.figure(figsize=(4.5 * n_cols, 8), constrained_layout=True)
-    grid = fig.add_gridspec(2, n_cols)
-    ne = metrics["next_event"]
-    ax = fig.add_subplot(grid[0, 0])
-    names = ["model", *ne["baselines"]]
-    ax.bar(names, [ne["top1"], *(b["top1"] for b in ne["baselines"].values())],
-           color=["C0"] + ["C7"] * len(ne["baselines"]))
-    ax.set_title(f"next event top-1 (ppl {ne['perplexity']:.1f})")
-    ax.tick_params(axis="x", rotation=30)
-    for k, key in enumerate(("accuracy", "macro_f1")):
-        ax = fig.add_subplot(grid[0, 1 + k])
-        series = {"model": [d[key] for d in dirs.values()]}
-        for name in next(iter(dirs.values()))["baselines"]:
-            series[name] = [d["baselines"][name][key] for d in dirs.values()]
-        x = np.arange(len(dirs))
-        width = 0.8 / len(series)
-        for i, (name, vals) in enumerate(series.items()):
-            ax.bar(x + i * width, vals, width, label=name)
-        ax.set_xticks(x + 0.4 - width / 2, list(dirs))
-        ax.set_title(f"direction {key}")
-        ax.legend(fontsize=8)
+    fig, axes = plt.subplots(5, len(dirs), figsize=(4.8 * len(dirs), 19), squeeze=False, constrained_layout=True)
     for k, (h, d) in enumerate(dirs.items()):
-        ax = fig.add_subplot(grid[1, k])
+        names = ["model", *d["baselines"]]
+        for row, key in enumerate(("macro_f1", "log_loss")):
+            ax = axes[row, k]
+            vals = [d[key], *(d["baselines"][b][key] for b in d["baselines"])]
+            ax.bar(names, vals, color=["C0"] + ["C7"] * len(d["baselines"]))
+            ci = "no interval (too few ticks)" if d["ci95"][key] is None else "in [{:+.4f}, {:+.4f}]".format(
+                *d["ci95"][key])
+            ax.set_title(f"{h} {key}: model - {d['best_baseline'][key]} {ci}", fontsize=9)
+            if key == "log_loss":
+                ax.set_ylim(min(vals) * 0.95, max(vals) * 1.02)
+        ax = axes[2, k]
+        ax.plot([0, 1], [0, 1], color="k", lw=0.5)
+        for name, r in reliab[h].items():
+            ax.plot(r["confidence"], r["accuracy"], "o-", ms=3, label=name)
+        ax.set_xlabel("top-label confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{h} reliability (model ECE {d['ece']:.3f})", fontsize=9)
+        ax.legend(fontsize=8)
+        ax = axes[3, k]
         cm = np.asarray(d["confusion"], dtype=np.float64)
         share = cm / np.maximum(cm.sum(1, keepdims=True), 1)  # row-normalised: recall along the diagonal
         ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
@@ -186,7 +251,15 @@ def write_report(path: Path, metrics: dict) -> None:
         ax.set_yticks(range(3), CLASSES)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{h}: acc {d['accuracy']:.3f}, F1 {d['macro_f1']:.3f}")
-    fig.suptitle(f"{metrics['run']}: held-out test, {metrics['test_ticks']:,} ticks")
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        ax.set_title(f"{h} model: acc {d['accuracy']:.3f}, F1 {d['macro_f1']:.3f}", fontsize=9)
+        ax = axes[4, k]
+        for name, curve in curves[h].items():
+            ax.plot(np.arange(1, len(curve) + 1), curve, label=f"{name} ({len(curve)} trades)")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel("trade")
+        ax.set_ylabel("cumulative PnL (bps)")
+        ax.set_title(f"{h} backtest on test", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{metrics['run']}: held-out test, {metrics['test_ticks']:,} ticks, {metrics['labels']} labels")
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
     plt.close(fig)

@@ -28,7 +28,6 @@ log-likelihood (nats per token) and perplexity on the real continuation given th
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 

@@ -26,6 +26,9 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from lob.contract import CLASSES, HORIZONS
+
+DIRECTION_TENSOR = "DIR_PROBS"  # dims [len(HORIZONS), len(CLASSES)] wherever a config declares it
 BUILD_PRODUCTS = frozenset({"model.onnx", "model_fp16.onnx", "model.plan"})
 
 _DEFAULT_FILE = {"onnxruntime_onnx": "model.onnx", "onnxruntime": "model.onnx", "tensorrt_plan": "model.plan",
@@ -122,6 +125,10 @@ def _check_io_declarations(model: _Model, problems: list[str]) -> None:
         for i, t in enumerate(tensors):
             if t.data_type == mc.TYPE_INVALID:
                 problems.append(f"{model.config_path}: {field}[{i}] ({t.name}).data_type: not set")
+            want = [len(HORIZONS), len(CLASSES)]
+            if t.name == DIRECTION_TENSOR and list(t.dims) != want:
+                problems.append(f"{model.config_path}: {field}[{i}] ({t.name}).dims: {list(t.dims)}, but "
+                                f"lob.contract has {want} (horizons {HORIZONS} x classes {CLASSES})")
 
 
 def _check_model_files(model: _Model, problems: list[str]) -> None:

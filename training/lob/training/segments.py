@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lob.data.schema import Ticks
-from lob.training.labels import W_MAX, tick_targets
+from lob.training.labels import LabelSpec
 from lob.training.split import SymbolSplit
 
 
@@ -19,18 +19,18 @@ class Segment:
     ticks: Ticks
     tokens: np.ndarray  # (N,) int64
     features: np.ndarray  # (N, F) float32
-    labels: np.ndarray  # (N, H) int64, IGNORE past the segment end
+    labels: np.ndarray  # (N, H) int64, IGNORE past the segment end and across sessions
     weights: np.ndarray  # (N, H) float32
 
 
-def segments(dataset: dict[str, Ticks], splits: dict[str, SymbolSplit], part: str, tokenizer, fee_bps: float,
-             w_max: float = W_MAX) -> list[Segment]:
+def segments(dataset: dict[str, Ticks], splits: dict[str, SymbolSplit], part: str, tokenizer,
+             spec: LabelSpec) -> list[Segment]:
     """``part`` in {"train", "val", "test"}; one segment per symbol, in sorted order."""
     out = []
     for sym in sorted(splits):
         sl = getattr(splits[sym], part)
         ticks = dataset[sym].slice(sl.start, sl.stop)
         tokens, features, _ = tokenizer.transform(ticks)
-        labels, weights = tick_targets(ticks, fee_bps, w_max)
+        labels, weights = spec.targets(ticks)
         out.append(Segment(sym, ticks, tokens.astype(np.int64), features.astype(np.float32), labels, weights))
     return out

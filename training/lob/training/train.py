@@ -11,7 +11,13 @@ start; the first ``burn_in`` ticks, at most half a window, only warm the state u
 loss). Loss ``L_dir + λ · L_next`` (``lob.training.labels``). Every ``eval_every`` steps the same loss is
 taken on the validation windows (non-overlapping, fixed); training stops after ``patience``
 evaluations without improvement and keeps the best weights. Everything random flows from ``seed``:
-same data, same seed, same checkpoint.
+same data, same seed, same checkpoint. Weight decay applies to weight matrices only
+(``lob.training.optim``).
+
+Resume: at every evaluation the whole training state (weights, optimiser, schedule, batch sampler,
+curves, best weights) is written atomically to ``.<RUN>.resume.pt`` beside the run folder; ``resume=True``
+(``lob train --resume``, same arguments) continues an interrupted run from there and ends with the
+checkpoint the uninterrupted run would have written. The file is removed once the run is written.
 """
 from __future__ import annotations
 
@@ -19,16 +25,16 @@ import copy
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lob.contract import HORIZONS
-from lob.data.schema import dataset_files, load_dataset
-from lob.training.labels import W_MAX, direction_loss
+from lob.data.schema import atomic_write, dataset_files, load_dataset
+from lob.training.labels import SMOOTH_BPS, W_MAX, LabelSpec, direction_loss
+from lob.training.optim import param_groups
 from lob.training.run import building, sha256_file, write_json
 from lob.training.segments import Segment, segments
 from lob.training.split import DEFAULT_FRACTIONS, split_symbol
@@ -39,7 +45,9 @@ class TrainConfig:
     arch: str = "mamba"  # lob.models.registry.ARCHS
     preset: str = "tiny"
     seed: int = 0
-    fee_bps: float = 0.5
+    fee_bps: float = 0.5  # fee per side (bps of mid); the label band pays it on both legs
+    labels: str = "cost"  # "cost" (round-trip band) | "smoothed" (literature protocol), `lob.training.labels`
+    smooth_bps: float = SMOOTH_BPS  # α of the smoothed labels
     split: tuple[float, float, float] = DEFAULT_FRACTIONS
     window: int = 512  # ticks per training window: long enough to carry the slow order-flow signal
     batch_size: int = 8  # 4,096 ticks per step, as 16 x 256 (same cost per step)
@@ -55,7 +63,10 @@ class TrainConfig:
     eval_every: int = 50
     patience: int = 4
     max_val_windows: int = 64
-    horizons: tuple[int, ...] = field(default=HORIZONS)
+
+    @property
+    def label_spec(self) -> LabelSpec:
+        return LabelSpec(self.fee_bps, self.w_max, self.labels, self.smooth_bps)
 
 
 def _batch(segs: list[Segment], picks: list[tuple[int, int]], window: int) -> tuple[torch.Tensor, ...]:
@@ -106,9 +117,17 @@ def _val_loss(model, segs, picks, window: int, cfg: TrainConfig) -> tuple[float,
     return d + cfg.lambda_next * n, d, n
 
 
+def resume_path(out: Path) -> Path:
+    """Where an unfinished run ``out`` keeps its training state."""
+    out = Path(out)
+    return out.parent / f".{out.name}.resume.pt"
+
+
 def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = None, seed: int = 0,
-          fee_bps: float = 0.5, force: bool = False, arch: str = "mamba", **overrides) -> Path:
-    """Train a run into ``out``; returns ``out``. ``overrides`` set other ``TrainConfig`` fields."""
+          fee_bps: float = 0.5, force: bool = False, arch: str = "mamba", resume: bool = False,
+          **overrides) -> Path:
+    """Train a run into ``out``; returns ``out``. ``overrides`` set other ``TrainConfig`` fields;
+    ``resume`` continues from ``resume_path(out)`` (FileNotFoundError when there is none)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -131,8 +150,8 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
         raise ValueError(f"{data}: no tick files (expected DIR/<SYMBOL>/<YYYY-MM-DD>.parquet)")
     splits = {sym: split_symbol(t, cfg.split) for sym, t in dataset.items()}
     tokenizer = Tokenizer.fit([dataset[s].slice(sp.train.start, sp.train.stop) for s, sp in splits.items()])
-    train_segs = segments(dataset, splits, "train", tokenizer, cfg.fee_bps, cfg.w_max)
-    val_segs = segments(dataset, splits, "val", tokenizer, cfg.fee_bps, cfg.w_max)
+    train_segs = segments(dataset, splits, "train", tokenizer, cfg.label_spec)
+    val_segs = segments(dataset, splits, "val", tokenizer, cfg.label_spec)
     short = [s.symbol for s in train_segs if len(s.tokens) < cfg.window]
     if short:
         raise ValueError(f"{data}: symbol(s) {short} have fewer train ticks than the window ({cfg.window})")
@@ -147,7 +166,7 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
     console.print(f"[bold]{cfg.arch}[/] preset={cfg.preset}: {n_params:,} parameters; vocab {tokenizer.vocab_size}, "
                   f"{tokenizer.n_features} features; train ticks {sum(len(s.tokens) for s in train_segs):,}, "
                   f"val windows {len(val_picks)}")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg, cfg.max_steps))
     rng = np.random.default_rng(cfg.seed)
     starts = np.array([len(s.tokens) - cfg.window + 1 for s in train_segs])  # valid window starts per segment
@@ -156,13 +175,31 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
     curves = {"step": [], "train_loss": [], "train_dir": [], "train_next": [], "lr": [],
               "val_step": [], "val_loss": [], "val_dir": [], "val_next": []}
     best = (math.inf, -1, None)  # (val loss, step, state_dict)
-    bad_evals = 0
+    bad_evals, first_step, elapsed_before = 0, 0, 0.0
+    state_file, data_files = resume_path(out), [sha256_file(f) for f in dataset_files(Path(data))]
+    if resume:
+        if not state_file.exists():
+            raise FileNotFoundError(f"{state_file}: no interrupted run of {out} to resume")
+        st = torch.load(state_file, map_location="cpu", weights_only=False)
+        if st["training"] != asdict(cfg) or st["data_sha256"] != data_files:
+            raise ValueError(f"{state_file}: the interrupted run had other arguments or data "
+                             f"({st['training']}); resume with the same ones")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        curves, best, bad_evals, first_step, elapsed_before = (st["curves"], st["best"], st["bad_evals"], st["step"],
+                                                              st["elapsed"])
+        console.print(f"resuming {out} at step {first_step}")
+        if bad_evals >= cfg.patience:  # it had early-stopped at that evaluation: nothing left to train
+            first_step = cfg.max_steps
     model.train()
     columns = [TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]:.4f}")]
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("train", total=cfg.max_steps, loss=float("nan"), val=float("nan"))
-        for step in range(cfg.max_steps):
+        task = bar.add_task("train", total=cfg.max_steps, completed=first_step, loss=float("nan"), val=float("nan"))
+        for step in range(first_step, cfg.max_steps):
             flat = rng.integers(0, cum[-1], cfg.batch_size)  # uniform over all windows of all symbols
             seg_idx = np.searchsorted(cum, flat, side="right")
             picks = [(int(i), int(f - (cum[i] - starts[i]))) for i, f in zip(seg_idx, flat)]
@@ -185,12 +222,17 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
                 else:
                     bad_evals += 1
                 bar.update(task, val=val)
+                st = {"step": step + 1, "model": model.state_dict(), "opt": opt.state_dict(),
+                      "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                      "curves": curves, "best": best, "bad_evals": bad_evals, "training": asdict(cfg),
+                      "data_sha256": data_files, "elapsed": elapsed_before + time.perf_counter() - t_start}
+                atomic_write(state_file, lambda tmp: torch.save(st, tmp))
             bar.update(task, advance=1, loss=loss.item())
             if bad_evals >= cfg.patience:
                 console.print(f"early stop at step {step + 1}: no validation improvement in {cfg.patience} evaluations")
                 break
     model.load_state_dict(best[2])
-    elapsed = time.perf_counter() - t_start
+    elapsed = elapsed_before + time.perf_counter() - t_start
 
     with building(out, force) as tmp:
         torch.save(checkpoint(model), tmp / "checkpoint.pt")
@@ -198,12 +240,15 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
         write_json(tmp / "config.json", {"arch": cfg.arch, "model": asdict(model_cfg), "training": asdict(cfg)})
         write_json(tmp / "train_metrics.json", {**curves, "best_step": best[1], "best_val_loss": best[0],
                                                 "steps_run": len(curves["step"]), "wall_s": elapsed})
-        write_json(tmp / "manifest.json", _manifest(data, splits, train_segs, val_segs, tokenizer, n_params, cfg))
+        write_json(tmp / "manifest.json", _manifest(data, splits, train_segs, val_segs, tokenizer, n_params, cfg,
+                                                          model_cfg.horizons))
+    state_file.unlink(missing_ok=True)
     console.print(f"run written to {out} (best val loss {best[0]:.4f} at step {best[1]}, {elapsed:.0f} s)")
     return out
 
 
-def _manifest(data: Path, splits, train_segs, val_segs, tokenizer, n_params: int, cfg: TrainConfig) -> dict:
+def _manifest(data: Path, splits, train_segs, val_segs, tokenizer, n_params: int, cfg: TrainConfig,
+              horizons: tuple[int, ...]) -> dict:
     import lob
 
     root = Path(data)
@@ -217,7 +262,8 @@ def _manifest(data: Path, splits, train_segs, val_segs, tokenizer, n_params: int
         "tokenizer_hash": tokenizer.content_hash,
         "n_parameters": n_params,
         "fee_bps": cfg.fee_bps,
-        "horizons": list(cfg.horizons),
+        "labels": cfg.labels,
+        "horizons": list(horizons),
         "versions": {"lob": getattr(lob, "__version__", "unknown"), "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
         "complete": True,
