@@ -221,6 +221,11 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._proc is not None:  # python backend stubs outlive a server killed with SIGKILL: end its group
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)  # the server leads its own session (start_new_session)
+            except (ProcessLookupError, PermissionError):
+                pass
         self._proc = None
         if self._tmp is not None:
             self._tmp.cleanup()
