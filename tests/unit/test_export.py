@@ -137,6 +137,7 @@ def test_export_of_another_preset_fits_the_gpu_state_dims(data_and_run, tmp_path
     assert (repo / "mamba_lob_onnx/1/model_fp16.onnx").is_file()
 
 
+@pytest.mark.slow  # trains a run, exports it, steps 1,124 ticks in onnxruntime
 @pytest.mark.parametrize("arch", ["transformer", "hybrid"])
 def test_attention_run_exports_its_ring_state_and_steps_as_lob_predict(arch, data_and_run, tmp_path):
     """A Transformer / hybrid run: the implicit-state configs get its states (K, V, POS int64, + CONV, SSM),

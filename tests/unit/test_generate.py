@@ -24,6 +24,7 @@ def tiny_run(tmp_path_factory):
     return root / "data", run
 
 
+@pytest.mark.slow  # trains a tiny run (module fixture)
 def test_rollouts_shapes_facts_and_determinism(tiny_run, tmp_path):
     data, run = tiny_run
     kw = dict(prompt_ticks=64, steps=60, rollouts=3, top_k=8, seed=5)
@@ -50,6 +51,7 @@ def test_rollouts_shapes_facts_and_determinism(tiny_run, tmp_path):
     assert other.column("token").to_pylist() != table["token"]  # another seed, other rollouts
 
 
+@pytest.mark.slow  # trains a tiny run (module fixture)
 def test_refuses_a_prompt_longer_than_the_held_out_segment(tiny_run, tmp_path):
     data, run = tiny_run
     with pytest.raises(ValueError, match="test segment has"):
@@ -57,6 +59,7 @@ def test_refuses_a_prompt_longer_than_the_held_out_segment(tiny_run, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # trains a tiny run (module fixture)
 def test_decoded_tokens_rebuild_into_ticks_that_re_encode_to_them(tiny_run):
     """Decode round trip on real transitions: each real tick's token, rebuilt into a tick from the book before it
     (``Book.apply``), re-encodes to that token (measured 96-99.8% on the 4 default simulated symbols)."""

@@ -172,3 +172,14 @@ def test_hybrid_layer_pattern():
     assert ["A" if isinstance(layer, TransformerBlock) else "M" for layer in model.layers] == list("MMAMMA")
     conv, ssm, k, v, pos = model.allocate_inference_cache(2)
     assert conv.shape[1] == 4 and k.shape[1] == 2 and k.shape[3] == cfg.window
+
+
+def test_lob_train_refuses_an_unknown_arch(tmp_path):
+    from typer.testing import CliRunner
+
+    from lob.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--arch", "rnn"])
+    assert result.exit_code == 2
+    assert "unknown architecture 'rnn'" in result.output
+    assert not (tmp_path / "run").exists()
