@@ -226,5 +226,6 @@ def test_direction_dims_follow_the_contract(repo, monkeypatch):
     monkeypatch.setattr(validate, "HORIZONS", (10, 50))
     problems = validate_repository(REPO)
     flagged = {p.split(":")[0] for p in problems if "lob.contract" in p}
-    declaring = {str(p) for p in REPO.glob("*/config.pbtxt") if "DIR_PROBS" in p.read_text()}
+    configs = [*REPO.glob("*/config.pbtxt"), *REPO.glob("*/configs/*.pbtxt")]  # named configs are checked too
+    declaring = {str(p) for p in configs if "DIR_PROBS" in p.read_text()}
     assert declaring and flagged == declaring

@@ -28,6 +28,7 @@ log-likelihood (nats per token) and perplexity on the real continuation given th
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -36,6 +37,7 @@ import torch
 
 from lob.data.schema import atomic_write, load_dataset
 from lob.tokenizer import EVENT_CLASSES, TickInput, Tokenizer
+from lob.training.labels import LabelSpec
 from lob.training.run import load_run, write_json
 from lob.training.segments import segments
 from lob.training.split import split_from_boundaries
@@ -313,7 +315,8 @@ def generate(run: Path, data: Path, out: Path, prompt_ticks: int = 512, steps: i
         raise ValueError(f"symbol {symbol!r} is not in {run}'s split (it has {sorted(recorded)})")
     dataset = load_dataset(data, [symbol])
     split = {symbol: split_from_boundaries(dataset[symbol], recorded[symbol])}
-    seg = segments(dataset, split, "test", tokenizer, manifest["fee_bps"])[0]
+    spec = LabelSpec.of_training(json.loads((Path(run) / "config.json").read_text())["training"])
+    seg = segments(dataset, split, "test", tokenizer, spec)[0]  # labelled as the run was trained
     need = prompt_ticks + steps
     if len(seg.tokens) < need:
         raise ValueError(f"{symbol}'s test segment has {len(seg.tokens)} ticks; prompt {prompt_ticks} + steps {steps} "
