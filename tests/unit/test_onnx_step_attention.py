@@ -107,3 +107,51 @@ def test_full_cache_export_runs_at_a_growing_length(exported, tmp_path):
         np.testing.assert_allclose(d, d_ref.softmax(-1).numpy(), atol=1e-5, rtol=0)
     k = state[names.index("STATE_K_IN")]
     assert k.shape[3] == 6  # grew one tick per step from empty
+
+
+def test_the_served_ring_graph_is_float32_only(exported):
+    """TensorRT has no FP64: no DOUBLE initializer, cast or intermediate anywhere in the ring step graph (RoPE
+    reads a float32 table of offsets < W), so the graph TensorRT parses is the one onnxruntime runs."""
+    _, path = exported
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
+    g = proto.graph
+    double = onnx.TensorProto.DOUBLE
+    assert not [t.name for t in g.initializer if t.data_type == double]
+    assert not [v.name for v in [*g.value_info, *g.input, *g.output] if v.type.tensor_type.elem_type == double]
+    casts = [a.i for n in g.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"]
+    assert double not in casts
+    assert not [n.op_type for n in g.node if n.op_type in ("Cos", "Sin")]  # angles are table lookups
+    assert len(g.value_info) > 50  # inference typed the intermediates: the DOUBLE check saw them
+
+
+def test_fp16_ring_graph_tracks_fp32_past_the_wrap(exported, tmp_path):
+    """`lob export` writes model_fp16.onnx for every arch: the attention graph's FP16 variant loads in
+    onnxruntime, keeps the FP32 interface, and follows the FP32 graph for 3 rings of ticks, each carrying
+    its own state as Triton would."""
+    from lob.export.onnx_fp16 import convert_fp16
+
+    model, path = exported
+    fp16_path = convert_fp16(path, tmp_path / "model_fp16.onnx")
+    fp32, fp16 = _session(path), _session(fp16_path)
+    assert [(i.name, i.type) for i in fp16.get_inputs()] == [(i.name, i.type) for i in fp32.get_inputs()]
+    names = io_names(model)[0][2:]
+    batch, length = 4, 3 * WINDOW
+    g = torch.Generator().manual_seed(11)
+    tokens = torch.randint(0, VOCAB, (batch, length), generator=g).numpy()
+    features = torch.randn(batch, length, N_FEATURES, generator=g).numpy()
+    states = [[s.numpy() for s in model.allocate_inference_cache(batch)] for _ in range(2)]
+    dirs = [[], []]
+    same_top1 = 0
+    for t in range(length):
+        feed = {"TOKEN": tokens[:, t:t + 1], "FEATURES": features[:, t]}
+        outs = []
+        for i, session in enumerate((fp32, fp16)):
+            d, ids, probs, *states[i] = session.run(None, {**feed, **dict(zip(names, states[i]))})
+            dirs[i].append(d)
+            outs.append(ids[:, 0])
+        same_top1 += int((outs[0] == outs[1]).sum())
+    ref, got = np.stack(dirs[0]), np.stack(dirs[1])  # (T, B, H, 3)
+    assert ref.std(axis=0).mean() > 0.02  # the probabilities move from tick to tick: the comparison is not vacuous
+    np.testing.assert_allclose(got, ref, atol=3e-3, rtol=0)  # measured max 1.8e-3 (FP16 has 11 significant bits)
+    assert same_top1 >= 0.97 * batch * length
+    np.testing.assert_array_equal(states[1][names.index("STATE_POS_IN")], length)

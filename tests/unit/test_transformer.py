@@ -123,7 +123,7 @@ def test_rope_is_relative_at_a_million_ticks():
     """Scores depend on the offset only, to float32 rounding, even at position 1e6 (angles in float64)."""
     from lob.models.transformer import Rotary, rope
 
-    rot = Rotary(16, 10_000.0)
+    rot = Rotary(16, 10_000.0, window=8)
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(1, 16, generator=g), torch.randn(1, 16, generator=g)
 
@@ -136,6 +136,28 @@ def test_rope_is_relative_at_a_million_ticks():
     far = torch.stack([score(1_000_000 + d, 1_000_000) for d in (1, 7, 100)])
     _close(far, near, atol=1e-5)
     assert (near - near[0]).abs().max() > 1e-2  # the offsets give different scores: the check is not vacuous
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_the_ring_step_is_the_same_at_a_million_ticks(name):
+    """The served step depends on the last W ticks and their offsets, not on how far into the day they are:
+    the same ring at POS = 40 and at POS = 40 + 62,500 W (1,000,040) steps alike to float32 rounding (its
+    keys are kept before RoPE, rotated by offsets < W). A POS one tick off is not the same ring, and shows."""
+    model = _model(name, window=16)
+    tokens, features = _inputs(2, 60, seed=7)
+    with torch.no_grad():
+        _, _, *state = model(tokens[:, :40], features[:, :40])  # POS 40, ring wrapped twice
+        *ring, pos = state
+        outs = {}
+        for shift in (0, 62_500 * 16, 1):
+            s = [*ring, pos + shift]
+            steps = []
+            for t in range(40, 60):
+                n, d, *s = model.step(tokens[:, t], features[:, t], *s)
+                steps.append(torch.cat([n.softmax(-1).flatten(1), d.softmax(-1).flatten(1)], 1))
+            outs[shift] = torch.stack(steps, 1)
+    _close(outs[62_500 * 16], outs[0], atol=1e-6)
+    assert (outs[1] - outs[0]).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("name", ["mamba", *ARCHS])

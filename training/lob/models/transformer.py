@@ -10,14 +10,21 @@ Attention sees the last W ticks (itself included) in training and in serving ali
 is the trained one. Streaming state, two forms, both ``(K, V, POS)``:
 
 - ``ring`` (served): K, V (B, n_layer, n_kv_head, W, head_dim) circular buffers; tick p goes to slot
-  p mod W; POS (B, 1) int64 counts ticks seen. Fixed size: Triton implicit state. RoPE is applied at the
-  true position p when a key is written, so a key keeps its rotation wherever it sits in the ring.
+  s = p mod W; POS (B, 1) int64 counts ticks seen. Fixed size: Triton implicit state. A key is stored
+  rotated at its *slot's* angle s, not at p: a RoPE score depends only on the angle difference, and a
+  query at p scores a key of its own lap (s <= p mod W) at angle p mod W and a key of the lap before at
+  p mod W + W, which both give the true offset. So a step rotates its key once and its query twice, with
+  angles < 2W read from a constant float32 table, and scores the ring in one pass with both queries.
+  No angle in the served graph grows with the tick index: it is float32 throughout (TensorRT, FP16) and
+  exact at any position, where a float32 position x frequency is off by ~0.05 rad at 1e6.
 - ``full``: K, V (B, n_layer, n_kv_head, T, head_dim) grow by one tick per step and every past tick is
   attended (no window): the unbounded-context decoder whose per-tick cost grows with T (bench/step_cost.py).
+  Its keys are rotated at their absolute position when written, angles computed in float64 (Llama's cache).
   Within the first W ticks it equals the ring.
 
-RoPE angles are computed in float64 (position x inverse frequency) and rounded to float32 once: at
-position 1e6 a float32 product would be off by ~0.05 rad.
+``forward`` (training, evaluation) rotates queries and keys at positions relative to the chunk's first
+tick (a carried ring's keys re-rotated from their slot angle), angles in float64: exact wherever the chunk
+starts.
 """
 from __future__ import annotations
 
@@ -88,17 +95,26 @@ PRESETS: dict[str, dict] = {
 # ---------------------------------------------------------------------------------------------- blocks
 
 class Rotary(nn.Module):
-    """RoPE (rotate-half layout, as Llama): cos/sin of position x inv_freq, angles in float64."""
+    """RoPE (rotate-half layout, as Llama): cos/sin of position x inv_freq, angles in float64.
 
-    def __init__(self, head_dim: int, theta: float):
+    ``table`` (2W, hd/2) x 2 holds the same for angles 0..2W-1, computed once: what the ring's step reads."""
+
+    def __init__(self, head_dim: int, theta: float, window: int):
         super().__init__()
         inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (hd/2,)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        angle = torch.arange(2 * window, dtype=torch.float64)[:, None] * inv_freq  # (2W, hd/2)
+        self.register_buffer("table_cos", angle.cos().float(), persistent=False)
+        self.register_buffer("table_sin", angle.sin().float(), persistent=False)
 
     def forward(self, pos: Tensor) -> tuple[Tensor, Tensor]:
         """pos (...) int64 -> cos, sin (..., 1, hd/2) float32 (the 1 broadcasts over heads)."""
         angle = pos.to(torch.float64)[..., None, None] * self.inv_freq
         return angle.cos().float(), angle.sin().float()
+
+    def lookup(self, pos: Tensor) -> tuple[Tensor, Tensor]:
+        """pos (...) int64 in [0, 2W) -> cos, sin (..., hd/2) float32, equal to ``forward``'s, by table lookup."""
+        return self.table_cos[pos], self.table_sin[pos]
 
 
 def rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -116,14 +132,12 @@ class Attention(nn.Module):
         self.head_dim = hd = cfg.d_model // cfg.n_head
         self.qkv_proj = nn.Linear(cfg.d_model, (cfg.n_head + 2 * cfg.n_kv_head) * hd, bias=False)
         self.o_proj = nn.Linear(cfg.n_head * hd, cfg.d_model, bias=False)
-        self.rotary = Rotary(hd, cfg.rope_theta)
+        self.rotary = Rotary(hd, cfg.rope_theta, cfg.window)
 
-    def _qkv(self, h: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """h (..., d_model), pos (...) -> q (..., H, hd), k, v (..., Hkv, hd), RoPE applied to q and k."""
-        q, k, v = self.qkv_proj(h).unflatten(-1, (-1, self.head_dim)).split(
+    def _qkv(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """h (..., d_model) -> q (..., H, hd), k, v (..., Hkv, hd), before RoPE."""
+        return self.qkv_proj(h).unflatten(-1, (-1, self.head_dim)).split(
             [self.n_head, self.n_kv_head, self.n_kv_head], dim=-2)
-        cos, sin = self.rotary(pos)
-        return rope(q, cos, sin), rope(k, cos, sin), v
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = False) -> Tensor:
         """q (B, H, Lq, hd), k/v (B, Hkv, Lk, hd), mask (B, 1, Lq, Lk) bool or None -> (B, Lq, H*hd) projected."""
@@ -135,46 +149,63 @@ class Attention(nn.Module):
     def forward(self, h: Tensor, k_ring: Tensor | None, v_ring: Tensor | None,
                 pos: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """h (B, L, d_model) at positions pos + 0..L-1 (pos (B, 1) int64; None: a fresh sequence at 0),
-        ring k/v (B, Hkv, W, hd) of the ticks before (None: empty) -> (out (B, L, d_model), new k_ring, v_ring)."""
+        ring k/v (B, Hkv, W, hd) of the ticks before (None: empty) -> (out (B, L, d_model), new k_ring, v_ring).
+        RoPE at positions relative to pos (the chunk's first tick is 0, the ring's ticks are negative)."""
         B, L, W = h.shape[0], h.shape[1], self.window
         p0 = torch.zeros(B, 1, dtype=torch.int64, device=h.device) if pos is None else pos
-        qpos = p0 + torch.arange(L, device=h.device)  # (B, L)
-        q, k, v = (t.transpose(1, 2) for t in self._qkv(h, qpos))  # (B, H|Hkv, L, hd)
+        t = torch.arange(L, device=h.device)  # (L,) positions relative to the chunk's first tick
+        q, k, v = (x.transpose(1, 2) for x in self._qkv(h))  # (B, H|Hkv, L, hd), before RoPE
+        cos, sin = (x.transpose(0, 1) for x in self.rotary(t))  # (1, L, hd/2)
+        qr, kr = rope(q, cos, sin), rope(k, cos, sin)
         if k_ring is None:  # fresh: keys are this chunk's only
             if L <= W:
-                y = self._attend(q, k, v, None, causal=True)
+                y = self._attend(qr, kr, v, None, causal=True)
             else:
-                d = qpos[:, :, None] - qpos[:, None, :]  # (B, L, L) query minus key position
-                y = self._attend(q, k, v, ((d >= 0) & (d < W))[:, None])
+                d = t[:, None] - t[None, :]  # (L, L) query minus key position
+                y = self._attend(qr, kr, v, ((d >= 0) & (d < W))[None, None])
             k_ring = torch.zeros(B, self.n_kv_head, W, self.head_dim, dtype=k.dtype, device=k.device)
             v_ring = torch.zeros_like(k_ring)
         else:
             slot = torch.arange(W, device=h.device)
-            rpos = p0 - 1 - torch.remainder(p0 - 1 - slot, W)  # (B, W) position of the tick in each slot; < 0: empty
-            kpos = torch.cat([rpos, qpos], dim=1)  # (B, W + L)
-            d = qpos[:, :, None] - kpos[:, None, :]  # (B, L, W + L)
-            mask = (d >= 0) & (d < W) & (kpos >= 0)[:, None, :]
-            y = self._attend(q, torch.cat([k_ring, k], dim=2), torch.cat([v_ring, v], dim=2), mask[:, None])
-        m = min(L, W)  # the last m ticks land in distinct slots
-        idx = (qpos[:, -m:] % W)[:, None, :, None].expand(B, self.n_kv_head, m, self.head_dim)
-        return y, k_ring.scatter(2, idx, k[:, :, -m:]), v_ring.scatter(2, idx, v[:, :, -m:])
+            rel = -1 - torch.remainder(p0 - 1 - slot, W)  # (B, W) slot's tick relative to pos, in [-W, -1]
+            rcos, rsin = (x.transpose(1, 2) for x in self.rotary(rel - slot))  # (B, 1, W, hd/2): slot angle -> rel
+            kpos = torch.cat([rel, t.expand(B, L)], dim=1)  # (B, W + L)
+            d = t[None, :, None] - kpos[:, None, :]  # (B, L, W + L)
+            mask = (d >= 0) & (d < W) & (p0 + kpos >= 0)[:, None, :]  # ring slots never written are out
+            k_all = torch.cat([rope(k_ring, rcos, rsin), kr], dim=2)
+            y = self._attend(qr, k_all, torch.cat([v_ring, v], dim=2), mask[:, None])
+        m = min(L, W)  # the last m ticks land in distinct slots, their keys rotated at the slot's angle
+        slots = (p0 + t[-m:]) % W  # (B, m)
+        scos, ssin = (x.transpose(1, 2) for x in self.rotary(slots))  # (B, 1, m, hd/2)
+        idx = slots[:, None, :, None].expand(B, self.n_kv_head, m, self.head_dim)
+        return y, k_ring.scatter(2, idx, rope(k[:, :, -m:], scos, ssin)), v_ring.scatter(2, idx, v[:, :, -m:])
 
     def step(self, h: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor,
              cache: str = "ring") -> tuple[Tensor, Tensor, Tensor]:
         """One tick at position pos (B, 1): h (B, d_model), cache k/v (B, Hkv, W|T, hd) -> (out (B, d_model),
         new k/v: ring W slots with slot pos mod W overwritten, or full T+1). Inputs are not modified."""
-        q, k, v = self._qkv(h, pos[:, 0])  # (B, H, hd), (B, Hkv, hd) x 2
-        if cache == "full":
+        q, k, v = self._qkv(h)  # (B, H, hd), (B, Hkv, hd) x 2, before RoPE
+        if cache == "full":  # keys stored rotated at their absolute position
+            cos, sin = self.rotary(pos[:, 0])  # (B, 1, hd/2)
+            q, k = rope(q, cos, sin), rope(k, cos, sin)
             k_cache = torch.cat([k_cache, k[:, :, None]], dim=2)
             v_cache = torch.cat([v_cache, v[:, :, None]], dim=2)
-            mask = None
-        else:
-            slot = torch.arange(k_cache.shape[2], device=h.device)  # (W,)
-            write = (slot == pos % self.window)[:, None, :, None]  # (B, 1, W, 1)
-            k_cache = torch.where(write, k[:, :, None], k_cache)
-            v_cache = torch.where(write, v[:, :, None], v_cache)
-            mask = (slot <= pos)[:, None, None, :]  # (B, 1, 1, W): slots written so far (all, once wrapped)
-        return self._attend(q[:, :, None], k_cache, v_cache, mask)[:, 0], k_cache, v_cache
+            return self._attend(q[:, :, None], k_cache, v_cache, None)[:, 0], k_cache, v_cache
+        W, groups = self.window, self.n_head // self.n_kv_head
+        slot = torch.arange(W, device=h.device)  # (W,)
+        phase = pos % W  # (B, 1): this tick's slot
+        cos, sin = self.rotary.lookup(phase)  # (B, 1, hd/2)
+        write = (slot == phase)[:, None, :, None]  # (B, 1, W, 1)
+        k_cache = torch.where(write, rope(k, cos, sin)[:, :, None], k_cache)  # key at its slot's angle
+        v_cache = torch.where(write, v[:, :, None], v_cache)
+        cos, sin = (x[:, None] for x in self.rotary.lookup(torch.cat([phase, phase + W], dim=1)))  # (B, 1, 2, hd/2)
+        q2 = rope(q[:, :, None], cos, sin)  # (B, H, 2, hd): the query at its own lap's angle, and the lap before's
+        scores = q2 @ k_cache.repeat_interleave(groups, dim=1).transpose(-1, -2)  # (B, H, 2, W)
+        scores = torch.where((slot <= phase)[:, None, :], scores[:, :, 0], scores[:, :, 1])  # (B, H, W)
+        scores = scores.masked_fill(~(slot <= pos)[:, None, :], float("-inf"))  # slots not written yet
+        att = (scores / math.sqrt(self.head_dim)).softmax(-1)  # (B, H, W)
+        y = (att[:, :, None] @ v_cache.repeat_interleave(groups, dim=1))[:, :, 0]  # (B, H, hd)
+        return self.o_proj(y.flatten(-2)), k_cache, v_cache
 
 
 class SwiGLU(nn.Module):
