@@ -205,3 +205,42 @@ def test_lob_train_refuses_an_unknown_arch(tmp_path):
     assert result.exit_code == 2
     assert "unknown architecture 'rnn'" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_lob_train_model_options_set_the_config_and_are_recorded(tmp_path):
+    """`--model-opt window=24 --model-opt n_layer=3` replaces the preset's fields: the checkpoint's model has
+    them, config.json records them for --resume and walk-forward; a field the arch lacks is refused up front."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lob.cli import app
+    from lob.data.simulator import simulate_dataset
+    from lob.training.run import load_run
+
+    simulate_dataset(tmp_path / "data", n_symbols=1, n_days=1, seed=1, events_per_day=2000, start_date="2024-01-02")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "bad"),
+                                  "--arch", "transformer", "--model-opt", "d_state=8"])
+    assert refused.exit_code == 2 and "['d_state']" in refused.output and "window" in refused.output
+    assert not (tmp_path / "bad").exists()
+    malformed = runner.invoke(app, ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "bad"),
+                                    "--model-opt", "window"])
+    assert malformed.exit_code == 2 and "KEY=VALUE" in malformed.output
+
+    from lob.training.train import train
+
+    run = train(tmp_path / "data", tmp_path / "run", arch="hybrid", max_steps=2, window=64, batch_size=2,
+                eval_every=1, max_val_windows=2, model_options={"window": 24, "n_layer": 3, "attn_every": 3})
+    model, _, _ = load_run(run)
+    assert (model.config.window, model.config.n_layer, model.config.attn_every) == (24, 3, 3)
+    assert model.allocate_inference_cache(1)[2].shape[-2] == 24  # K ring of 24 slots
+    recorded = json.loads((run / "config.json").read_text())["training"]["model_options"]
+    assert recorded == {"window": 24, "n_layer": 3, "attn_every": 3}
+
+
+def test_model_opt_values_parse_as_int_float_or_text():
+    from lob.cli import _model_options
+
+    assert _model_options(["window=128", "rope_theta=5e4", "d_ff=auto"]) == {"window": 128, "rope_theta": 50000.0,
+                                                                           "d_ff": "auto"}

@@ -162,6 +162,8 @@ def train(
     out: Path = typer.Option(..., help="Run folder to create."),
     arch: str = typer.Option("mamba", help="Architecture: mamba | transformer | hybrid."),
     preset: str = typer.Option("tiny", help="Model preset: tiny | small | base."),
+    model_opt: list[str] = typer.Option([], "--model-opt", help="KEY=VALUE replacing a preset's config field, "
+                                        "repeatable (e.g. window=128 attn_every=2 n_layer=4)."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many optimiser steps."),
     seed: int = typer.Option(0, help="Seed for initialisation and batching."),
     fee_bps: float = typer.Option(0.5, min=0.0, help="Fee per side in bps; the flat band pays it on both legs."),
@@ -175,9 +177,25 @@ def train(
 
     try:
         run_train(data, out, arch=arch, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force,
-                  resume=resume, labels=labels, smooth_bps=smooth_bps)
+                  resume=resume, labels=labels, smooth_bps=smooth_bps, model_options=_model_options(model_opt))
     except _USER_ERRORS as err:
         _fail(err)
+
+
+def _model_options(pairs: list[str]) -> dict:
+    """["window=128", "rope_theta=5e4", "d_ff=auto"] -> {"window": 128, "rope_theta": 50000.0, "d_ff": "auto"}."""
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--model-opt")
+        for parse in (int, float, str):
+            try:
+                options[key] = parse(text)
+                break
+            except ValueError:
+                continue
+    return options
 
 
 @app.command()

@@ -25,7 +25,7 @@ import copy
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from lob.training.split import DEFAULT_FRACTIONS, split_symbol
 class TrainConfig:
     arch: str = "mamba"  # lob.models.registry.ARCHS
     preset: str = "tiny"
+    model_options: dict = field(default_factory=dict)  # preset fields replaced, e.g. {"window": 128, "attn_every": 2}
     seed: int = 0
     fee_bps: float = 0.5  # fee per side (bps of mid); the label band pays it on both legs
     labels: str = "cost"  # "cost" (round-trip band) | "smoothed" (literature protocol), `lob.training.labels`
@@ -117,6 +118,19 @@ def _val_loss(model, segs, picks, window: int, cfg: TrainConfig) -> tuple[float,
     return d + cfg.lambda_next * n, d, n
 
 
+def check_model_options(arch: str, options: dict) -> None:
+    """Refuse (ValueError) a model option the architecture's config does not have, or one that sets the
+    tokenizer's sizes, before any data is read."""
+    from dataclasses import fields
+
+    from lob.models.registry import arch as get_arch
+
+    known = {f.name for f in fields(get_arch(arch).config)} - {"vocab_size", "n_features", "horizons"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"model option(s) {unknown} are not {arch} config fields; choose from {sorted(known)}")
+
+
 def resume_path(out: Path) -> Path:
     """Where an unfinished run ``out`` keeps its training state."""
     out = Path(out)
@@ -137,6 +151,7 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
 
     cfg = TrainConfig(arch=arch, preset=preset, seed=seed, fee_bps=fee_bps, **overrides)
     model_class = get_arch(cfg.arch).model  # unknown arch: refused before any work
+    check_model_options(cfg.arch, cfg.model_options)
     if max_steps is not None:
         cfg.max_steps = max_steps
     out = Path(out)
@@ -160,7 +175,7 @@ def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = N
 
     torch.manual_seed(cfg.seed)
     model_cfg = config_from_preset(cfg.arch, cfg.preset, vocab_size=tokenizer.vocab_size,
-                                   n_features=tokenizer.n_features)
+                                   n_features=tokenizer.n_features, **cfg.model_options)
     model = model_class(model_cfg)
     n_params = count_parameters(model)
     console.print(f"[bold]{cfg.arch}[/] preset={cfg.preset}: {n_params:,} parameters; vocab {tokenizer.vocab_size}, "
