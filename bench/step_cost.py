@@ -12,10 +12,10 @@ thread's CPU time (``time.thread_time``; torch and onnxruntime run 1 thread, on 
 shared at load ~12, wall time measures the scheduler (the 1k reference against itself read 0.4x-6.7x).
 
 States at position p, built cheaply but as the model makes them:
-- ring / hybrid: a forward over the ``--warm`` ticks before p started at position p - warm (POS = p; RoPE is
-  relative, so the ring depends on the ticks only). A sliding-window stack of n layers depends on the last n * W ticks only, so with
-  warm >= n_layer * W the ring is the one a run from tick 0 leaves. The hybrid's Mamba states hold those
-  warm ticks of history.
+- ring / hybrid: a forward over the ``--warm`` ticks before p started at position p - warm (POS = p; RoPE
+  is relative, so the ring depends on the ticks only). A sliding-window stack of n layers depends on the
+  last n * W ticks only, so with warm >= n_layer * W the ring is the one a run from tick 0 leaves. The
+  hybrid's Mamba states hold those warm ticks of history.
 - mamba: the state after a forward over the same ``--warm`` ticks: a Mamba state has no position; its cost
   could only move with its values (e.g. denormals), which the measurement would show.
 - full: K/V of length p drawn at random (attention costs the same whatever the values), POS = p. Measured
