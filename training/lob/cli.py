@@ -221,6 +221,24 @@ def evaluate(
 
 
 @app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Evaluated run folders (`lob evaluate` first)."),
+    markdown: Optional[Path] = typer.Option(None, help="Also write the tables as Markdown to this file."),
+):
+    """Evaluated runs side by side, and each design's mean ± sd over its seeds."""
+    from lob.evaluation.compare import compare as run_compare
+    from lob.evaluation.compare import print_tables, write_markdown
+
+    try:
+        rows, groups = run_compare(runs)
+    except _USER_ERRORS as err:
+        _fail(err)
+    print_tables(rows, groups)
+    if markdown is not None:
+        write_markdown(markdown, rows, groups)
+
+
+@app.command()
 def predict(
     run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder."),
