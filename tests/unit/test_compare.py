@@ -91,5 +91,6 @@ def test_markdown_holds_both_tables(tmp_path):
     assert result.exit_code == 0, result.output
     tables = out.read_text().split("\n\n")
     assert len(tables) == 2
-    assert len(tables[0].splitlines()) == 4 and "| s1 | transformer tiny W=512 | 1 |" in tables[0]  # header, rule, 2 rows
+    assert len(tables[0].splitlines()) == 4  # header, rule, 2 runs
+    assert "| s1 | transformer tiny W=512 | 1 |" in tables[0]
     assert "1.1000 ± 0.1414" in tables[1]

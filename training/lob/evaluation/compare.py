@@ -110,8 +110,9 @@ def run_table(rows: list[RunRow]) -> tuple[list[str], list[list[str]]]:
     header = ["run", "design", "seed", "params", "best val loss (step/run)", "next-event ppl", "top-1 (markov1)",
               *(f"{h} log-loss Δ [95% CI], edge" for h in horizons), f"{rows[0].f1_horizon} macro-F1 Δ, edge",
               f"{rows[0].f1_horizon} trades, PnL bps"]
-    body = [[r.run, r.design, str(r.seed), f"{r.n_parameters:,}", f"{r.best_val_loss:.4f} ({r.best_step}/{r.steps_run})",
-             f"{r.perplexity:.2f}", f"{r.top1:.4f} ({r.markov1_top1:.4f})",
+    body = [[r.run, r.design, str(r.seed), f"{r.n_parameters:,}",
+             f"{r.best_val_loss:.4f} ({r.best_step}/{r.steps_run})", f"{r.perplexity:.2f}",
+             f"{r.top1:.4f} ({r.markov1_top1:.4f})",
              *(f"{_ci(r.log_loss_delta[h], r.log_loss_ci[h])} {EDGE[r.log_loss_edge[h]]}" for h in horizons),
              f"{_ci(r.f1_delta, r.f1_ci)} {EDGE[r.f1_edge]}", f"{r.trades}, {r.pnl_bps:+.1f}"] for r in rows]
     return header, body
