@@ -61,6 +61,15 @@ def test_subpackage_imports_only_what_it_may(sub):
     assert not bad, f"lob.{sub} may import only {sorted(ALLOWED[sub])}: " + "; ".join(bad)
 
 
+def test_no_module_imports_another_modules_private_names():
+    bad = []
+    for path in sorted(LOB.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lob."):
+                bad += [f"{path.relative_to(LOB)}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert not bad, "give the imported module a public name for it: " + "; ".join(bad)
+
+
 def test_triton_python_models_import_no_torch_and_only_the_tokenizer():
     models = sorted(REPO.glob("*/1/model.py"))
     assert models

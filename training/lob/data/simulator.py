@@ -35,8 +35,8 @@ self-exciting Hawkes process (``hawkes_clock``: a millisecond kernel and a slow 
 its random numbers after the order flow, so the book path in event time is the one of the other clock.
 Without it (``clock_branching=()``) events are spaced by Exp(1)/total-intensity in business time, so
 busy (volatile, excited) periods are dense. Either way the day's clock is mapped onto the session
-(09:30-16:00, or ``session_s``) through a U-shaped activity profile (``_season``: more events per minute
-near the open and the close; flat when ``u_shaped`` is False). ``ts_ns`` is UTC ns of
+(09:30-16:00, or ``session_s``) through a U-shaped activity profile (``session_fraction``: more events per
+minute near the open and the close; flat when ``u_shaped`` is False). ``ts_ns`` is UTC ns of
 ``date 14:30 UTC + elapsed`` (09:30 New York in winter; daylight saving is ignored).
 
 Instruments (``symbol_specs``) differ in price level, tick size, lot size, depth and spread: a $20 stock,
@@ -45,7 +45,7 @@ whose spread is nearly always one tick, ... Output sizes are lots * lot_size. A 
 (``lob.realism.calibrate``) may also quote on a coarser grid (``grid_ticks`` ticks a step) and scale the
 market-order and cancel rates. State (close, z, regime)
 carries from one day to the next, with an overnight gap that mean-reverts slowly towards the first
-open. Randomness: one ``numpy.random.Generator`` per symbol-day from
+open (``simulate_symbol``). Randomness: one ``numpy.random.Generator`` per symbol-day from
 ``SeedSequence([seed, symbol_index, day_index])``.
 """
 from __future__ import annotations
@@ -57,6 +57,7 @@ from datetime import date as Date
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -167,7 +168,7 @@ def _season(u: np.ndarray) -> np.ndarray:
     return 1.0 + 2.5 * np.exp(-u / 0.04) + 1.5 * np.exp(-(1.0 - u) / 0.06)
 
 
-def _session_fraction(business: np.ndarray) -> np.ndarray:
+def session_fraction(business: np.ndarray) -> np.ndarray:
     """Map business times in [0, 1] to session fractions with activity ``_season``: (N,) -> (N,)."""
     grid = np.linspace(0.0, 1.0, 4097)
     s = _season(grid)
@@ -305,6 +306,19 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
                      np.array(tr_side), np.array(tr_px), np.array(tr_sz), end)
 
 
+def simulate_symbol(spec: SymbolSpec, days: list[str], events_per_day: int, seed: int,
+                    symbol_index: int = 0) -> Iterator[Ticks]:
+    """The Ticks of ``spec`` on each of ``days`` in turn, symbol ``symbol_index`` of a dataset seeded ``seed``.
+
+    The book state carries from one day to the next, starting from ``spec.price``; yields lazily, one day at a time.
+    """
+    open_ticks = round(spec.price / (spec.tick_size * spec.grid_ticks))
+    carry = _Carry(mid_ticks=open_ticks, open_ticks=open_ticks, z=0.0, regime=0)
+    for d, day in enumerate(days):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, symbol_index, d]))
+        yield _simulate_day(spec, carry, rng, events_per_day, day, seed)
+
+
 def hawkes_clock(rng: np.random.Generator, n: int, branching, decay_s, rate: float) -> np.ndarray:
     """(n,) increasing event times (s) of a stationary Hawkes process with exponential kernels.
 
@@ -361,7 +375,7 @@ def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_
     # model clock -> session clock
     frac = business / end
     if spec.u_shaped:
-        frac = _session_fraction(frac)
+        frac = session_fraction(frac)
     day_open = datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + OPEN_UTC
     open_ns = int(day_open.timestamp()) * 1_000_000_000
     ts_ns = open_ns + np.round(frac * spec.session_s * 1e9).astype(np.int64)
@@ -396,11 +410,7 @@ def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_p
     with Progress() as progress:
         task = progress.add_task("simulating symbol-days", total=len(specs) * len(days))
         for s, spec in enumerate(specs):
-            open_ticks = round(spec.price / (spec.tick_size * spec.grid_ticks))
-            carry = _Carry(mid_ticks=open_ticks, open_ticks=open_ticks, z=0.0, regime=0)
-            for d, day in enumerate(days):
-                rng = np.random.default_rng(np.random.SeedSequence([seed, s, d]))
-                ticks = _simulate_day(spec, carry, rng, events_per_day, day, seed)
+            for day, ticks in zip(days, simulate_symbol(spec, days, events_per_day, seed, s)):
                 paths.append(write_ticks(day_path(out, spec.symbol, day), ticks))
                 progress.advance(task)
     return paths

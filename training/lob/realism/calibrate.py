@@ -32,7 +32,7 @@ import numpy as np
 
 from lob.tokenizer.features import ADD_ASK, ADD_BID, CANCEL_ASK, CANCEL_BID, TokenizerState, run as run_events
 from lob.realism.report import load_days, n_levels, time_resolution_ns, truncate
-from lob.data.simulator import SESSION_S, SymbolSpec, _Carry, _simulate_day, hawkes_clock, _session_fraction
+from lob.data.simulator import SESSION_S, SymbolSpec, hawkes_clock, session_fraction, simulate_symbol
 from lob.data.schema import Ticks, atomic_write
 
 FORMAT = "lob-instrument/1"
@@ -131,10 +131,7 @@ def direct_spec(symbol: str, days: list[Ticks], levels: int) -> tuple[SymbolSpec
 
 def _simulate(spec: SymbolSpec, n: int, seed: int, n_days: int) -> list[Ticks]:
     """``n_days`` simulated days of ``n`` events of ``spec``, as ``lob simulate`` makes them (no file written)."""
-    open_ticks = round(spec.price / (spec.tick_size * spec.grid_ticks))
-    carry = _Carry(mid_ticks=open_ticks, open_ticks=open_ticks, z=0.0, regime=0)
-    return [_simulate_day(spec, carry, np.random.default_rng(np.random.SeedSequence([seed, 0, d])), n, "2024-01-02", seed)
-            for d in range(n_days)]
+    return list(simulate_symbol(spec, ["2024-01-02"] * n_days, n, seed))
 
 
 def _clock_gaps(branching, decay_s, n: int, session_s: float, u_shaped: bool, seed: int, resolution_ns: int,
@@ -149,7 +146,7 @@ def _clock_gaps(branching, decay_s, n: int, session_s: float, u_shaped: bool, se
         keep = rng.random(n) < visible
         frac = times[:n][keep] / times[n]
         if u_shaped:
-            frac = _session_fraction(frac)
+            frac = session_fraction(frac)
         out.append(_log10_gaps(np.round(frac * session_s * 1e9).astype(np.int64), resolution_ns))
     return np.concatenate(out)
 
