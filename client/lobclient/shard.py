@@ -1,4 +1,4 @@
-"""Symbol-sharded streaming: S gRPC streams, each pinned by a consistent-hash proxy to one Triton replica.
+"""Symbol-sharded streaming: S inner streams, each pinned by a consistent-hash proxy to one Triton replica.
 
 Triton keeps a sequence's state in the replica that started it, so every tick of a symbol must reach the
 same replica. The client does not know the replicas: it sends symbol ``s`` on stream ``shard(s, S)``
@@ -38,7 +38,7 @@ def shard(symbol: str, shards: int) -> int:
 
 def stream(ticks: Iterable[Tick], url: str = "localhost:8001", *, shards: Optional[int] = None,
            **kwargs) -> Iterator[Prediction]:
-    """`lobclient.stream`: with ``shards=S``, `sharded_stream` over S gRPC streams; without, one gRPC stream
+    """`lobclient.stream`: with ``shards=S``, `sharded_stream` over S inner streams; without, one stream
     (`lobclient.stream.stream`, whose keyword arguments both accept: model, window, timeout_s, errors, ...)."""
     if shards is None:
         return _single_stream(ticks, url=url, **kwargs)
@@ -47,7 +47,7 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", *, shards: Option
 
 def sharded_stream(ticks: Iterable[Tick], shards: int, url: str = "localhost:8001", window: int = 1024,
                    errors: Literal["record", "raise"] = "record", **kwargs) -> Iterator[Prediction]:
-    """Yield one `Prediction` per tick of ``ticks``, in input order, over ``shards`` gRPC streams.
+    """Yield one `Prediction` per tick of ``ticks``, in input order, over ``shards`` inner streams.
 
     Symbol ``s`` goes on stream ``shard(s, shards)``, which carries the metadata ``x-lob-shard: <shard>``.
     Each stream is an inner `lobclient.stream.stream` (its ``kwargs``: model, timeout_s, namespace, ...)

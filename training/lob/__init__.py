@@ -6,9 +6,10 @@ Subpackages in lifecycle order; each may import only the ones before it (`tests/
     data        canonical tick table, simulator, importers          numpy, pyarrow
     tokenizer   one token + features per tick; what Triton imports  numpy
     realism     stylized facts, distances, calibration of the simulator  numpy, scipy
-    models      Mamba-LOB and the shared embedding / heads          torch
+    models      Mamba-LOB, Transformer, hybrid; shared embedding / heads  torch
     training    split, labels, loss, train loop, run folder         torch
-    evaluation  baselines, metrics, evaluate, predict               torch
+    evaluation  baselines, metrics, bootstrap, backtest, evaluate, walk-forward, compare, predict,
+                generate                                            torch
     export      ONNX / FP16 / TensorRT step models, repository, validate
     serving     tritonserver launcher, replay through lobclient     never imports models/training/evaluation
 

@@ -32,7 +32,7 @@ def simulate(
     days: int = typer.Option(3, min=1, help="Trading days per symbol."),
     seed: int = typer.Option(0, help="Random seed; same seed, same ticks."),
     events_per_day: Optional[int] = typer.Option(None, min=100, help="Book events per symbol-day "
-                                                 "[default: 20000, or the calibrated instrument's]."),
+                                                 "(default: 20000, or the calibrated instrument's)."),
     start_date: str = typer.Option("2024-01-02", help="First trading day (weekdays follow)."),
     params: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                           help="Instrument from `lob calibrate` (PARAMS.json): simulate it instead "
@@ -335,7 +335,7 @@ def stream(
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N ticks of each symbol."),
     model: str = typer.Option("lob_stream", help="Ensemble to stream through."),
     transport: str = typer.Option("unary", help="unary (ModelInfer calls; safe with many sequences, docs/serving.md) "
-                                  "| stream (one gRPC stream)."),
+                                  "| stream (one gRPC bidirectional stream)."),
     tls: bool = typer.Option(False, "--tls", help="Speak TLS to the server."),
     tls_ca: Optional[Path] = typer.Option(None, help="CA certificate to trust (PEM; default: the system's). Implies --tls."),
     tls_cert: Optional[Path] = typer.Option(None, help="Client certificate chain for mutual TLS (PEM). Implies --tls."),
@@ -364,7 +364,7 @@ def signal(
     prefix: str = typer.Option("lob", help="Redis key prefix."),
     ttl: float = typer.Option(2.0, min=0.05, help="Heartbeat TTL in seconds (refreshed every TTL/3)."),
     model: str = typer.Option("lob_stream", help="Ensemble to stream through."),
-    shards: Optional[int] = typer.Option(None, min=1, help="Spread symbols over N gRPC streams (x-lob-shard)."),
+    shards: Optional[int] = typer.Option(None, min=1, help="Spread symbols over N inner streams, each routed by its x-lob-shard header."),
 ):
     """The signal sidecar: stream ticks through the server, keep each symbol's latest prediction in Redis."""
     try:
@@ -398,7 +398,8 @@ def validate(repo: Path = typer.Argument(..., exists=True, file_okay=False, help
 
 @app.command("build-trt")
 def build_trt(
-    repo: Path = typer.Option(Path("model_repository"), exists=True, file_okay=False, help="Model repository."),
+    repo: Path = typer.Option(Path("build/model_repository"), exists=True, file_okay=False,
+                              help="Repository `lob export` wrote (the engines go beside its model.onnx)."),
     precision: str = typer.Option("fp16,bf16", help="Comma-separated: fp16, bf16."),
     max_batch: int = typer.Option(4096, min=1, help="Largest batch of the optimisation profile."),
 ):
