@@ -3,7 +3,8 @@ Transformer with the sliding-window ring, hybrid (ring); batch 1 and 64; in-proc
 
     make bench-step        # = python bench/step_cost.py --out bench  (writes step_cost.csv, step_cost.png)
 
-Every model has the same size (the ``small`` presets: d_model 96 x 3 layers; W = 512 for the ring). The cost
+Every model has the same size (the ``small`` presets: d_model 96 x 3 layers; ``--window`` W = 512 for the ring,
+the committed run's, above the presets' 128: cost is linear in W, so this is the harder case). The cost
 at a position is the time of a block of steps from the state at that position (the same state fed each
 step, so a full cache stays at its length), paired with a block at the 1k-tick reference state of the
 same series run right before it: the machine is shared and its load moves, so the ratio of each pair is
@@ -51,11 +52,12 @@ BATCHES = (1, 64)
 COLUMNS = ("arch", "cache", "runtime", "batch", "position", "step_us", "state_bytes", "ratio_vs_1k", "n_steps")
 
 
-def build_models(preset: str) -> dict[str, torch.nn.Module]:
+def build_models(preset: str, window: int) -> dict[str, torch.nn.Module]:
     models = {}
     for name in ("mamba", "transformer", "hybrid"):
         torch.manual_seed(0)
-        models[name] = arch(name).model(config_from_preset(name, preset, VOCAB, N_FEATURES)).eval()
+        overrides = {} if name == "mamba" else {"window": window}
+        models[name] = arch(name).model(config_from_preset(name, preset, VOCAB, N_FEATURES, **overrides)).eval()
     return models
 
 
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("bench"))
     ap.add_argument("--preset", default="small")
+    ap.add_argument("--window", type=int, default=512, help="W of the ring (Transformer and hybrid)")
     ap.add_argument("--positions", type=int, nargs="+", default=list(POSITIONS))
     ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     ap.add_argument("--runtimes", nargs="+", default=["torch", "ort"])
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
-    models = build_models(args.preset)
+    models = build_models(args.preset, args.window)
     rng = np.random.default_rng(0)
     ref_pos = args.positions[0]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""A hybrid run (Mamba layers + sliding-window attention held in a ring of W ticks) served on the real CPU
+"""A hybrid run (Mamba layers + sliding-window attention held in a ring of W ticks) and a Transformer run
+(attention only) served on the real CPU
 server through the same `lob_stream` ensemble and implicit state: served == `lob predict` per tick past
 the ring's wrap, interleaved symbols == each alone, and the state entries `lob export` wrote."""
 from __future__ import annotations
@@ -24,9 +25,9 @@ WINDOW = 16  # ticks in the attention ring: the streams below are several rings 
 N_TICKS = 3 * WINDOW + 7
 
 
-@pytest.fixture(scope="module")
-def hybrid_run(tmp_path_factory, dataset_dir):
-    """A complete run folder holding a random-initialised tiny hybrid with a W-tick attention window."""
+@pytest.fixture(scope="module", params=["hybrid", "transformer"])
+def hybrid_run(request, tmp_path_factory, dataset_dir):
+    """A complete run folder holding a random-initialised tiny hybrid (or Transformer) with a W-tick window."""
     import torch
 
     from lob.models.registry import checkpoint, config_from_preset, count_parameters, build
@@ -35,11 +36,11 @@ def hybrid_run(tmp_path_factory, dataset_dir):
     run = tmp_path_factory.mktemp("hybrid-run")
     tokenizer = Tokenizer.fit(list(load_dataset(dataset_dir).values()))
     torch.manual_seed(3)
-    config = config_from_preset("hybrid", "tiny", tokenizer.vocab_size, tokenizer.n_features, window=WINDOW)
-    model = build("hybrid", asdict(config))
+    config = config_from_preset(request.param, "tiny", tokenizer.vocab_size, tokenizer.n_features, window=WINDOW)
+    model = build(request.param, asdict(config))
     torch.save(checkpoint(model), run / "checkpoint.pt")
     tokenizer.save(run / "tokenizer.json")
-    (run / "config.json").write_text(json.dumps({"arch": "hybrid", **asdict(config)}))
+    (run / "config.json").write_text(json.dumps({"arch": request.param, **asdict(config)}))
     (run / "train_metrics.json").write_text("[]")
     (run / "manifest.json").write_text(json.dumps({
         "complete": True, "tokenizer_hash": tokenizer.content_hash, "fee_bps": 0.5,
@@ -76,15 +77,17 @@ def _probs(preds) -> np.ndarray:
     return np.stack([p.dir_probs for p in preds])  # (n, 3, 3)
 
 
-def test_export_wrote_the_hybrid_states_into_the_served_step_config(hybrid_server):
+def test_export_wrote_the_attention_states_into_the_served_step_config(hybrid_run, hybrid_server):
     cfg = text_format.Parse((hybrid_server.repo_path / "mamba_lob_onnx" / "config.pbtxt").read_text(),
                             model_config_pb2.ModelConfig())
     states = {s.input_name: (s.output_name, list(s.dims)) for s in cfg.sequence_batching.state}
-    assert set(states) == {"STATE_CONV_IN", "STATE_K_IN", "STATE_POS_IN", "STATE_SSM_IN", "STATE_V_IN"}
+    mamba = {"STATE_CONV_IN", "STATE_SSM_IN"} if json.loads((hybrid_run / "config.json").read_text())["arch"] == \
+        "hybrid" else set()
+    assert set(states) == {"STATE_K_IN", "STATE_POS_IN", "STATE_V_IN"} | mamba
     assert states["STATE_K_IN"][1][2] == WINDOW and states["STATE_POS_IN"][1] == [1]
 
 
-def test_served_hybrid_equals_lob_predict_past_the_ring_wrap_and_interleaved_equals_alone(
+def test_served_attention_run_equals_lob_predict_past_the_ring_wrap_and_interleaved_equals_alone(
         hybrid_server, dataset_dir, offline):
     data = {s: t.slice(0, N_TICKS) for s, t in load_dataset(dataset_dir).items()}
     ticks = list(interleave(data))
