@@ -364,7 +364,8 @@ def signal(
     prefix: str = typer.Option("lob", help="Redis key prefix."),
     ttl: float = typer.Option(2.0, min=0.05, help="Heartbeat TTL in seconds (refreshed every TTL/3)."),
     model: str = typer.Option("lob_stream", help="Ensemble to stream through."),
-    shards: Optional[int] = typer.Option(None, min=1, help="Spread symbols over N inner streams, each routed by its x-lob-shard header."),
+    shards: Optional[int] = typer.Option(None, min=1, help="Spread symbols over N inner streams, each routed "
+                                         "by its x-lob-shard header."),
 ):
     """The signal sidecar: stream ticks through the server, keep each symbol's latest prediction in Redis."""
     try:
