@@ -186,3 +186,264 @@ def test_readme_state_bytes_per_sequence_are_what_the_model_allocates():
         conv, ssm = MambaLOB(config_from_preset(name, 1000, 12)).allocate_inference_cache(1)
         assert conv.dtype == ssm.dtype == torch.float32
         assert stated[name] == conv.nbytes + ssm.nbytes, name
+
+
+# --- the signal sidecar (signal.yaml) and its Redis (redis.yaml) ---
+
+
+def pod_of(objects, kind: str, name: str) -> dict:
+    return objects[(kind, name)]["spec"]["template"]
+
+
+def env_of(c: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in c.get("env", [])}
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """$(NAME) in command/args, as the kubelet expands it from the container's env (unknown names stay)."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), value)
+
+
+def signal_container(objects) -> dict:
+    return container(pod_of(objects, "Deployment", "lob-signal"), "signal")
+
+
+def signal_params(objects) -> dict:
+    """The sidecar's args parsed by the click command behind `lob signal`: a flag the CLI does not have (or a
+    value it rejects: --ttl below its minimum, a missing --redis) fails here, as it would in the pod."""
+    import typer
+
+    from lob.cli import app
+
+    c = signal_container(objects)
+    args = [expand(a, env_of(c)) for a in c["args"]]
+    command = typer.main.get_command(app)
+    return command.commands["signal"].make_context("signal", args, resilient_parsing=False).params
+
+
+def service_for(objects, host_port: str, kustomization) -> tuple[dict, dict]:
+    """host:port of a Service's cluster DNS name -> (the Service, its port entry)."""
+    host, port_s = host_port.rsplit(":", 1)
+    name, ns, svc, cluster, local = host.split(".")
+    assert (svc, cluster, local) == ("svc", "cluster", "local"), host
+    (namespace,) = [d for d in load_all(K8S / "namespace.yaml") if d["kind"] == "Namespace"]
+    assert ns == kustomization["namespace"] == namespace["metadata"]["name"], host
+    service = objects[("Service", name)]
+    (entry,) = [p for p in service["spec"]["ports"] if p["port"] == int(port_s)]
+    return service, entry
+
+
+def workloads(objects) -> dict[tuple[str, str], dict]:
+    return {k: v for k, v in objects.items() if k[0] in ("Deployment", "StatefulSet")}
+
+
+def selected_pod(objects, service: dict) -> dict:
+    """The one workload pod template the Service's selector matches."""
+    (pod,) = [w["spec"]["template"] for w in workloads(objects).values()
+              if service["spec"]["selector"].items() <= w["spec"]["template"]["metadata"]["labels"].items()]
+    return pod
+
+
+def target_container_port(pod: dict, entry: dict) -> int:
+    target = entry.get("targetPort", entry["port"])
+    for c in pod["spec"]["containers"]:
+        for p in c.get("ports", []):
+            if target in (p["name"], p["containerPort"]):
+                return p["containerPort"]
+    raise AssertionError(f"no container port {target!r}")
+
+
+def test_every_workload_selects_its_own_pods_and_every_service_exactly_one_workload(objects, kustomization):
+    for (kind, name), w in workloads(objects).items():
+        assert w["spec"]["selector"]["matchLabels"].items() <= w["spec"]["template"]["metadata"]["labels"].items(), name
+    for (kind, name), s in objects.items():
+        if kind == "Service":
+            selected_pod(objects, s)
+        # one namespace: kustomize sets it; a hard-coded other one would be overridden or be a typo
+        assert s["metadata"].get("namespace", kustomization["namespace"]) == kustomization["namespace"], name
+
+
+def test_signal_sidecar_args_are_flags_of_lob_signal_reading_the_feed_on_stdin(objects):
+    params = signal_params(objects)
+    assert params["stdin"] is True and params["data"] is None  # exactly one input: the live feed
+    c = signal_container(objects)
+    shell, flag, script, _name = c["command"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    # exec: SIGTERM reaches lob signal (which deletes its heartbeat); a shell left in between would ignore it
+    assert re.fullmatch(r'exec lob signal "\$@" < "\$LOB_FEED"', script), script
+
+
+def test_signal_sidecar_streams_through_envoy_and_writes_to_the_redis_service(objects, kustomization):
+    params = signal_params(objects)
+    service, entry = service_for(objects, params["url"], kustomization)
+    pod = selected_pod(objects, service)
+    # the proxy, not the headless lob-triton: only Envoy ring-hashes x-lob-shard to the replica of a shard
+    assert pod is pod_of(objects, "Deployment", "lob-envoy"), service["metadata"]["name"]
+    assert target_container_port(pod, entry) == port(container(pod, "envoy"), "grpc")
+    from urllib.parse import urlparse
+
+    url = urlparse(params["redis"])
+    assert url.scheme == "redis" and url.path == "/0", params["redis"]
+    service, entry = service_for(objects, url.netloc, kustomization)
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    pod = selected_pod(objects, service)
+    assert pod is pod_of(objects, "StatefulSet", "lob-redis")
+    assert target_container_port(pod, entry) == port(container(pod, "redis"), "redis")
+    assert objects[("StatefulSet", "lob-redis")]["spec"]["serviceName"] == service["metadata"]["name"]
+
+
+def test_signal_sidecar_model_and_shards_fit_the_replicas(objects):
+    params = signal_params(objects)
+    profile = triton(objects)["spec"]["containers"][0]["args"][0]
+    assert params["model"] in PROFILES[profile].models, (params["model"], profile)  # else every tick is refused
+    assert params["shards"] >= objects[("Deployment", "lob-triton")]["spec"]["replicas"]  # else idle replicas
+
+
+def test_signal_sidecar_is_the_one_heartbeat_writer(objects):
+    spec = objects[("Deployment", "lob-signal")]["spec"]
+    # one heartbeat key per prefix: two sidecars (or a rolling update's old pod deleting it on SIGTERM while
+    # the new one writes) would both feed and both claim it
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+
+
+def test_signal_feed_is_a_named_pipe_shared_by_the_feed_and_the_sidecar(objects):
+    pod = pod_of(objects, "Deployment", "lob-signal")
+    (init,) = pod["spec"]["initContainers"]
+    feed, sidecar = container(pod, "feed"), container(pod, "signal")
+    path = env_of(sidecar)["LOB_FEED"]
+    assert env_of(init)["LOB_FEED"] == env_of(feed)["LOB_FEED"] == path
+    assert "mkfifo" in init["command"][-1] and "$LOB_FEED" in init["command"][-1]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = []
+    for c in (init, feed, sidecar):
+        (m,) = [m for m in c["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")]
+        mounts.append(m["name"])
+    (name,) = set(mounts)
+    assert "emptyDir" in volumes[name]
+
+
+class FakeRedis:
+    """What RedisSink and the probe use of redis-py: get, set(px=), delete, a transaction pipeline."""
+
+    def __init__(self):
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key):
+        return self.data.get(key)
+
+    def set(self, key, value, px=None):
+        self.data[key] = value.encode() if isinstance(value, str) else value
+
+    def delete(self, key):
+        self.data.pop(key, None)
+
+    def pipeline(self, transaction=True):
+        calls, redis = [], self
+
+        class Pipe:
+            def __getattr__(self, name):
+                return lambda *a, **k: calls.append((name, a, k))
+
+            def execute(self):
+                return [getattr(redis, name)(*a, **k) for name, a, k in calls]
+
+        return Pipe()
+
+
+@pytest.fixture
+def fake_redis(monkeypatch):
+    redis = pytest.importorskip("redis")
+    fake, opened = FakeRedis(), []
+
+    def from_url(cls, url, **kwargs):
+        opened.append((url, kwargs))
+        return fake
+
+    monkeypatch.setattr(redis.Redis, "from_url", classmethod(from_url))
+    return fake, opened
+
+
+def run_probe(probe: dict, env: dict[str, str], monkeypatch) -> int:
+    python, flag, code = probe["exec"]["command"]
+    assert (python, flag) == ("python", "-c")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    try:
+        exec(compile(code, "<probe>", "exec"), {"__name__": "__main__"})
+    except SystemExit as end:
+        return 0 if not end.code else 1
+    return 0
+
+
+def test_signal_liveness_follows_the_heartbeat_the_sidecar_writes(objects, fake_redis, monkeypatch):
+    import json
+
+    fake, opened = fake_redis
+    c = signal_container(objects)
+    params = signal_params(objects)
+    assert c["startupProbe"]["exec"] == c["livenessProbe"]["exec"]
+    probe, env = c["livenessProbe"], env_of(c)
+    sink = lobclient.RedisSink(params["redis"], prefix=params["prefix"], ttl_s=params["ttl"])
+    assert run_probe(probe, env, monkeypatch) == 1  # no heartbeat yet
+    sink.beat()
+    assert run_probe(probe, env, monkeypatch) == 0
+    assert {url for url, _ in opened} == {params["redis"]}  # the probe asks the Redis the sidecar writes to
+    key = f"{params['prefix']}:heartbeat"
+    beat = json.loads(fake.data[key])
+    fake.data[key] = json.dumps({**beat, "host": "another-pod"}).encode()
+    assert run_probe(probe, env, monkeypatch) == 1  # someone else's heartbeat does not keep this pod alive
+    sink.beat()
+    sink.stop()  # any stop deletes it
+    assert run_probe(probe, env, monkeypatch) == 1
+
+
+def test_signal_probe_timing_against_the_ttl_and_the_redis_timeouts(objects, fake_redis):
+    _, opened = fake_redis
+    c = signal_container(objects)
+    ttl = signal_params(objects)["ttl"]
+    live = c["livenessProbe"]
+    # a restart re-warms every symbol: the heartbeat must have been missing longer than one whole TTL (so a
+    # single slow refresh, readers neutral for a moment, does not restart a sidecar that recovers)
+    assert (live["failureThreshold"] - 1) * live["periodSeconds"] >= ttl
+    lobclient.SignalReader("redis://x:6379/0")
+    (_, kwargs), = opened
+    # the probe's Redis round trip may take connect + read timeouts before it answers: not a probe timeout
+    for probe in (c["startupProbe"], live):
+        assert probe["timeoutSeconds"] > kwargs["socket_connect_timeout"] + kwargs["socket_timeout"]
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60  # time for the feed to open the pipe
+
+
+def test_redis_is_a_latest_value_cache_with_ping_probes(objects):
+    pod = pod_of(objects, "StatefulSet", "lob-redis")
+    assert objects[("StatefulSet", "lob-redis")]["spec"]["replicas"] == 1
+    c = container(pod, "redis")
+    args = c["args"]
+    assert args[0] == "redis-server"
+    opts = dict(zip(args[1::2], args[2::2]))
+    assert opts["--save"] == "" and opts["--appendonly"] == "no"  # no persistence (redis.yaml says why)
+    assert int(opts["--port"]) == port(c, "redis")
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = c[probe]["exec"]["command"]
+        assert command[0] == "redis-cli" and command[-1] == "ping", command
+        flags = dict(zip(command[1:-1:2], command[2:-1:2]))
+        assert set(flags) <= {"-p", "-h"} and int(flags.get("-p", 6379)) == port(c, "redis"), command
+
+
+def test_signal_and_redis_pods_run_restricted(objects, kustomization):
+    images = {i["name"] for i in kustomization["images"]}
+    dockerfile = (ROOT / "docker" / "Dockerfile.signal").read_text()
+    assert "-t mamba-lob-signal" in dockerfile and '"./client[redis]"' in dockerfile  # lobclient + redis-py
+    (user,) = re.findall(r"^USER (\d+)$", dockerfile, re.M)
+    for kind, name in (("Deployment", "lob-signal"), ("StatefulSet", "lob-redis")):
+        pod = pod_of(objects, kind, name)
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True, name
+        for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True, c["name"]
+            assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]) & set(c["resources"]["limits"]), c["name"]
+            if kind == "Deployment":
+                assert c["image"] in images, c["image"]  # retagged by the kustomization
+        if kind == "Deployment":
+            assert pod["spec"]["securityContext"]["runAsUser"] == int(user)
