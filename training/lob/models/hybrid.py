@@ -38,7 +38,7 @@ class HybridLOBConfig(ConfigMixin):
     n_head: int = 4
     n_kv_head: int = 2
     d_ff: int | str = "auto"
-    window: int = 512
+    window: int = 128  # W, as TransformerLOBConfig's
     rope_theta: float = 10_000.0
     horizons: tuple[int, ...] = HORIZONS
     n_classes: int = 3

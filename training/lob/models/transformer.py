@@ -53,7 +53,7 @@ class TransformerLOBConfig(ConfigMixin):
     n_head: int = 4
     n_kv_head: int = 2
     d_ff: int | str = "auto"  # "auto" -> 8/3 d_model rounded up to a multiple of 8 (Llama's SwiGLU width)
-    window: int = 512  # W: ticks each tick attends to (itself included); the ring's size in serving
+    window: int = 128  # W: ticks each tick attends to (itself included), the ring's size; measured: README
     rope_theta: float = 10_000.0
     horizons: tuple[int, ...] = HORIZONS
     n_classes: int = 3
