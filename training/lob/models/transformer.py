@@ -97,7 +97,8 @@ PRESETS: dict[str, dict] = {
 class Rotary(nn.Module):
     """RoPE (rotate-half layout, as Llama): cos/sin of position x inv_freq, angles in float64.
 
-    ``table`` (2W, hd/2) x 2 holds the same for angles 0..2W-1, computed once: what the ring's step reads."""
+    ``table_cos``, ``table_sin`` (2W, hd/2) hold the same for positions 0..2W-1, computed once: what the
+    ring's step reads."""
 
     def __init__(self, head_dim: int, theta: float, window: int):
         super().__init__()
