@@ -19,11 +19,11 @@ def _direction(model_ll: float, ci: list[float], edge: int) -> dict:
             "ci95": {"log_loss": ci, "macro_f1": None}, "significant": {"log_loss": edge, "macro_f1": 0}}
 
 
-def _run(root: Path, name: str, seed: int, val_loss: float, edge: int, **training) -> Path:
+def _run(root: Path, name: str, seed: int, val_loss: float, edge: int, window: int = 512, **training) -> Path:
     run = root / name
     run.mkdir()
     files = {
-        "config.json": {"training": {**TRAINING, **training, "seed": seed}, "model": {"window": 512, "d_model": 32}},
+        "config.json": {"training": {**TRAINING, **training, "seed": seed}, "model": {"window": window, "d_model": 32}},
         "train_metrics.json": {"best_val_loss": val_loss, "best_step": 600, "steps_run": 700},
         "manifest.json": {"n_parameters": 54_633},
         # keys out of order, as json.dumps(sort_keys=True) writes them
@@ -53,7 +53,7 @@ def test_rows_show_model_minus_best_baseline_with_interval_and_edge(tmp_path):
 
 def test_seeds_of_one_design_are_averaged_and_other_designs_kept_apart(tmp_path):
     runs = [_run(tmp_path, "s0", 0, 1.0, 1), _run(tmp_path, "s1", 1, 1.2, 0),
-            _run(tmp_path, "w128", 0, 0.9, -1, model_options={"window": 128})]
+            _run(tmp_path, "w128", 0, 0.9, -1, window=128, model_options={"window": 128})]
     rows, groups = compare(runs)
     assert [r.run for r in rows] == ["s0", "s1", "w128"]
     assert sorted(len(g) for g in groups.values()) == [1, 2]
@@ -63,7 +63,20 @@ def test_seeds_of_one_design_are_averaged_and_other_designs_kept_apart(tmp_path)
     assert cells["design"] == "transformer tiny W=512" and cells["seeds"] == "0, 1"
     assert cells["best val loss"] == "1.1000 ± 0.1414"
     assert cells["h100 log-loss Δ (edges +/−)"] == "-0.0200 ± 0.0000 (1/0)"
-    assert rows[2].design == "transformer tiny window=128"
+    assert rows[2].design == "transformer tiny W=128"
+
+
+def test_a_preset_and_the_same_config_by_model_opt_are_one_design(tmp_path):
+    """Runs written before `--model-opt` existed (no "model_options") and runs reaching the preset's config
+    through it group together; another model config does not."""
+    old = _run(tmp_path, "old", 0, 1.0, 0)
+    config = json.loads((old / "config.json").read_text())
+    del config["training"]["model_options"]
+    (old / "config.json").write_text(json.dumps(config))
+    by_option = _run(tmp_path, "opt", 1, 1.1, 0, model_options={"window": 512})
+    other = _run(tmp_path, "other", 2, 1.1, 0, window=128)
+    _, groups = compare([old, by_option, other])
+    assert sorted([r.run for r in g] for g in groups.values()) == [["old", "opt"], ["other"]]
 
 
 def test_other_training_arguments_make_another_design(tmp_path):

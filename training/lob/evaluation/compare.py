@@ -59,14 +59,16 @@ def _read(run: Path, name: str, hint: str) -> dict:
 
 
 def design_of(training: dict, model: dict) -> tuple[str, str]:
-    """(label, key) of a run's design: the label names arch, preset and model options; the key also holds
-    every other training argument but the seed, so only seeds of one design group together."""
+    """(label, key) of a run's design. The key is the model's config and every training argument but the
+    seed and the model options (which the config holds), so a preset and the same config reached with
+    ``--model-opt`` are one design. The label names arch, preset, model options and the attention window."""
     options = training.get("model_options") or {}
-    label = " ".join([training["arch"], training["preset"], *(f"{k}={v}" for k, v in sorted(options.items()))])
-    if training["arch"] != "mamba" and "window" not in options and "window" in model:
+    label = " ".join([training["arch"], training["preset"], *(f"{k}={v}" for k, v in sorted(options.items())
+                                                             if k != "window")])
+    if "window" in model:
         label += f" W={model['window']}"
-    rest = {k: v for k, v in training.items() if k != "seed"}
-    return label, json.dumps(rest, sort_keys=True)
+    rest = {k: v for k, v in training.items() if k not in ("seed", "model_options")}
+    return label, json.dumps({"model": model, "training": rest}, sort_keys=True)
 
 
 def read_row(run: Path) -> tuple[RunRow, str]:
@@ -118,8 +120,8 @@ def run_table(rows: list[RunRow]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def _mean_sd(values: list[float], digits: int) -> str:
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+def _mean_sd(values: list[float], digits: int, sign: str = "") -> str:
+    return f"{statistics.fmean(values):{sign}.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def design_table(groups: dict[str, list[RunRow]]) -> tuple[list[str], list[list[str]]]:
@@ -139,10 +141,10 @@ def design_table(groups: dict[str, list[RunRow]]) -> tuple[list[str], list[list[
         body.append([rows[0].design, ", ".join(str(r.seed) for r in rows),
                      _mean_sd([r.best_val_loss for r in rows], 4), _mean_sd([r.perplexity for r in rows], 2),
                      _mean_sd([r.top1 for r in rows], 4),
-                     *(f"{_mean_sd([r.log_loss_delta[h] for r in rows], 4)} "
+                     *(f"{_mean_sd([r.log_loss_delta[h] for r in rows], 4, '+')} "
                        f"({edges([r.log_loss_edge[h] for r in rows])})" for h in horizons),
-                     f"{_mean_sd([r.f1_delta for r in rows], 4)} ({edges([r.f1_edge for r in rows])})",
-                     _mean_sd([r.pnl_bps for r in rows], 1)])
+                     f"{_mean_sd([r.f1_delta for r in rows], 4, '+')} ({edges([r.f1_edge for r in rows])})",
+                     _mean_sd([r.pnl_bps for r in rows], 1, "+")])
     return header, body
 
 
