@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         lines.append(f"| {r['run']} | {r['arch']} | {r['window']} | {r['attn_every']} | {r['n_layer']} | {r['seed']} | "
                      f"{r['best_val_loss']:.4f} ({r['best_step']}) | {r['val_dir']:.4f} | {r['val_next']:.4f} | "
-                     f"{r['state_bytes'] / 1024:.1f} kB | {r['ort_b1_us']:.0f} (×{r['ratio_b1']:.2f}) | "
+                     f"{r['state_bytes'] / 1000:.1f} kB | {r['ort_b1_us']:.0f} (×{r['ratio_b1']:.2f}) | "
                      f"{r['ort_b64_us']:.0f} (×{r['ratio_b64']:.2f}) |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0

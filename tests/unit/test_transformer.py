@@ -189,11 +189,17 @@ def test_bad_configs_are_refused():
 def test_hybrid_layer_pattern():
     from lob.models.transformer import TransformerBlock
 
-    cfg = config_from_preset("hybrid", "base", VOCAB, N_FEATURES)
+    def pattern(model):
+        return "".join("A" if isinstance(layer, TransformerBlock) else "M" for layer in model.layers)
+
+    cfg = config_from_preset("hybrid", "base", VOCAB, N_FEATURES, attn_every=3)
     model = arch("hybrid").model(cfg)
-    assert ["A" if isinstance(layer, TransformerBlock) else "M" for layer in model.layers] == list("MMAMMA")
+    assert pattern(model) == "MMAMMA"
     conv, ssm, k, v, pos = model.allocate_inference_cache(2)
-    assert conv.shape[1] == 4 and k.shape[1] == 2 and k.shape[3] == cfg.window
+    assert conv.shape[1] == 4 and k.shape[1] == 2 and k.shape[3] == cfg.window == 128
+    # the presets keep one attention layer, last (README: k measured)
+    assert [pattern(arch("hybrid").model(config_from_preset("hybrid", p, VOCAB, N_FEATURES)))
+            for p in ("tiny", "small", "base")] == ["MA", "MMA", "MMMMMA"]
 
 
 def test_lob_train_refuses_an_unknown_arch(tmp_path):

@@ -13,10 +13,10 @@ converter), and keeps in FP32 the parts whose rounding the model cannot absorb:
   d_model values overflows or loses digits in FP16;
 - onnxconverter-common's own block list (``TopK`` among it).
 
-The same converter serves the attention graphs (Transformer, hybrid): their masked scores are
-``score + finfo(float32).min``, which FP16 stores as -10000 (the converter's clamp, warned about at export);
-exp(-10000) is 0 in the FP32 softmax, so masked slots stay out while scores are below ~5000 in magnitude.
-Their RoPE table (cos/sin of offsets < W) is stored in FP16.
+The same converter serves the attention graphs (Transformer, hybrid): their masked scores are -inf (the
+ring's unwritten slots) or ``score + finfo(float32).min``, which FP16 stores as -10000 (the converter's
+clamp, warned about at export); exp(-10000 - max) is 0 in the FP32 softmax, so masked slots stay out while
+real scores stay far above -10000. Their RoPE table (cos/sin of angles < 2W) is stored in FP16.
 
 Graph inputs and outputs stay FP32 (``keep_io_types``), so the Triton config of the FP32 model serves the
 FP16 one unchanged: the conv and ssm states cross the model boundary in FP32 and are rounded to FP16

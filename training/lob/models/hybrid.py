@@ -74,7 +74,7 @@ class HybridLOBConfig(ConfigMixin):
 PRESETS: dict[str, dict] = {
     "tiny": dict(d_model=32, n_layer=2, attn_every=2, n_head=4, n_kv_head=2),
     "small": dict(d_model=96, n_layer=3, attn_every=3, n_head=6, n_kv_head=2),
-    "base": dict(d_model=192, n_layer=6, attn_every=3, n_head=6, n_kv_head=2),
+    "base": dict(d_model=192, n_layer=6, attn_every=6, n_head=6, n_kv_head=2),
 }
 
 
