@@ -11,7 +11,9 @@ Topologies (no-op twins: the real configs, with `bench/noop_model.py` for python
 
 Sequences are recorded tick streams (chunks of recorded symbols, ``--input-data``; the direct path gets
 their tokens and features from the same tokenizer). Concurrency mode at each level, then request-rate
-mode at half the capacity measured at ``--rate-level`` sequences (latency at a fixed offered load).
+at half the capacity measured at ``--rate-level`` sequences, latency at that fixed offered load from a
+paced client (`bench/paced.py`: one tick in flight per sequence, which perf_analyzer's request-rate mode
+does not keep).
 perf_analyzer's own CPU use is measured (it shares the cores). Transport: unary gRPC by default, the one
 that survives 256 sequences on this server build (docs/serving.md, "Crash safety"); ``--streaming`` for
 gRPC streaming.
@@ -38,6 +40,7 @@ from tritonclient.grpc import model_config_pb2
 
 from lob.data.schema import load_dataset
 from lob.serving.launcher import TritonServer
+from paced import paced  # bench/paced.py
 
 HERE = Path(__file__).resolve().parent
 REAL = ("lob_tokenizer", "mamba_lob_onnx", "lob_stream")
@@ -170,18 +173,13 @@ def main() -> None:
                 for label, model, kind in RUNS:
                     rows[label, c] = perf(model, server.url, files[kind], args.interval_ms, args.streaming, concurrency=c)
                     print(label, c, rows[label, c], flush=True)
-            for label, model, kind in RUNS:
+            for i, (label, model, kind) in enumerate(RUNS):
                 if (label, args.rate_level) in rows and label in ("ensemble", "direct", "ensemble floor", "direct floor"):
-                    # request-rate mode does not wait for a sequence's previous answer: spread the rate over
-                    # max(levels) sequences so that one rarely has two ticks in flight (an ensemble does not
-                    # keep those in order: the tokenizer would see time going backwards)
                     rate = rows[label, args.rate_level]["throughput"] / 2
-                    try:
-                        rated[label] = (rate, perf(model, server.url, files[kind], args.interval_ms, args.streaming,
-                                                   rate=rate, sequences=max(levels)))
-                    except SystemExit as err:
-                        rated[label] = (rate, {"failed": str(err).splitlines()[-1][:160]})
-                    print(label, "rate", rated[label], flush=True)
+                    streams = json.loads(files[kind].read_text())["data"]
+                    rated[label] = (rate, paced(server.url, model, streams, rate, sequences=args.rate_level,
+                                                first_id=(1 << 40) + i * 1_000_000))
+                    print(label, "paced", rated[label], flush=True)
             alive = server.returncode() is None
     write_results(args.out, levels, rows, rated, version, n_streams, alive, args)
 
@@ -213,15 +211,16 @@ def write_results(out: Path, levels, rows, rated, version: str, n_streams: int, 
             p50_floor = "" if floor is None else f"{r['p50_us'] / floor['p50_us']:.2f}x"
             lines.append(f"| {c} | {label} | {r['throughput']:,.0f} | {r['p50_us'] / 1e3:.2f} ms | {r['p99_us'] / 1e3:.2f} ms | "
                          f"{r['throughput'] / base['throughput']:.2f}x | {vs_floor} | {p50_floor} | {r['perf_cores']:.2f} |")
-    lines += ["", f"Fixed offered load: request-rate mode at half the capacity measured at {args.rate_level} sequences "
-              f"(`--request-rate-range R --num-of-sequences {max(levels)}`):", "",
-              "| topology | offered ticks/s | achieved | p50 | p99 | perf cores |", "|---|---|---|---|---|---|"]
+    lines += ["", f"Fixed offered load: half the capacity measured at {args.rate_level} sequences, offered by a paced "
+              f"client (`bench/paced.py`) over {args.rate_level} sequences, one tick in flight each, 10 s after 2 s "
+              "of warm-up; `late`: ticks sent > 1 ms after their slot because the previous answer had not come:", "",
+              "| topology | offered ticks/s | achieved | late | p50 | p99 | p99 / own floor's | client cores |",
+              "|---|---|---|---|---|---|---|---|"]
     for label, (rate, r) in rated.items():
-        if "failed" in r:
-            lines.append(f"| {label} | {rate:,.0f} | failed: {r['failed']} | | | |")
-            continue
-        lines.append(f"| {label} | {rate:,.0f} | {r['throughput']:,.0f} | {r['p50_us'] / 1e3:.2f} ms | "
-                     f"{r['p99_us'] / 1e3:.2f} ms | {r['perf_cores']:.2f} |")
+        floor = rated.get(own.get(label), (None, None))[1]
+        vs = "" if floor is None else f"{r['p99_us'] / floor['p99_us']:.2f}x"
+        lines.append(f"| {label} | {rate:,.0f} | {r['throughput']:,.0f} | {r['late']} | {r['p50_us'] / 1e3:.2f} ms | "
+                     f"{r['p99_us'] / 1e3:.2f} ms | {vs} | {r['client_cores']:.2f} |")
     lines += ["", "Command: `make bench` (= `bash bench/perf_analyzer.sh`); a measurement, e.g.:", "",
               "```", rows["ensemble", levels[-1]]["cmd"], "```", ""]
     out.write_text("\n".join(lines))
