@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lob.cli import app
-from lob.evaluation.compare import compare, design_table, run_table
+from lob.evaluation.compare import compare_runs, design_table, run_table
 
 TRAINING = {"arch": "transformer", "preset": "tiny", "model_options": {}, "max_steps": 700, "lr": 0.003}
 
@@ -39,7 +39,7 @@ def _run(root: Path, name: str, seed: int, val_loss: float, edge: int, window: i
 
 
 def test_rows_show_model_minus_best_baseline_with_interval_and_edge(tmp_path):
-    rows, _ = compare([_run(tmp_path, "a", 0, 1.0, 1)])
+    rows, _ = compare_runs([_run(tmp_path, "a", 0, 1.0, 1)])
     header, (row,) = run_table(rows)
     cells = dict(zip(header, row))
     assert cells["design"] == "transformer tiny W=512"
@@ -54,7 +54,7 @@ def test_rows_show_model_minus_best_baseline_with_interval_and_edge(tmp_path):
 def test_seeds_of_one_design_are_averaged_and_other_designs_kept_apart(tmp_path):
     runs = [_run(tmp_path, "s0", 0, 1.0, 1), _run(tmp_path, "s1", 1, 1.2, 0),
             _run(tmp_path, "w128", 0, 0.9, -1, window=128, model_options={"window": 128})]
-    rows, groups = compare(runs)
+    rows, groups = compare_runs(runs)
     assert [r.run for r in rows] == ["s0", "s1", "w128"]
     assert sorted(len(g) for g in groups.values()) == [1, 2]
     header, body = design_table(groups)
@@ -75,12 +75,12 @@ def test_a_preset_and_the_same_config_by_model_opt_are_one_design(tmp_path):
     (old / "config.json").write_text(json.dumps(config))
     by_option = _run(tmp_path, "opt", 1, 1.1, 0, model_options={"window": 512})
     other = _run(tmp_path, "other", 2, 1.1, 0, window=128)
-    _, groups = compare([old, by_option, other])
+    _, groups = compare_runs([old, by_option, other])
     assert sorted([r.run for r in g] for g in groups.values()) == [["old", "opt"], ["other"]]
 
 
 def test_other_training_arguments_make_another_design(tmp_path):
-    _, groups = compare([_run(tmp_path, "a", 0, 1.0, 0), _run(tmp_path, "b", 1, 1.0, 0, max_steps=100)])
+    _, groups = compare_runs([_run(tmp_path, "a", 0, 1.0, 0), _run(tmp_path, "b", 1, 1.0, 0, max_steps=100)])
     assert len(groups) == 2
 
 
@@ -94,7 +94,7 @@ def test_unevaluated_or_duplicate_runs_are_refused_by_name(tmp_path):
     assert result.exit_code == 2
     assert "metrics.json" in result.output and "lob evaluate" in result.output
     with pytest.raises(ValueError, match="same design and seed"):
-        compare([run, twin])
+        compare_runs([run, twin])
 
 
 def test_markdown_holds_both_tables(tmp_path):

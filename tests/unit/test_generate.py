@@ -6,10 +6,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from scipy import stats
 
 from lob.data.schema import load_dataset
 from lob.data.simulator import simulate_dataset
-from lob.evaluation.generate import Book, acf, block_returns, bucket_value, excess_kurtosis, generate, sample, tv_distance
+from lob.evaluation.generate import RolloutBook, block_returns, bucket_value, generate, sample, stylized_facts
 from lob.tokenizer import TickInput, Tokenizer
 from lob.training.train import train
 
@@ -40,6 +41,8 @@ def test_rollouts_shapes_facts_and_determinism(tiny_run, tmp_path):
     assert (tmp_path / "a" / "facts.png").stat().st_size > 10_000
     on_disk = json.loads((tmp_path / "a" / "facts.json").read_text())
     assert set(on_disk["tv_distance"]) == {"event_kind", "mid_move", "spread", "inter_arrival"}
+    kurtosis = on_disk["pearson_kurtosis"]  # the convention is named; Pearson's is >= 1 wherever defined
+    assert all(k is None or k >= 1.0 for k in (kurtosis["generated"], kurtosis["real"]))
     assert all(0.0 <= v <= 1.0 for v in on_disk["tv_distance"].values())
     assert np.isfinite(on_disk["real_continuation"]["mean_loglik_nats"]) and on_disk["real_continuation"]["perplexity"] > 1
     assert 0.0 <= on_disk["token_roundtrip"] <= 1.0
@@ -62,7 +65,7 @@ def test_refuses_a_prompt_longer_than_the_held_out_segment(tiny_run, tmp_path):
 @pytest.mark.slow  # trains a tiny run (module fixture)
 def test_decoded_tokens_rebuild_into_ticks_that_re_encode_to_them(tiny_run):
     """Decode round trip on real transitions: each real tick's token, rebuilt into a tick from the book before it
-    (``Book.apply``), re-encodes to that token (measured 96-99.8% on the 4 default simulated symbols)."""
+    (``RolloutBook.apply``), re-encodes to that token (measured 96-99.8% on the 4 default simulated symbols)."""
     data, run = tiny_run
     tokenizer = Tokenizer.load(run / "tokenizer.json")
     dataset = load_dataset(data)
@@ -73,7 +76,7 @@ def test_decoded_tokens_rebuild_into_ticks_that_re_encode_to_them(tiny_run):
             token, _, after = tokenizer.step(TickInput.of(ticks, i), state)
             if i >= 100:
                 want = tokenizer.describe(token)
-                again = tokenizer.step(Book(TickInput.of(ticks, i - 1)).apply(want), state)[0]
+                again = tokenizer.step(RolloutBook(TickInput.of(ticks, i - 1)).apply(want), state)[0]
                 got = tokenizer.describe(again)
                 n += 1
                 same += again == token
@@ -83,16 +86,7 @@ def test_decoded_tokens_rebuild_into_ticks_that_re_encode_to_them(tiny_run):
         assert same / n >= 0.9 and same_cls / n >= 0.95 and same_sign / n >= 0.98, (sym, same, same_cls, same_sign, n)
 
 
-def test_facts_on_known_inputs():
-    assert tv_distance(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == 1.0
-    assert tv_distance(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
-    x = np.array([1.0, -1.0] * 50)  # alternating: lag-1 ACF -1 (less the end effect), lag-2 +1
-    r = acf(x, 2)
-    assert r[0] == pytest.approx(-0.99) and r[1] == pytest.approx(0.98)
-    assert np.isnan(acf(np.array([1.0, 2.0, 0.0]), 3)[2])  # lag 3 of 3 values: undefined
-    assert excess_kurtosis(np.array([1.0, -1.0] * 10)) == pytest.approx(-2.0)  # m4 / m2^2 = 1
-    assert excess_kurtosis(np.array([-2.0, 0, 0, 0, 0, 0, 0, 2.0])) == pytest.approx(1.0)  # m2 = 1, m4 = 4
-    assert excess_kurtosis(np.random.default_rng(0).standard_normal(200_000)) == pytest.approx(0.0, abs=0.05)
+def test_block_returns_and_bucket_values_on_known_inputs():
     mid = 100 * np.exp(np.arange(31) * 1e-4)  # +1 bp per event
     np.testing.assert_allclose(block_returns(mid, 10), [10.0, 10.0, 10.0])
     assert bucket_value(1.0, 3.0) == 2.0 and bucket_value(4.0, float("inf")) == 6.0
@@ -105,3 +99,20 @@ def test_sampling_respects_top_k_and_the_seed():
     assert torch.equal(draws, sample(logits, 2, 1.0, torch.Generator().manual_seed(0)))
     cold = sample(logits, 5, 1e-3, torch.Generator().manual_seed(1))
     assert set(cold.tolist()) == {1}  # temperature -> 0: the argmax
+
+
+def test_return_facts_are_pearson_kurtosis_and_undefined_ones_are_null(tmp_path):
+    """`lob generate` reports `lob realism`'s convention (Pearson kurtosis, scipy's fisher=False) under a key
+    that names it, pooled over rollouts; a mid that never moves gives null, not a number."""
+    simulate_dataset(tmp_path, n_symbols=1, n_days=1, seed=0, events_per_day=300, start_date="2024-01-02")
+    tokenizer = Tokenizer.fit(list(load_dataset(tmp_path).values()))
+    rng = np.random.default_rng(0)
+    mids = 100 * np.exp(np.cumsum(rng.standard_t(4, size=(2, 2001)) * 1e-4, axis=1))  # (rollouts, ticks)
+    tokens = np.zeros((2, 2001), np.int64)
+    facts = stylized_facts(tokenizer, tokens, mids, return_ticks=10)
+    pooled = np.concatenate([1e4 * np.diff(np.log(m[::10])) for m in mids])
+    assert facts["n_returns"] == pooled.size == 400
+    assert facts["pearson_kurtosis"] == pytest.approx(stats.kurtosis(pooled, fisher=False), rel=1e-9)
+    flat = stylized_facts(tokenizer, tokens, np.full((2, 2001), 100.0), return_ticks=10)
+    assert flat["pearson_kurtosis"] is None
+    assert flat["acf_returns"] == [None] * 10 and flat["acf_abs_returns"] == [None] * 10

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from lob.cli import app
 from lob.realism.report import realism_report
+from lob.realism.stats import acf, pearson_kurtosis, total_variation
 from lob.data.schema import N_LEVELS, Ticks, day_path, write_ticks
 
 TICK = 0.01
@@ -111,12 +113,13 @@ def test_clock_returns_kurtosis_and_acf(tmp_path):
     r = realism_report(str(zigzag), str(flat))
     ret = r["a"]["returns"]["1s"]
     assert ret["n"] == n - 1
-    assert ret["kurtosis"] == pytest.approx(1.0)  # a symmetric two-point distribution
+    assert ret["pearson_kurtosis"] == pytest.approx(1.0)  # a symmetric two-point distribution
     assert ret["acf_r"][0] == pytest.approx(-(ret["n"] - 1) / ret["n"])  # the standard ACF estimator of +-a
     assert ret["acf_r"][1] == pytest.approx((ret["n"] - 2) / ret["n"])
     assert ret["std_bps"] == pytest.approx(1e4 * math.log(1001.5 / 1000.5), rel=1e-9)
-    assert math.isnan(r["b"]["returns"]["1s"]["kurtosis"])  # no movement: undefined, not a number
-    assert not r["goal"][4]["met"]  # a NaN is never a met goal
+    assert math.isnan(r["b"]["returns"]["1s"]["pearson_kurtosis"])  # no movement: undefined, not a number
+    (kurtosis_goal,) = [g for g in r["goal"] if g["fact"] == "ret_10s_pearson_kurtosis"]
+    assert not kurtosis_goal["met"]  # a NaN is never a met goal
 
 
 def test_books_are_compared_at_the_shallower_depth(tmp_path):
@@ -147,9 +150,32 @@ def test_cli_writes_json_and_png_and_names_bad_input(tmp_path):
     report = json.loads(out.read_text())
     assert report["distances"]["spread_ticks"]["distance"] == pytest.approx(1.0)
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert report["distances"]["ret_60s_kurtosis"]["distance"] is None  # 300 ms of data: undefined, null
+    assert report["distances"]["ret_60s_pearson_kurtosis"]["distance"] is None  # 300 ms of data: undefined, null
     assert "spread_ticks" in res.output
     res = CliRunner().invoke(app, ["realism", str(tmp_path / "a"), f"{tmp_path / 'a'}:BBB"])
     assert res.exit_code == 2 and "AAA" in res.output and "BBB" in res.output
     res = CliRunner().invoke(app, ["realism", f"{tmp_path / 'a'}:ZZZ", f"{tmp_path / 'a'}:BBB"])
     assert res.exit_code == 2 and "ZZZ" in res.output
+
+
+def test_fact_primitives_pin_one_kurtosis_convention_and_one_nan_rule():
+    """The conventions of every stylized-fact report (`lob realism`, `lob generate`), against scipy's."""
+    rng = np.random.default_rng(0)
+    heavy = rng.standard_t(5, 5000)
+    assert pearson_kurtosis(heavy) == pytest.approx(stats.kurtosis(heavy, fisher=False, bias=True), rel=1e-12)
+    assert pearson_kurtosis(rng.standard_normal(200_000)) == pytest.approx(3.0, abs=0.05)  # Pearson: Gaussian 3
+    assert pearson_kurtosis(np.array([-2.0, 0, 0, 0, 0, 0, 0, 2.0])) == pytest.approx(4.0)  # m2 = 1, m4 = 4
+    # undefined facts are NaN: a constant sample, fewer than 4 values
+    assert math.isnan(pearson_kurtosis(np.full(50, 2.0))) and math.isnan(pearson_kurtosis(np.array([1.0, 2.0, 3.0])))
+
+    n = 100
+    zigzag = np.array([1.0, -1.0] * (n // 2))  # the standard estimator of +-1: (-1)^k (n - k) / n
+    np.testing.assert_allclose(acf(zigzag, 3), [-(n - 1) / n, (n - 2) / n, -(n - 3) / n])
+    assert len(acf(zigzag)) == 10  # lags 1..10 by default
+    assert all(math.isnan(v) for v in acf(np.full(20, 1.0), 3))  # no variation
+    short = acf(np.array([1.0, 2.0, 0.0, 5.0]), 2)  # lag 1 has 3 pairs, lag 2 only 2: undefined
+    assert math.isfinite(short[0]) and math.isnan(short[1])
+    assert all(math.isnan(v) for v in acf(np.zeros(0), 2))
+
+    assert total_variation(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == 1.0
+    assert total_variation(np.array([0.5, 0.5]), np.array([1.0, 0.0])) == 0.5

@@ -1,6 +1,12 @@
-"""`lob`: the command line of Mamba-LOB. Each command is a thin wrapper over one module's function."""
+"""`lob`: the command line of Mamba-LOB. Each command is a thin wrapper over one module's function.
+
+A user-facing error (``@user_errors``: bad or missing data, an existing output, a refused run or config,
+Redis, a TensorRT build) ends a command with one red line naming what is wrong and exit status 2.
+"""
 from __future__ import annotations
 
+import functools
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -16,16 +22,42 @@ def _symbols(arg: Optional[str]) -> Optional[list[str]]:
     return [s.strip() for s in arg.split(",") if s.strip()] if arg else None
 
 
+# the project's user-facing errors (TickDataError is a ValueError; RunError: a missing, unfinished or
+# inconsistent run folder), and those of optional or heavy modules, caught once their module is imported
+_USER_ERRORS = (FileExistsError, FileNotFoundError, KeyError, ValueError)
+_USER_ERRORS_OF_MODULES = (("lob.training.run", "RunError"), ("lob.export.trt", "TrtBuildError"),
+                           ("redis", "RedisError"))
+
+
+def _user_error_types() -> tuple[type[Exception], ...]:
+    """_USER_ERRORS and the _USER_ERRORS_OF_MODULES whose module the command imported."""
+    return _USER_ERRORS + tuple(getattr(sys.modules[module], name) for module, name in _USER_ERRORS_OF_MODULES
+                                if module in sys.modules)
+
+
 def _fail(err: Exception) -> None:
+    """One red line on stderr, exit status 2."""
     from rich.console import Console
 
     Console(stderr=True).print(f"[bold red]error:[/] {err}")
     raise typer.Exit(code=2)
 
 
+def user_errors(command):
+    """Decorate a command: a user-facing error it raises becomes ``_fail``'s one line, not a traceback."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except _user_error_types() as err:
+            _fail(err)
+    return run
+
+
 # ------------------------------------------------------------------------------------------------ market data
 
 @app.command()
+@user_errors
 def simulate(
     out: Path = typer.Option(..., help="Output folder (DIR/<SYMBOL>/<YYYY-MM-DD>.parquet)."),
     symbols: int = typer.Option(4, min=1, max=26, help="Number of symbols."),
@@ -47,20 +79,15 @@ def simulate(
     if params is not None:
         from lob.realism.calibrate import load_params
 
-        try:
-            spec, calibrated_events = load_params(params)
-        except ValueError as err:
-            _fail(err)
+        spec, calibrated_events = load_params(params)
         specs, symbols = [spec], 1
         events_per_day = events_per_day or calibrated_events
-    try:
-        simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day or 20_000,
-                         start_date=start_date, specs=specs, clock=clock)
-    except ValueError as err:
-        _fail(err)
+    simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day or 20_000,
+                     start_date=start_date, specs=specs, clock=clock)
 
 
 @app.command()
+@user_errors
 def calibrate(
     data: str = typer.Option(..., metavar="DIR[:SYMBOL]", help="Real dataset (one symbol) to fit."),
     out: Path = typer.Option(..., help="Instrument PARAMS.json to write (for `lob simulate --params`)."),
@@ -70,16 +97,13 @@ def calibrate(
     from rich.console import Console
 
     from lob.realism.calibrate import calibrate as run_calibrate
-    from lob.data.schema import TickDataError
 
-    try:
-        params = run_calibrate(data, out, seed=seed)
-    except (TickDataError, FileNotFoundError, KeyError, ValueError) as err:
-        _fail(err)
+    params = run_calibrate(data, out, seed=seed)
     Console().print_json(data={"instrument": params["instrument"], "moments [real, simulated]": params["moments"]})
 
 
 @import_app.command("lobster")
+@user_errors
 def import_lobster_cmd(
     message: Path = typer.Option(..., exists=True, dir_okay=False, help="LOBSTER message CSV."),
     orderbook: Path = typer.Option(..., exists=True, dir_okay=False, help="LOBSTER orderbook CSV (1..50 levels)."),
@@ -90,15 +114,12 @@ def import_lobster_cmd(
 ):
     """Import a LOBSTER message + orderbook pair."""
     from lob.data.lobster import import_lobster
-    from lob.data.schema import TickDataError
 
-    try:
-        import_lobster(message, orderbook, symbol=symbol, date=date, out=out, tick_size=tick_size)
-    except TickDataError as err:
-        _fail(err)
+    import_lobster(message, orderbook, symbol=symbol, date=date, out=out, tick_size=tick_size)
 
 
 @import_app.command("binance-bookticker")
+@user_errors
 def import_binance_cmd(
     file: Path = typer.Option(..., exists=True, dir_okay=False, help="Binance bookTicker CSV."),
     symbol: str = typer.Option(..., help="Symbol to record."),
@@ -107,15 +128,12 @@ def import_binance_cmd(
 ):
     """Import a Binance bookTicker CSV (best bid/ask only, ms timestamps)."""
     from lob.data.binance import import_binance_bookticker
-    from lob.data.schema import TickDataError
 
-    try:
-        import_binance_bookticker(file, symbol=symbol, out=out, tick_size=tick_size)
-    except TickDataError as err:
-        _fail(err)
+    import_binance_bookticker(file, symbol=symbol, out=out, tick_size=tick_size)
 
 
 @app.command()
+@user_errors
 def realism(
     data_a: str = typer.Argument(..., metavar="DIR_A[:SYMBOL]", help="Dataset to judge (e.g. a simulation)."),
     data_b: str = typer.Argument(..., metavar="DIR_B[:SYMBOL]", help="Reference dataset (e.g. a real day)."),
@@ -123,15 +141,12 @@ def realism(
 ):
     """Stylized facts of two datasets side by side and their distances (TV, Wasserstein-1)."""
     from lob.realism.report import print_report, realism_report
-    from lob.data.schema import TickDataError
 
-    try:
-        print_report(realism_report(data_a, data_b, out))
-    except (TickDataError, FileNotFoundError, KeyError, ValueError) as err:
-        _fail(err)
+    print_report(realism_report(data_a, data_b, out))
 
 
 @import_app.command("binance")
+@user_errors
 def import_binance_merged_cmd(
     bookticker: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Binance bookTicker CSV."),
     trades: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Binance aggTrades CSV (same period)."),
@@ -141,22 +156,14 @@ def import_binance_merged_cmd(
 ):
     """Import Binance bookTicker rows merged in time order with aggTrades prints (aggressor side kept)."""
     from lob.data.binance import import_binance
-    from lob.data.schema import TickDataError
 
-    try:
-        import_binance(bookticker, trades, symbol=symbol, out=out, tick_size=tick_size)
-    except TickDataError as err:
-        _fail(err)
+    import_binance(bookticker, trades, symbol=symbol, out=out, tick_size=tick_size)
 
 
 # ------------------------------------------------------------------------------------------- model lifecycle
 
-# a missing/unfinished run, an existing output, bad or mismatched data: a one-line error, not a traceback
-from lob.training.run import RunError  # noqa: E402 (stdlib + numpy only)
-
-_USER_ERRORS = (FileExistsError, FileNotFoundError, KeyError, ValueError, RunError)
-
 @app.command()
+@user_errors
 def train(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder."),
     out: Path = typer.Option(..., help="Run folder to create."),
@@ -199,6 +206,7 @@ def _model_options(pairs: list[str]) -> dict:
 
 
 @app.command()
+@user_errors
 def evaluate(
     run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder (the one trained on)."),
@@ -211,34 +219,29 @@ def evaluate(
     from lob.evaluation.evaluate import evaluate as run_evaluate
     from lob.evaluation.walk_forward import walk_forward as run_walk_forward
 
-    try:
-        if walk_forward is not None:
-            run_walk_forward(run, data, walk_forward, n_boot=n_boot)
-        else:
-            run_evaluate(run, data, n_boot=n_boot)
-    except _USER_ERRORS as err:
-        _fail(err)
+    if walk_forward is not None:
+        run_walk_forward(run, data, walk_forward, n_boot=n_boot)
+    else:
+        run_evaluate(run, data, n_boot=n_boot)
 
 
-@app.command()
-def compare(
+@app.command("compare")
+@user_errors
+def compare_cmd(
     runs: list[Path] = typer.Argument(..., help="Evaluated run folders (`lob evaluate` first)."),
     markdown: Optional[Path] = typer.Option(None, help="Also write the tables as Markdown to this file."),
 ):
     """Evaluated runs side by side, and each design's mean ± sd over its seeds."""
-    from lob.evaluation.compare import compare as run_compare
-    from lob.evaluation.compare import print_tables, write_markdown
+    from lob.evaluation.compare import compare_runs, print_tables, write_markdown
 
-    try:
-        rows, groups = run_compare(runs)
-    except _USER_ERRORS as err:
-        _fail(err)
+    rows, groups = compare_runs(runs)
     print_tables(rows, groups)
     if markdown is not None:
         write_markdown(markdown, rows, groups)
 
 
 @app.command()
+@user_errors
 def predict(
     run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder."),
@@ -249,13 +252,11 @@ def predict(
     """Offline per-tick scoring, one row per tick (the schema `lob stream` writes)."""
     from lob.evaluation.predict import predict as run_predict
 
-    try:
-        run_predict(run, data, out, symbols=_symbols(symbols), limit=limit)
-    except _USER_ERRORS as err:
-        _fail(err)
+    run_predict(run, data, out, symbols=_symbols(symbols), limit=limit)
 
 
 @app.command()
+@user_errors
 def generate(
     run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder (the one trained on)."),
@@ -272,18 +273,17 @@ def generate(
     from lob.evaluation.generate import fmt_value
     from lob.evaluation.generate import generate as run_generate
 
-    try:
-        facts = run_generate(run, data, out, prompt_ticks=prompt_ticks, steps=steps, rollouts=rollouts, top_k=top_k,
-                             temperature=temperature, seed=seed, symbol=symbol)
-    except _USER_ERRORS as err:
-        _fail(err)
+    facts = run_generate(run, data, out, prompt_ticks=prompt_ticks, steps=steps, rollouts=rollouts, top_k=top_k,
+                         temperature=temperature, seed=seed, symbol=symbol)
     tv = "  ".join(f"{k} {v:.3f}" for k, v in facts["tv_distance"].items())
-    typer.echo(f"TV distances: {tv}; kurtosis generated {fmt_value(facts['kurtosis']['generated'])} real "
-               f"{fmt_value(facts['kurtosis']['real'])}; real-continuation perplexity "
+    kurtosis = facts["pearson_kurtosis"]
+    typer.echo(f"TV distances: {tv}; Pearson kurtosis generated {fmt_value(kurtosis['generated'])} real "
+               f"{fmt_value(kurtosis['real'])}; real-continuation perplexity "
                f"{facts['real_continuation']['perplexity']:.1f}; wrote {out}")
 
 
 @app.command()
+@user_errors
 def export(
     run: Path = typer.Option(..., exists=True, file_okay=False, help="Run folder from `lob train`."),
     repo: Path = typer.Option(Path("build/model_repository"), file_okay=False,
@@ -294,15 +294,13 @@ def export(
     """Build a model repository for the run: the tracked configs plus the step model (ONNX) and tokenizer."""
     from lob.export.repository import export_repository
 
-    try:
-        typer.echo(f"exported model_version {export_repository(run, repo, source)} into {repo}")
-    except _USER_ERRORS as err:
-        _fail(err)
+    typer.echo(f"exported model_version {export_repository(run, repo, source)} into {repo}")
 
 
 # ---------------------------------------------------------------------------------------------------- serving
 
 @app.command()
+@user_errors
 def serve(
     repo: Path = typer.Option(Path("build/model_repository"), exists=True, file_okay=False,
                               help="Model repository (`lob export` builds it)."),
@@ -320,13 +318,14 @@ def serve(
     from lob.serving.launcher import TLS, serve_forever
 
     if (tls_cert is None) != (tls_key is None) or (tls_ca is not None and tls_cert is None):
-        _fail(ValueError("TLS needs --tls-cert and --tls-key (and --tls-ca only with them)"))
+        raise ValueError("TLS needs --tls-cert and --tls-key (and --tls-ca only with them)")
     tls = TLS(tls_cert, tls_key, tls_ca) if tls_cert is not None else None
     serve_forever(repo, profile=profile, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
                   log_file=log_file, admin_key=admin_key, tls=tls)
 
 
 @app.command()
+@user_errors
 def stream(
     url: str = typer.Option("localhost:8001", help="Triton gRPC endpoint."),
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder to replay."),
@@ -347,13 +346,11 @@ def stream(
     ssl = tls or any(f is not None for f in (tls_ca, tls_cert, tls_key))
     options = dict(transport=transport, ssl=ssl, root_certificates=tls_ca, private_key=tls_key,
                    certificate_chain=tls_cert) if ssl else dict(transport=transport)
-    try:
-        replay(url, data, out, symbols=_symbols(symbols), limit=limit, model=model, **options)
-    except ValueError as err:
-        _fail(err)
+    replay(url, data, out, symbols=_symbols(symbols), limit=limit, model=model, **options)
 
 
 @app.command()
+@user_errors
 def signal(
     url: str = typer.Option("localhost:8001", help="Triton gRPC endpoint (or the proxy in front of replicas)."),
     redis: str = typer.Option(..., "--redis", help="Redis URL, e.g. redis://localhost:6379/0."),
@@ -368,17 +365,14 @@ def signal(
                                          "by its x-lob-shard header."),
 ):
     """The signal sidecar: stream ticks through the server, keep each symbol's latest prediction in Redis."""
-    try:
-        import redis as redis_py
-    except ImportError:
+    from importlib.util import find_spec
+
+    if find_spec("redis") is None:
         _fail(ImportError("lob signal needs redis-py: pip install './client[redis]'"))
     from lob.serving.signal import run_signal
 
-    try:  # TickDataError (a malformed stdin line) is a ValueError
-        run_signal(url, redis, data=data, stdin=stdin, symbols=_symbols(symbols), limit=limit, prefix=prefix,
-                   ttl_s=ttl, model=model, shards=shards)
-    except (ValueError, KeyError, redis_py.RedisError) as err:
-        _fail(err)
+    run_signal(url, redis, data=data, stdin=stdin, symbols=_symbols(symbols), limit=limit, prefix=prefix,
+               ttl_s=ttl, model=model, shards=shards)
 
 
 @app.command()
@@ -398,6 +392,7 @@ def validate(repo: Path = typer.Argument(..., exists=True, file_okay=False, help
 
 
 @app.command("build-trt")
+@user_errors
 def build_trt(
     repo: Path = typer.Option(Path("build/model_repository"), exists=True, file_okay=False,
                               help="Repository `lob export` wrote (the engines go beside its model.onnx)."),
@@ -405,13 +400,10 @@ def build_trt(
     max_batch: int = typer.Option(4096, min=1, help="Largest batch of the optimisation profile."),
 ):
     """Build TensorRT engines (model.plan) from the exported ONNX; needs a CUDA GPU."""
-    from lob.export.trt import TrtBuildError, build_engines
+    from lob.export.trt import build_engines
 
-    try:
-        for path in build_engines(repo, precisions=_symbols(precision) or [], max_batch=max_batch):
-            typer.echo(f"wrote {path}")
-    except (TrtBuildError, ValueError, FileNotFoundError) as err:
-        _fail(err)
+    for path in build_engines(repo, precisions=_symbols(precision) or [], max_batch=max_batch):
+        typer.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ MIN_TRADES = 20
 
 
 @dataclass
-class Book:
+class Touch:
     """One segment's touch: bid, ask (N,) float64 price units and the UTC date of each tick (N,) str."""
 
     symbol: str
@@ -35,17 +35,17 @@ class Book:
     day: np.ndarray
 
     @staticmethod
-    def of_ticks(ticks) -> "Book":
+    def of_ticks(ticks) -> "Touch":
         day = np.datetime_as_string(ticks.ts_ns.astype("datetime64[ns]"), unit="D")
-        return Book(ticks.symbol, ticks.bid_px[:, 0].astype(np.float64), ticks.ask_px[:, 0].astype(np.float64), day)
+        return Touch(ticks.symbol, ticks.bid_px[:, 0].astype(np.float64), ticks.ask_px[:, 0].astype(np.float64), day)
 
 
-def round_trip_pnl(book: Book, h: int, fee_bps: float) -> tuple[np.ndarray, np.ndarray]:
+def round_trip_pnl(touch: Touch, h: int, fee_bps: float) -> tuple[np.ndarray, np.ndarray]:
     """(long, short) PnL in bps of mid[t] of a round trip entered at each t (N,), NaN for the last h ticks."""
-    n, f = len(book.bid), fee_bps * 1e-4
+    n, f = len(touch.bid), fee_bps * 1e-4
     long_, short = np.full(n, np.nan), np.full(n, np.nan)
     if n > h:
-        bid0, ask0, bid1, ask1 = book.bid[:-h], book.ask[:-h], book.bid[h:], book.ask[h:]
+        bid0, ask0, bid1, ask1 = touch.bid[:-h], touch.ask[:-h], touch.bid[h:], touch.ask[h:]
         mid0 = 0.5 * (bid0 + ask0)
         long_[:-h] = (bid1 - ask0 - f * (ask0 + bid1)) / mid0 * 1e4
         short[:-h] = (bid0 - ask1 - f * (bid0 + ask1)) / mid0 * 1e4
@@ -68,18 +68,18 @@ def trades(signal: np.ndarray, tradable: np.ndarray, h: int, threshold: float) -
 class SegmentRun:
     """What the policy needs of one segment for one horizon: signal, tradable mask, round-trip PnLs."""
 
-    book: Book
+    touch: Touch
     signal: np.ndarray  # (N,) P(up) - P(down)
     tradable: np.ndarray  # (N,) bool: label not IGNORE
     long_pnl: np.ndarray  # (N,) bps
     short_pnl: np.ndarray  # (N,) bps
 
 
-def segment_run(book: Book, proba: np.ndarray, labels: np.ndarray, h: int, fee_bps: float,
+def segment_run(touch: Touch, proba: np.ndarray, labels: np.ndarray, h: int, fee_bps: float,
                 ignore: int = -1) -> SegmentRun:
     """proba (N, 3) of one horizon, labels (N,) of that horizon."""
-    long_, short = round_trip_pnl(book, h, fee_bps)
-    return SegmentRun(book, proba[:, 2] - proba[:, 0], labels != ignore, long_, short)
+    long_, short = round_trip_pnl(touch, h, fee_bps)
+    return SegmentRun(touch, proba[:, 2] - proba[:, 0], labels != ignore, long_, short)
 
 
 def _pnl(runs: list[SegmentRun], h: int, threshold: float):
@@ -88,10 +88,10 @@ def _pnl(runs: list[SegmentRun], h: int, threshold: float):
     for r in runs:
         t, side = trades(r.signal, r.tradable, h, threshold)
         p = np.where(side > 0, r.long_pnl[t], r.short_pnl[t])
-        mid = 0.5 * (r.book.bid[t] + r.book.ask[t])
+        mid = 0.5 * (r.touch.bid[t] + r.touch.ask[t])
         bps.append(p)
         px.append(p * mid * 1e-4)
-        key.append(np.char.add(f"{r.book.symbol} ", r.book.day[t].astype(str)))
+        key.append(np.char.add(f"{r.touch.symbol} ", r.touch.day[t].astype(str)))
     return np.concatenate(bps), np.concatenate(px), np.concatenate(key)
 
 

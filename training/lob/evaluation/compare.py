@@ -148,7 +148,7 @@ def design_table(groups: dict[str, list[RunRow]]) -> tuple[list[str], list[list[
     return header, body
 
 
-def compare(runs: list[Path]) -> tuple[list[RunRow], dict[str, list[RunRow]]]:
+def compare_runs(runs: list[Path]) -> tuple[list[RunRow], dict[str, list[RunRow]]]:
     """Rows in the order given, and the rows grouped by design (seeds sorted)."""
     if not runs:
         raise ValueError("lob compare needs at least one run folder")

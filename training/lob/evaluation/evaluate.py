@@ -36,7 +36,7 @@ import torch
 
 from lob.contract import CLASSES, HORIZONS
 from lob.data.schema import atomic_write, dataset_files, load_dataset
-from lob.evaluation.backtest import Book, backtest, segment_run
+from lob.evaluation.backtest import Touch, backtest, segment_run
 from lob.evaluation.baselines import DirectionBaselines, TokenBaselines
 from lob.evaluation.bootstrap import block_length, paired_ci
 from lob.evaluation.metrics import accuracy, confusion, direction_scores, reliability
@@ -163,7 +163,7 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False) -> 
 
         bt, curves[f"h{h}"] = {}, {}
         for name in (s for s in TRADED if s in systems):
-            runs = {part: [segment_run(Book.of_ticks(seg.ticks), p[name][:, j], seg.labels[:, j], h, spec.fee_bps)
+            runs = {part: [segment_run(Touch.of_ticks(seg.ticks), p[name][:, j], seg.labels[:, j], h, spec.fee_bps)
                            for seg, p in zip(segs[part], proba[part])] for part in ("val", "test")}
             bt[name], curves[f"h{h}"][name] = backtest(runs["val"], runs["test"], h)
         metrics["backtest"][f"h{h}"] = bt

@@ -8,7 +8,7 @@ Transformer and hybrid: the ring).
 
 **Features of a generated tick** (the model takes a token and 12 features per tick): every rollout keeps
 an order book, starting from the prompt's last real book, and each sampled token is *rebuilt into a
-tick* (``Book.apply``): its signed mid move and spread bucket set the new best prices on the prompt's
+tick* (``RolloutBook.apply``): its signed mid move and spread bucket set the new best prices on the prompt's
 price grid (levels that appear get the book's smallest size, levels that survive keep theirs); its event
 kind and side act on that side's best queue (an add creates the new best level or joins it; a cancel or
 trade takes the size from it, or empties it when the mid moved away; a trade prints at the old best); its
@@ -22,9 +22,11 @@ edge of the open top bucket.
 Writes ``OUT/rollouts.parquet`` (rollout, step, token, kind, side, mid_move, spread_bucket, size_bucket,
 dt_bucket, mid, ts_ns; step 0 is the first generated tick), ``OUT/facts.json`` and ``OUT/facts.png``:
 total-variation distances between the rollouts' and the real continuation's event-kind mix, spread,
-mid-move and inter-arrival bucket distributions; excess kurtosis of ``return_ticks``-event mid
-log-returns; ACF (lags 1..10) of those returns and of their absolute values; and the model's mean
-log-likelihood (nats per token) and perplexity on the real continuation given the prompt.
+mid-move and inter-arrival bucket distributions; Pearson kurtosis (Gaussian 3) of ``return_ticks``-event
+mid log-returns; ACF (lags 1..10) of those returns and of their absolute values, each averaged over the
+rollouts where defined; and the model's mean log-likelihood (nats per token) and perplexity on the real
+continuation given the prompt. Kurtosis, ACF and TV are `lob.realism.stats`' (the conventions and NaN rules
+of `lob realism`); an undefined fact is null in facts.json.
 """
 from __future__ import annotations
 
@@ -36,13 +38,12 @@ import numpy as np
 import torch
 
 from lob.data.schema import atomic_write, load_dataset
+from lob.realism.stats import ACF_LAGS, acf, pearson_kurtosis, total_variation
 from lob.tokenizer import EVENT_CLASSES, TickInput, Tokenizer
 from lob.training.labels import LabelSpec
 from lob.training.run import load_run, write_json
 from lob.training.segments import segments
 from lob.training.split import split_from_boundaries
-
-ACF_LAGS = 10
 
 
 # ------------------------------------------------------------------------------------------- book rebuild
@@ -56,7 +57,7 @@ def bucket_value(lo: float, hi: float) -> float:
     return 0.5 * (lo + hi)
 
 
-class Book:
+class RolloutBook:
     """A rollout's L-level book on a price grid of ``tick`` (the smallest price gap of the start book); sizes in
     the data's units (not rounded to lots: a bucket of a fraction of the queue must stay reachable)."""
 
@@ -177,7 +178,7 @@ def rollout(model, tokenizer: Tokenizer, prompt_tokens: np.ndarray, prompt_featu
     next_logits, _, *state = model(tok, feat, *model.allocate_inference_cache(1))
     logits = next_logits[:, -1].expand(rollouts, -1)
     state = [s.expand(rollouts, *s.shape[1:]).contiguous() for s in state]
-    books = [Book(last_tick) for _ in range(rollouts)]
+    books = [RolloutBook(last_tick) for _ in range(rollouts)]
     tok_states = [tok_state] * rollouts
     out = {k: np.zeros((rollouts, steps), np.int64) for k in ("token", "reencoded", "ts_ns")}
     out["mid"] = np.zeros((rollouts, steps), np.float64)
@@ -209,28 +210,10 @@ def histogram(values: np.ndarray, support: np.ndarray) -> np.ndarray:
     return counts / max(counts.sum(), 1.0)
 
 
-def tv_distance(p: np.ndarray, q: np.ndarray) -> float:
-    return float(0.5 * np.abs(p - q).sum())
-
-
 def block_returns(mid: np.ndarray, k: int) -> np.ndarray:
     """Log-returns (bps) over consecutive non-overlapping blocks of k events of a mid path (N,) -> (N // k - 1,)."""
     m = mid[::k]
     return 1e4 * np.diff(np.log(m))
-
-
-def excess_kurtosis(x: np.ndarray) -> float:
-    x = x - x.mean()
-    var = (x * x).mean()
-    return float((x ** 4).mean() / var ** 2 - 3.0) if var > 0 else float("nan")
-
-
-def acf(x: np.ndarray, lags: int = ACF_LAGS) -> list[float]:
-    """Sample autocorrelation at lags 1..lags (nan where x is constant or shorter than lag + 1)."""
-    x = x - x.mean()
-    denom = (x * x).sum()
-    return [float((x[:-k] * x[k:]).sum() / denom) if denom > 0 and k < len(x) else float("nan")
-            for k in range(1, lags + 1)]
 
 
 def _or_none(x: float) -> float | None:
@@ -257,11 +240,11 @@ def stylized_facts(tokenizer: Tokenizer, tokens: np.ndarray, mids: np.ndarray, r
     acfs = _mean_over_rows([acf(r) for r in returns])
     abs_acfs = _mean_over_rows([acf(np.abs(r)) for r in returns])
     return {"cls": d["cls"], "mid_move": d["mid_move"], "spread_bucket": d["spread_bucket"], "dt_bucket": d["dt_bucket"],
-            "kurtosis": _or_none(excess_kurtosis(pooled)), "acf_returns": acfs,
+            "pearson_kurtosis": _or_none(pearson_kurtosis(pooled)), "acf_returns": acfs,
             "acf_abs_returns": abs_acfs, "n_returns": int(pooled.size)}
 
 
-def compare(tokenizer: Tokenizer, gen: dict, real: dict) -> dict:
+def generated_vs_real(tokenizer: Tokenizer, gen: dict, real: dict) -> dict:
     """Distributions, TV distances and return statistics of generated vs real facts."""
     n_mag = (tokenizer.describe(0)["mid_move"] * -1)  # token 0 has the largest down move
     supports = {"event_kind": ("cls", np.arange(len(EVENT_CLASSES))),
@@ -271,10 +254,10 @@ def compare(tokenizer: Tokenizer, gen: dict, real: dict) -> dict:
     out = {"tv_distance": {}, "distributions": {}}
     for name, (key, support) in supports.items():
         p, q = histogram(gen[key], support), histogram(real[key], support)
-        out["tv_distance"][name] = tv_distance(p, q)
+        out["tv_distance"][name] = total_variation(p, q)
         out["distributions"][name] = {"support": support.tolist(), "generated": p.tolist(), "real": q.tolist()}
     out["distributions"]["event_kind"]["labels"] = [f"{k}/{s}" if s else k for k, s in EVENT_CLASSES]
-    for key in ("kurtosis", "acf_returns", "acf_abs_returns", "n_returns"):
+    for key in ("pearson_kurtosis", "acf_returns", "acf_abs_returns", "n_returns"):
         out[key] = {"generated": gen[key], "real": real[key]}
     return out
 
@@ -329,7 +312,7 @@ def generate(run: Path, data: Path, out: Path, prompt_ticks: int = 512, steps: i
     real_tokens, real_mids = seg.tokens[prompt_ticks:need][None], mids_real[prompt_ticks:need][None]
     prompt_mid = mids_real[prompt_ticks - 1]
     with_start = lambda m: np.concatenate([np.full((m.shape[0], 1), prompt_mid), m], axis=1)  # noqa: E731
-    facts = compare(tokenizer, stylized_facts(tokenizer, gen["token"], with_start(gen["mid"]), return_ticks),
+    facts = generated_vs_real(tokenizer, stylized_facts(tokenizer, gen["token"], with_start(gen["mid"]), return_ticks),
                     stylized_facts(tokenizer, real_tokens, with_start(real_mids), return_ticks))
     loglik = continuation_likelihood(model, seg.tokens[:need], seg.features[:need], prompt_ticks)
     facts.update({"symbol": symbol, "prompt_ticks": prompt_ticks, "steps": steps, "rollouts": rollouts, "top_k": top_k,
@@ -382,8 +365,8 @@ def _plot(facts: dict, gen_mids: np.ndarray, real_mid: np.ndarray, prompt_mid: f
         ax.plot(lags, np.array(facts[key]["generated"], float), style, color="tab:blue", label=f"{key} generated")
         ax.plot(lags, np.array(facts[key]["real"], float), style, color="black", label=f"{key} real")
     ax.axhline(0, color="grey", lw=0.5)
-    kurt = facts["kurtosis"]
-    ax.set_title(f"ACF of {facts['return_ticks']}-tick returns; kurtosis gen {fmt_value(kurt['generated'])} "
+    kurt = facts["pearson_kurtosis"]
+    ax.set_title(f"ACF of {facts['return_ticks']}-tick returns; Pearson kurtosis gen {fmt_value(kurt['generated'])} "
                  f"real {fmt_value(kurt['real'])}", fontsize=9)
     ax.legend(fontsize=6)
     fig.tight_layout()

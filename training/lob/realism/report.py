@@ -16,7 +16,7 @@ imbalance_l1        (bid_sz_1 - ask_sz_1) / (bid_sz_1 + ask_sz_1)               
 trade_size          log10(trade size / median trade size)                       W1, decades
 ret_{1s,10s,60s}    log mid returns on a clock grid (mid = last one before      W1 of returns
                     each boundary), each standardised by its own std;           standardised;
-                    kurtosis (Pearson: Gaussian 3), ACF of r and |r| lags 1-10  ratio, |a - b|
+                    Pearson kurtosis (Gaussian 3), ACF of r and |r| lags 1-10   ratio, |a - b|
 intraday            events in 20 equal bins of each day's first-to-last span    total variation
 ==================  ==========================================================  ==================
 
@@ -27,7 +27,8 @@ them; counted in ``n_invisible``), and gaps are floored at the coarser time reso
 (Binance stamps ms, LOBSTER ns): gaps below it are unresolved, not zero.
 
 Total variation is 0.5 * sum |p - q| over the buckets (0 same, 1 disjoint); W1 is
-``scipy.stats.wasserstein_distance`` on the samples, in the unit stated.
+``scipy.stats.wasserstein_distance`` on the samples, in the unit stated. Kurtosis, ACF and both distances
+are `lob.realism.stats`' (its conventions: Pearson kurtosis, NaN where a sample cannot define a fact).
 """
 from __future__ import annotations
 
@@ -40,13 +41,13 @@ import numpy as np
 
 from lob.tokenizer.features import EVENT_CLASSES, TokenizerState, run as run_events
 from lob.data.schema import N_LEVELS, Ticks, atomic_write, dataset_files, read_ticks
+from lob.realism.stats import ACF_LAGS, acf, pearson_kurtosis, total_variation, wasserstein
 
 SPREAD_EDGES = np.array([1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50], dtype=float)  # bucket j: [edge j, edge j+1)
 SPREAD_BUCKETS = [f"{a:g}" if b == a + 1 else f"{a:g}-{b - 1:g}" for a, b in zip(SPREAD_EDGES, SPREAD_EDGES[1:])] + ["50+"]
 MOVE_BUCKETS = [f"{k / 2:g}" for k in range(1, 10)] + ["5+"]
 KINDS = [f"{kind}_{side}" for kind, side in EVENT_CLASSES if side is not None]  # add/cancel/trade x bid/ask
 HORIZONS_S = (1, 10, 60)
-ACF_LAGS = 10
 INTRADAY_BINS = 20
 
 
@@ -111,23 +112,6 @@ def _buckets(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / counts.sum() if counts.sum() else counts
 
 
-def _kurtosis(r: np.ndarray) -> float:
-    """Pearson kurtosis (3 for a Gaussian); NaN for fewer than 4 returns or no variation."""
-    if r.size < 4 or r.var() == 0:
-        return math.nan
-    return float(np.mean((r - r.mean()) ** 4) / r.var() ** 2)
-
-
-def _acf(x: np.ndarray, lags: int) -> list[float]:
-    """Sample autocorrelation at lags 1..lags (NaN where fewer than 3 pairs or no variation)."""
-    if x.size < 3:
-        return [math.nan] * lags
-    x = x - x.mean()
-    den = float(np.dot(x, x))
-    return [float(np.dot(x[:-k], x[k:]) / den) if x.size - k >= 3 and den > 0 else math.nan
-            for k in range(1, lags + 1)]
-
-
 def _clock_returns(t: Ticks, seconds: float) -> np.ndarray:
     """Log mid returns (bps) over consecutive ``seconds`` intervals from the day's first event on."""
     bounds = t.ts_ns[0] + np.arange(0, t.ts_ns[-1] - t.ts_ns[0] + 1, int(seconds * 1e9), dtype=np.int64)
@@ -162,7 +146,7 @@ class Facts:
         ret = {}
         for s, r in self.returns.items():
             ret[f"{s}s"] = {"n": int(r.size), "std_bps": float(r.std()) if r.size > 1 else math.nan,
-                            "kurtosis": _kurtosis(r), "acf_r": _acf(r, ACF_LAGS), "acf_abs_r": _acf(np.abs(r), ACF_LAGS)}
+                            "pearson_kurtosis": pearson_kurtosis(r), "acf_r": acf(r), "acf_abs_r": acf(np.abs(r))}
         dt = self.log10_dt
         return {
             "symbol": self.symbol, "n_events": self.n_events, "n_days": self.n_days, "n_invisible": self.n_invisible,
@@ -230,18 +214,6 @@ def facts(symbol: str, days: list[Ticks], levels: int = N_LEVELS, resolution_ns:
 
 # ---------------------------------------------------------------------------------------------- distances
 
-def total_variation(p: np.ndarray, q: np.ndarray) -> float:
-    """0.5 * sum |p - q| of two share vectors over the same buckets."""
-    return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum())
-
-
-def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
-    """W1 between two samples (NaN if either is empty)."""
-    from scipy.stats import wasserstein_distance
-
-    return float(wasserstein_distance(a, b)) if a.size and b.size else math.nan
-
-
 def _standardised(r: np.ndarray) -> np.ndarray:
     return (r - r.mean()) / r.std() if r.size > 1 and r.std() > 0 else np.zeros(0)
 
@@ -251,7 +223,7 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / abs(b) if b else (0.0 if a == b else math.inf)
 
 
-def compare(fa: Facts, fb: Facts) -> dict:
+def fact_distances(fa: Facts, fb: Facts) -> dict:
     """Distances between two datasets' facts, ``fb`` the reference: {name: {"a", "b", "distance", "measure"}}."""
     sa, sb = fa.summary(), fb.summary()
     rows = {
@@ -274,7 +246,8 @@ def compare(fa: Facts, fb: Facts) -> dict:
         ra, rb = sa["returns"][f"{s}s"], sb["returns"][f"{s}s"]
         rows[f"ret_{s}s"] = (ra["std_bps"], rb["std_bps"],
                              wasserstein(_standardised(fa.returns[s]), _standardised(fb.returns[s])), "W1 std units")
-        rows[f"ret_{s}s_kurtosis"] = (ra["kurtosis"], rb["kurtosis"], ra["kurtosis"] / rb["kurtosis"], "ratio")
+        rows[f"ret_{s}s_pearson_kurtosis"] = (ra["pearson_kurtosis"], rb["pearson_kurtosis"],
+                                              ra["pearson_kurtosis"] / rb["pearson_kurtosis"], "ratio")
         rows[f"ret_{s}s_acf1_abs_r"] = (ra["acf_abs_r"][0], rb["acf_abs_r"][0],
                                         abs(ra["acf_abs_r"][0] - rb["acf_abs_r"][0]), "abs")
         for key in ("acf_r", "acf_abs_r"):
@@ -290,7 +263,7 @@ GOAL = [
     ("log10_dt", lambda a, b, d: d <= 0.3, "W1 <= 0.3 decades"),
     ("mid_moving_share", lambda a, b, d: d <= 0.2, "within 20% relative"),
     ("trade_share", lambda a, b, d: d <= 0.2, "within 20% relative"),
-    ("ret_10s_kurtosis", lambda a, b, d: 0.5 <= d <= 2.0, "within a factor 2"),
+    ("ret_10s_pearson_kurtosis", lambda a, b, d: 0.5 <= d <= 2.0, "within a factor 2"),
     ("ret_10s_acf1_abs_r", lambda a, b, d: np.sign(a) == np.sign(b) and d <= 0.1, "same sign, within 0.1"),
 ]
 
@@ -333,7 +306,7 @@ def realism_report(spec_a: str, spec_b: str, out: Path | None = None) -> dict:
     levels = min(n_levels(days_a), n_levels(days_b))
     res = max(time_resolution_ns(days_a), time_resolution_ns(days_b), 1000)
     fa, fb = facts(sym_a, days_a, levels, res), facts(sym_b, days_b, levels, res)
-    distances = compare(fa, fb)
+    distances = fact_distances(fa, fb)
     report = {"a": {"spec": spec_a, **fa.summary()}, "b": {"spec": spec_b, **fb.summary()},
               "window": {"levels": levels, "time_resolution_ns": res}, "distances": distances,
               "goal": goal_check(distances, fa.kinds, fb.kinds)}
@@ -430,7 +403,7 @@ def plot(fa: Facts, fb: Facts, path: Path, labels: tuple[str, str]) -> None:
     hists(ax[1, 2], (fa.trade_size, fb.trade_size), "log10 trade size / median")
     hists(ax[2, 0], (_standardised(fa.returns[10]), _standardised(fb.returns[10])), "10 s returns (standardised)")
     for f, c, lab in zip((fa, fb), colors, labels):
-        ax[2, 1].plot(range(1, ACF_LAGS + 1), _acf(np.abs(f.returns[10]), ACF_LAGS), "o-", color=c, label=lab)
+        ax[2, 1].plot(range(1, ACF_LAGS + 1), acf(np.abs(f.returns[10])), "o-", color=c, label=lab)
     ax[2, 1].axhline(0, color="k", lw=0.5)
     ax[2, 1].set_title("ACF of |10 s return|", fontsize=9)
     bars(ax[2, 2], [str(i) for i in range(INTRADAY_BINS)], (fa.intraday, fb.intraday), "activity over the day's span")
