@@ -1,7 +1,10 @@
 """lobkernels: Triton-language kernels for Mamba-LOB, drop-in compatible with mamba_ssm / causal-conv1d.
 
-Each op has a Triton kernel behind a checked wrapper (one module per op) and a plain-PyTorch reference
-(`*_ref`, all in `lobkernels.reference`) of the same signature. Kernels run on CUDA tensors, or on CPU
+Each op has a Triton kernel behind a checked wrapper, one module per op: the selective scan over a sequence
+(`selective_scan`), one decode step of it (`state_update`) and the causal conv1d update (`causal_conv`);
+and a plain-PyTorch reference (`*_ref`, all in `lobkernels.reference`) of the same signature. The
+wrappers and references share their argument checks (`checks`); `activations` holds the kernels'
+element-wise functions. Kernels run on CUDA tensors, or on CPU
 tensors under the Triton interpreter (TRITON_INTERPRET=1 set before the kernel's module is imported).
 The kernels are imported on first use, so ``import lobkernels`` and the references need no triton.
 """

@@ -1,6 +1,8 @@
 """The package layout's import rules (lob/__init__.py): what each subpackage may import, and that the
-parts a serving host runs import without torch."""
+parts a serving host runs import without torch; every package's docstring lists its modules; every relative
+link of the Markdown docs resolves."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +10,9 @@ from pathlib import Path
 import pytest
 
 LOB = Path(__file__).parents[2] / "training" / "lob"
-REPO = Path(__file__).parents[2] / "model_repository"
+ROOT = Path(__file__).parents[2]
+REPO = ROOT / "model_repository"
+PACKAGES = (LOB, ROOT / "client" / "lobclient", ROOT / "kernels" / "lobkernels")
 
 # subpackage -> the lob subpackages it may import (besides itself); the lifecycle order of lob/__init__.py
 ALLOWED = {
@@ -18,7 +22,7 @@ ALLOWED = {
     "realism": {"contract", "data", "tokenizer"},
     "models": {"contract"},
     "training": {"contract", "data", "tokenizer", "models"},
-    "evaluation": {"contract", "data", "tokenizer", "models", "training"},
+    "evaluation": {"contract", "data", "tokenizer", "realism", "models", "training"},
     "export": {"contract", "data", "tokenizer", "models", "training"},
     "serving": {"contract", "data", "tokenizer"},
 }
@@ -116,3 +120,52 @@ def test_the_block_is_real():
     out = subprocess.run([sys.executable, "-c", _BLOCK_TORCH + "import lob.models.mamba"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0 and "blocked by the test: torch" in out.stderr
+
+
+def _packages() -> dict[str, Path]:
+    """Dotted name -> folder of every package under PACKAGES."""
+    return {".".join(init.parent.relative_to(top.parent).parts): init.parent
+            for top in PACKAGES for init in sorted(top.rglob("__init__.py"))}
+
+
+def _listed(name: str, doc: str) -> bool:
+    """``name`` in backticks (also as ``pkg.name`` or ``name.py``), or first on an indented line (a table)."""
+    return bool(re.search(rf"`(?:[\w.]+\.)?{name}(?:\.py)?`", doc) or re.search(rf"^\s+{name}\s", doc, re.M))
+
+
+@pytest.mark.parametrize("name", sorted(_packages()))
+def test_package_docstring_lists_its_modules(name):
+    """A reader opening a package's __init__ finds every module and subpackage in it named in its docstring."""
+    package = _packages()[name]
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+    parts = [p.stem for p in package.glob("*.py") if p.name != "__init__.py"]
+    parts += [d.name for d in package.iterdir() if (d / "__init__.py").is_file()]
+    missing = sorted(name for name in parts if not _listed(name, doc))
+    assert not missing, f"{package / '__init__.py'}: its docstring does not name {missing}"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+DOCS = sorted([ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("bench/*.md"), ROOT / "kernels" / "README.md"])
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(doc):
+    """Every relative link [text](path#anchor) of a doc names a file or folder that exists and a heading in it."""
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)  # links inside code blocks are code
+    bad = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # http(s), mailto: not checked here
+        path, _, anchor = target.partition("#")
+        dest = (doc.parent / path).resolve() if path else doc
+        if not dest.exists():
+            bad.append(f"{target}: no {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}")
+        elif anchor and dest.is_file():
+            headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", dest.read_text(), flags=re.S), re.M)
+            if anchor not in {_slug(h) for h in headings}:
+                bad.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
+    assert not bad, f"{doc.relative_to(ROOT)}: " + "; ".join(bad)

@@ -13,6 +13,7 @@ Subpackages in lifecycle order; each may import only the ones before it (`tests/
     export      ONNX / FP16 / TensorRT step models, repository, validate
     serving     tritonserver launcher, replay through lobclient     never imports models/training/evaluation
 
-Importing ``lob``, ``lob.data``, ``lob.tokenizer`` or ``lob.serving`` never imports torch.
+Beside them, `cli` is the `lob` command (one thin command per module function). Importing ``lob``,
+``lob.data``, ``lob.tokenizer`` or ``lob.serving`` never imports torch.
 """
 __version__ = "0.1.0"

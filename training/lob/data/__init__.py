@@ -1,4 +1,6 @@
-"""Market data: the canonical tick table (`schema`), the L2 simulator and importers of real formats.
+"""Market data: the canonical tick table (`schema`), the L2 simulator (`simulator`) and importers of real
+formats: LOBSTER (`lobster`), Binance bookTicker and aggTrades (`binance`), over one CSV reader that names
+the file, line and field of every fault (`csvio`).
 
 Imports numpy, pyarrow and `lob.contract` only; never torch, never another `lob` subpackage.
 """

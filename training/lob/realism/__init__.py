@@ -1,6 +1,7 @@
 """How much a dataset looks like a market: stylized facts of two datasets side by side and their distances
 (`report`, `lob realism`), and fitting a simulator instrument to a real dataset by matching them
-(`calibrate`, `lob calibrate`).
+(`calibrate`, `lob calibrate`). `stats` holds the fact primitives (Pearson kurtosis, ACF and their NaN
+rule, total variation, W1) that `lob generate` reports with too.
 
 May import `lob.contract`, `lob.data` and `lob.tokenizer` (its event classification); never torch.
 """

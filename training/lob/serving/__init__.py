@@ -1,4 +1,5 @@
-"""Serving glue: the tritonserver launcher (`launcher`) and the replay client (`replay`, over `lobclient`).
+"""Serving glue: the tritonserver launcher (`launcher`), the replay client (`replay`, over `lobclient`) and
+the signal sidecar that keeps each symbol's latest prediction in Redis (`signal`).
 
 May import `lob.contract`, `lob.data`, `lob.tokenizer`; never models, training, evaluation or export
 (a serving host installs no torch).

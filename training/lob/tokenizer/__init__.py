@@ -2,7 +2,8 @@
 
 Pure numpy (plus `lob.data.schema`); never imports torch. The python-backend model `lob_tokenizer`
 imports ``from lob.tokenizer import Tokenizer, TickInput, TickError`` unchanged. `features` holds the one
-per-tick formula that both the batch (`Tokenizer.transform`) and the stream (`Tokenizer.step`) APIs run.
+per-tick formula that both the batch (`Tokenizer.transform`) and the stream (`Tokenizer.step`) APIs run;
+`tokenizer` holds `Tokenizer` (fit, versioned JSON with a content hash, load, describe a token).
 """
 from lob.tokenizer.features import EVENT_CLASSES, FEATURE_NAMES, TokenizerState
 from lob.tokenizer.tokenizer import TickError, TickInput, Tokenizer
