@@ -181,13 +181,13 @@ def test_a_malformed_stdin_line_stops_the_sidecar_naming_the_line(server, redis_
     assert "stdin, row 2" in result.output and "bid_s" in result.output
 
 
-def test_readme_signal_reader_example_runs(redis_server):
+def test_serving_doc_signal_reader_example_runs(redis_server):
     import contextlib
     import io
     import re
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "SignalReader(" in b]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text()
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", doc, flags=re.S) if "SignalReader(" in b]
     url = "redis://localhost:6379/0"
     assert url in example
     code = example.replace(url, redis_server.url)

@@ -172,14 +172,14 @@ def test_nginx_config_hashes_the_shard_header_consistently():
     assert re.search(r"^\s*grpc_pass grpc://lob_triton;", conf, re.M)
 
 
-def test_readme_state_bytes_per_sequence_are_what_the_model_allocates():
-    """The README's capacity table: each preset's state bytes = the conv + ssm state one sequence holds."""
+def test_capacity_doc_state_bytes_per_sequence_are_what_the_model_allocates():
+    """bench/capacity.md's table: each preset's state bytes = the conv + ssm state one sequence holds."""
     import torch  # noqa: F401  (the model)
 
     from lob.models.mamba import PRESETS, MambaLOB, config_from_preset
 
-    readme = (ROOT / "README.md").read_text()
-    (row,) = [line for line in readme.splitlines() if line.startswith("| state per sequence, FP32 |")]
+    doc = (ROOT / "bench" / "capacity.md").read_text()
+    (row,) = [line for line in doc.splitlines() if line.startswith("| state per sequence, FP32 |")]
     stated = {name: int(n.replace(",", "")) for name, n in re.findall(r"(\w+) ([\d,]+) B", row)}
     assert set(stated) == set(PRESETS)
     for name in PRESETS:

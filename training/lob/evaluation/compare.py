@@ -12,7 +12,7 @@ A *design* is a run's architecture, preset, model options and training arguments
 - the longest horizon's backtest: model trades and total PnL in bps after costs.
 
 Per design with two or more seeds: mean and sample standard deviation of the numeric columns, and how
-many seeds show an edge either way. ``--markdown FILE`` writes both tables as Markdown (the README's).
+many seeds show an edge either way. ``--markdown FILE`` writes both tables as Markdown (docs/results.md's).
 """
 from __future__ import annotations
 
