@@ -32,6 +32,7 @@ import numpy as np
 
 from lob.tokenizer.features import ADD_ASK, ADD_BID, CANCEL_ASK, CANCEL_BID, TokenizerState, run as run_events
 from lob.realism.report import load_days, n_levels, time_resolution_ns, truncate
+from lob.realism.stats import wasserstein
 from lob.data.simulator import SESSION_S, SymbolSpec, hawkes_clock, session_fraction, simulate_symbol
 from lob.data.schema import Ticks, atomic_write
 
@@ -196,7 +197,6 @@ def fit_clock(log10_dt: np.ndarray, n: int, session_s: float, u_shaped: bool, re
     """Step 3: two-kernel Hawkes clock of ``n`` events a day (a ``visible`` share of them seen) minimising W1
     of log10 gaps to ``log10_dt``; returns (branching, decay_s, W1 decades)."""
     from scipy.optimize import minimize
-    from scipy.stats import wasserstein_distance
 
     mean_gap = session_s / n
 
@@ -209,7 +209,7 @@ def fit_clock(log10_dt: np.ndarray, n: int, session_s: float, u_shaped: bool, re
 
     def loss(x):
         b, d = params(x)
-        return wasserstein_distance(_clock_gaps(b, d, n, session_s, u_shaped, seed, resolution_ns, visible), log10_dt)
+        return wasserstein(_clock_gaps(b, d, n, session_s, u_shaped, seed, resolution_ns, visible), log10_dt)
 
     best = None
     for start in ([1.5, 1.0, -4.0, 3.0], [0.5, 0.0, -2.0, 1.0], [3.0, 2.0, -7.0, 4.0]):
