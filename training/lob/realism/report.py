@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from lob.tokenizer.features import EVENT_CLASSES, TokenizerState, run as run_events
-from lob.data.schema import N_LEVELS, Ticks, atomic_write, dataset_files, read_ticks
+from lob.data.schema import N_LEVELS, Ticks, dataset_files, read_ticks
+from lob.io import atomic_write
 
 SPREAD_EDGES = np.array([1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50], dtype=float)  # bucket j: [edge j, edge j+1)
 SPREAD_BUCKETS = [f"{a:g}" if b == a + 1 else f"{a:g}-{b - 1:g}" for a, b in zip(SPREAD_EDGES, SPREAD_EDGES[1:])] + ["50+"]
