@@ -70,8 +70,8 @@ class TritonPythonModel:
                 continue
             state = self.tokenizer.init_state() if start else self.states.get(corrid)
             if state is None:
-                responses[i] = self._refuse("no_state", f"{NO_STATE_PREFIX}sequence {corrid}: no tokenizer state (never "
-                                            f"started, ended, or idle longer than {self.idle_timeout_s:g} s); "
+                responses[i] = self._refuse("no_state", f"{NO_STATE_PREFIX}sequence {corrid}: no tokenizer state "
+                                            f"(never started, ended, or idle longer than {self.idle_timeout_s:g} s); "
                                             "send this tick with the START flag")
                 if end:
                     self._end_downstream(corrid)
