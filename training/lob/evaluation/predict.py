@@ -4,7 +4,8 @@ Each symbol runs from a fresh tokenizer state and a fresh model state over its t
 in chunks with the recurrent state carried between them: the same numbers as a fresh Triton
 sequence streaming those ticks one at a time.
 
-Output (one row per tick; symbols sorted, each symbol's ticks in time order)::
+Output: the predictions table of `lob.io.write_predictions`, which ``lob stream`` writes too (one row per
+tick; symbols sorted, each symbol's ticks in time order)::
 
     symbol, ts_ns, seq (index within the symbol), p_down_h10, p_flat_h10, p_up_h10, ... (h50, h100),
     next_token_top1, next_token_top1_p
