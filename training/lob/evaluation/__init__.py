@@ -3,5 +3,5 @@ probability scores (`metrics`), block-bootstrap intervals (`bootstrap`), the cos
 (`backtest`), the test-split report (`evaluate`), walk-forward folds (`walk_forward`) and offline per-tick
 scoring (`predict`).
 
-May import `lob.contract`, `lob.data`, `lob.tokenizer`, `lob.models`, `lob.training`; never export or serving.
+May import `lob.contract`, `lob.io`, `lob.data`, `lob.tokenizer`, `lob.models`, `lob.training`; never export or serving.
 """

@@ -2,5 +2,5 @@
 (`report`, `lob realism`), and fitting a simulator instrument to a real dataset by matching them
 (`calibrate`, `lob calibrate`).
 
-May import `lob.contract`, `lob.data` and `lob.tokenizer` (its event classification); never torch.
+May import `lob.contract`, `lob.io`, `lob.data` and `lob.tokenizer` (its event classification); never torch.
 """
