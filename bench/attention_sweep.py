@@ -26,6 +26,7 @@ import torch
 
 from step_cost import measure  # bench/step_cost.py: the paired-block timing
 
+from lob.contract import FEATURES, TOKEN
 from lob.export.onnx_step import export_step_onnx, io_names
 from lob.training.run import load_run
 
@@ -53,7 +54,7 @@ class Step:
 
     def runner(self, batch: int):
         n_features = self.model.config.n_features
-        feed = {"TOKEN": np.zeros((batch, 1), np.int64), "FEATURES": np.zeros((batch, n_features), np.float32),
+        feed = {TOKEN: np.zeros((batch, 1), np.int64), FEATURES: np.zeros((batch, n_features), np.float32),
                 **{i.name: np.zeros((batch, *i.shape[1:]), np.int64 if "int64" in i.type else np.float32)
                    for i in self.states}}
         return lambda: self.session.run(None, feed)

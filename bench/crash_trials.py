@@ -24,9 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_bench import input_data  # noqa: E402  (the same recorded tick streams as make bench)
 
+from lob.contract import STEP_MODEL, STREAM_MODEL  # noqa: E402
 from lob.serving.launcher import ServerError, TritonServer  # noqa: E402
 
-MODELS = {"lob_stream": "ticks", "mamba_lob_onnx": "zero"}
+MODELS = {STREAM_MODEL: "ticks", STEP_MODEL: "zero"}  # model -> its perf_analyzer input
 
 
 def trial(repo: Path, model: str, streaming: bool, concurrency: int, seconds: float, data: Path, tmp: Path,
@@ -77,7 +78,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--models", default="lob_stream,mamba_lob_onnx")
+    ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--transports", default="stream,unary")
     ap.add_argument("--out", type=Path, default=Path("out/crash_trials.md"))
     args = ap.parse_args()

@@ -5,17 +5,19 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
+from lob.contract import MODEL_VERSION, TOKEN, parse_state_name, state_names
 from lob.export.onnx_version import with_version_output
 
 
 def noop_step_graph(step: onnx.ModelProto, version: str = "noop") -> onnx.ModelProto:
     """A graph with ``step``'s I/O (MODEL_VERSION included) doing no work: (B, ...) zeros, states identity."""
     inputs = [i for i in step.graph.input if i.name not in {t.name for t in step.graph.initializer}]
-    outputs = [o for o in step.graph.output if o.name != "MODEL_VERSION"]
-    nodes = [helper.make_node("Shape", ["TOKEN"], ["batch"], start=0, end=1)]  # (1,) = [B]
+    outputs = [o for o in step.graph.output if o.name != MODEL_VERSION]
+    nodes = [helper.make_node("Shape", [TOKEN], ["batch"], start=0, end=1)]  # (1,) = [B]
     for out in outputs:
-        if out.name.startswith("STATE_"):
-            nodes.append(helper.make_node("Identity", [out.name.replace("_OUT", "_IN")], [out.name]))
+        state = parse_state_name(out.name)  # (NAME, "OUT") for a state output
+        if state is not None:
+            nodes.append(helper.make_node("Identity", [state_names(state[0])[0]], [out.name]))
             continue
         rest = [d.dim_value for d in out.type.tensor_type.shape.dim[1:]]
         elem = out.type.tensor_type.elem_type

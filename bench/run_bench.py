@@ -38,16 +38,19 @@ import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from lob.contract import FEATURES, STEP_MODEL, STREAM_MODEL, TICK_INPUTS, TOKEN, TOKENIZER_MODEL
 from lob.data.schema import load_dataset
 from lob.serving.launcher import TritonServer
 from paced import paced  # bench/paced.py
 
 HERE = Path(__file__).resolve().parent
-REAL = ("lob_tokenizer", "mamba_lob_onnx", "lob_stream")
+REAL = (TOKENIZER_MODEL, STEP_MODEL, STREAM_MODEL)
+TOKENIZER_JSON, STEP_ONNX, EXPORT_JSON = (f"{TOKENIZER_MODEL}/1/tokenizer.json", f"{STEP_MODEL}/1/model.onnx",
+                                         f"{STEP_MODEL}/1/export.json")  # written by `lob export`
 FLOORS = ("noop_tokenizer", "noop_step", "noop_stream", "noop_step_py", "noop_stream_py")
 # (label, model, input file)
-RUNS = (("ensemble", "lob_stream", "ticks"), ("ensemble floor", "noop_stream", "ticks"),
-        ("python-python floor", "noop_stream_py", "ticks"), ("direct", "mamba_lob_onnx", "tokens"),
+RUNS = (("ensemble", STREAM_MODEL, "ticks"), ("ensemble floor", "noop_stream", "ticks"),
+        ("python-python floor", "noop_stream_py", "ticks"), ("direct", STEP_MODEL, "tokens"),
         ("direct floor", "noop_step", "tokens"))
 
 
@@ -68,7 +71,7 @@ def build_repo(src: Path, dst: Path, n_features: int) -> None:
         if not (src / name).is_dir():
             raise SystemExit(f"{src / name}: missing")
         shutil.copytree(src / name, dst / name, ignore=shutil.ignore_patterns("configs"))
-    for name in ("lob_tokenizer/1/tokenizer.json", "mamba_lob_onnx/1/model.onnx", "mamba_lob_onnx/1/export.json"):
+    for name in (TOKENIZER_JSON, STEP_ONNX, EXPORT_JSON):
         if not (dst / name).is_file():
             raise SystemExit(f"{src / name}: missing; run `lob export --run RUN --repo {src}` first")
     tok, step, ens = (_config(src / n / "config.pbtxt") for n in REAL)
@@ -80,7 +83,7 @@ def build_repo(src: Path, dst: Path, n_features: int) -> None:
     onnx_step.CopyFrom(step)
     onnx_step.name = "noop_step"
     _write(dst / "noop_step", onnx_step)
-    onnx.save(noop_step_graph(onnx.load(str(src / "mamba_lob_onnx/1/model.onnx"))), str(dst / "noop_step/1/model.onnx"))
+    onnx.save(noop_step_graph(onnx.load(str(src / STEP_ONNX))), str(dst / "noop_step/1/model.onnx"))
     py_step = model_config_pb2.ModelConfig()  # the retired python step's shape: own state, CORRID/START/END
     py_step.CopyFrom(step)
     py_step.name, py_step.platform, py_step.backend = "noop_step_py", "", "python"
@@ -108,13 +111,12 @@ def input_data(data: Path, path: Path, n_streams: int, length: int, tokenizer=No
             chunk = t.slice(start, start + length)
             if tokenizer is not None:
                 tokens, features, _ = tokenizer.transform(chunk)
-                streams.append([{"TOKEN": [int(k)], "FEATURES": f.tolist()} for k, f in zip(tokens, features)])
-            else:
-                streams.append([{
-                    "TS_NS": [int(chunk.ts_ns[i])], "BID_PX": chunk.bid_px[i].tolist(), "BID_SZ": chunk.bid_sz[i].tolist(),
-                    "ASK_PX": chunk.ask_px[i].tolist(), "ASK_SZ": chunk.ask_sz[i].tolist(),
-                    "TRADE_PX": [float(chunk.trade_px[i])], "TRADE_SZ": [float(chunk.trade_sz[i])],
-                    "TRADE_SIDE": [int(chunk.trade_side[i])]} for i in range(length)])
+                streams.append([{TOKEN: [int(k)], FEATURES: f.tolist()} for k, f in zip(tokens, features)])
+            else:  # values in TICK_INPUTS order
+                streams.append([dict(zip(TICK_INPUTS, (
+                    [int(chunk.ts_ns[i])], chunk.bid_px[i].tolist(), chunk.bid_sz[i].tolist(), chunk.ask_px[i].tolist(),
+                    chunk.ask_sz[i].tolist(), [float(chunk.trade_px[i])], [float(chunk.trade_sz[i])],
+                    [int(chunk.trade_side[i])]))) for i in range(length)])
             if len(streams) == n_streams:
                 path.write_text(json.dumps({"data": streams}))
                 return len(streams)
@@ -160,12 +162,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="lob-bench-") as tmp:
         tmp = Path(tmp)
-        tokenizer = Tokenizer.load(args.repo / "lob_tokenizer/1/tokenizer.json")
+        tokenizer = Tokenizer.load(args.repo / TOKENIZER_JSON)
         build_repo(args.repo, tmp / "repo", tokenizer.n_features)
         files = {"ticks": tmp / "ticks.json", "tokens": tmp / "tokens.json"}
         n_streams = input_data(args.data, files["ticks"], max(levels), args.length)
         input_data(args.data, files["tokens"], max(levels), args.length, tokenizer)
-        version = json.loads((args.repo / "mamba_lob_onnx/1/export.json").read_text())["model_version"]
+        version = json.loads((args.repo / EXPORT_JSON).read_text())["model_version"]
         rows, rated = {}, {}
         with TritonServer(tmp / "repo", "cpu", grpc_port=18801, http_port=18800, metrics_port=18802,
                           log_file=tmp / "server.log", extra_models=FLOORS) as server:

@@ -42,6 +42,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from lob.contract import FEATURES, TOKEN
 from lob.export.onnx_step import export_step_onnx, io_names
 from lob.models.registry import arch, config_from_preset
 
@@ -114,7 +115,7 @@ class OrtStep:
         self.state_in = io_names(model)[0][2:]
 
     def runner(self, state: list[torch.Tensor], batch: int):
-        feed = {"TOKEN": np.zeros((batch, 1), np.int64), "FEATURES": np.zeros((batch, N_FEATURES), np.float32),
+        feed = {TOKEN: np.zeros((batch, 1), np.int64), FEATURES: np.zeros((batch, N_FEATURES), np.float32),
                 **{n: s.numpy() for n, s in zip(self.state_in, state)}}
         return lambda: self.session.run(None, feed)
 

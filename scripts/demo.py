@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
+from lob.contract import CLASSES, HORIZONS, PROB_COLUMNS, STREAM_MODEL, prob_column
+
 ROOT = Path(__file__).resolve().parents[1]
 LOB = str(Path(sys.executable).with_name("lob"))
 console = Console()
@@ -49,7 +51,6 @@ def split_heldout_day(data: Path, heldout: Path) -> None:
 def direction_accuracy(pred: dict, data: Path, fee_bps: float) -> dict:
     """Direction accuracy per horizon on the held-out day: served predictions, and always predicting flat
     (the majority class of every horizon on the train split)."""
-    from lob.contract import HORIZONS
     from lob.data.schema import load_dataset
     from lob.training.labels import IGNORE, tick_targets
 
@@ -59,7 +60,7 @@ def direction_accuracy(pred: dict, data: Path, fee_bps: float) -> dict:
         labels, _ = tick_targets(t, fee_bps)  # (N, H)
         rows = symbols == sym
         for j, h in enumerate(HORIZONS):
-            p = np.stack([np.asarray(pred[f"p_{c}_h{h}"])[rows] for c in ("down", "flat", "up")], axis=1)
+            p = np.stack([np.asarray(pred[prob_column(c, h)])[rows] for c in CLASSES], axis=1)
             valid = labels[:, j] != IGNORE
             hits[j] += (p.argmax(1)[valid] == labels[valid, j]).sum()
             flat[j] += (labels[valid, j] == 1).sum()
@@ -103,7 +104,7 @@ def main() -> None:
             if server.poll() is not None:
                 raise SystemExit(f"lob serve exited with {server.returncode}; see {out / 'tritonserver.log'}")
             try:
-                if client.is_server_ready() and client.is_model_ready("lob_stream"):
+                if client.is_server_ready() and client.is_model_ready(STREAM_MODEL):
                     break
             except Exception:  # noqa: BLE001 - not up yet
                 pass
@@ -117,8 +118,7 @@ def main() -> None:
 
     offline = pq.read_table(out / "offline.parquet").to_pydict()
     served = pq.read_table(out / "served.parquet").to_pydict()
-    prob_cols = [c for c in offline if c.startswith("p_")]
-    diff = max(float(np.max(np.abs(np.asarray(offline[c]) - np.asarray(served[c])))) for c in prob_cols)
+    diff = max(float(np.max(np.abs(np.asarray(offline[c]) - np.asarray(served[c])))) for c in PROB_COLUMNS)
     same_top1 = np.array_equal(offline["next_token_top1"], served["next_token_top1"])
     metrics_json = json.loads((run / "metrics.json").read_text())
 

@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import triton  # noqa: E402
 
-from lob.data.schema import atomic_write  # noqa: E402
+from lob.io import atomic_write  # noqa: E402
 from lobkernels import (  # noqa: E402
     causal_conv1d_update,
     causal_conv1d_update_ref,

@@ -14,8 +14,8 @@ from lob.data.simulator import simulate_dataset
 from lob.evaluation.predict import predict
 from lob.export.repository import export_repository
 from lob.export.validate import validate_repository
+from lob.io import sha256_file
 from lob.tokenizer import TickInput, Tokenizer
-from lob.training.run import sha256_file
 from lob.training.train import train
 
 PROJECT_REPO = Path(__file__).resolve().parents[2] / "model_repository"

@@ -11,7 +11,8 @@ import torch
 
 from lob.data.schema import load_dataset, write_ticks
 from lob.data.simulator import simulate_dataset
-from lob.training.run import RunError, building, load_run, read_manifest
+from lob.io import building
+from lob.training.run import RunError, load_run, read_manifest
 from lob.training.split import split_symbol
 from lob.training.train import train
 

@@ -3,6 +3,7 @@
 Subpackages in lifecycle order; each may import only the ones before it (`tests/unit/test_layout.py`):
 
     contract    horizons, direction classes, served tensor names (stdlib only)
+    io          artifact I/O: atomic files and folders, JSON, sha256, predictions table  pyarrow
     data        canonical tick table, simulator, importers          numpy, pyarrow
     tokenizer   one token + features per tick; what Triton imports  numpy
     realism     stylized facts, distances, calibration of the simulator  numpy, scipy

@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from lob.contract import STREAM_MODEL
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Mamba-LOB: simulate or import L2 ticks, train, evaluate, export, serve on Triton.")
 import_app = typer.Typer(no_args_is_help=True, help="Import real market data into the canonical tick table.")
@@ -332,7 +334,7 @@ def stream(
     out: Path = typer.Option(..., help="Predictions parquet to write (schema of `lob predict`)."),
     symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (default: all)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N ticks of each symbol."),
-    model: str = typer.Option("lob_stream", help="Ensemble to stream through."),
+    model: str = typer.Option(STREAM_MODEL, help="Ensemble to stream through."),
     transport: str = typer.Option("unary", help="unary (ModelInfer calls; safe with many sequences, docs/serving.md) "
                                   "| stream (one gRPC bidirectional stream)."),
     tls: bool = typer.Option(False, "--tls", help="Speak TLS to the server."),
@@ -360,7 +362,7 @@ def signal(
     limit: Optional[int] = typer.Option(None, min=1, help="With --data: only the first N ticks of each symbol."),
     prefix: str = typer.Option("lob", help="Redis key prefix."),
     ttl: float = typer.Option(2.0, min=0.05, help="Heartbeat TTL in seconds (refreshed every TTL/3)."),
-    model: str = typer.Option("lob_stream", help="Ensemble to stream through."),
+    model: str = typer.Option(STREAM_MODEL, help="Ensemble to stream through."),
     shards: Optional[int] = typer.Option(None, min=1, help="Spread symbols over N inner streams, each routed "
                                          "by its x-lob-shard header."),
 ):

@@ -26,6 +26,7 @@ TOKEN, FEATURES = "TOKEN", "FEATURES"  # int64 (B, 1), float32 (B, F)
 # the step model's and the ensembles' outputs
 DIR_PROBS, TOPK_IDS, TOPK_PROBS, MODEL_VERSION = "DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "MODEL_VERSION"
 OUTPUTS = (DIR_PROBS, TOPK_IDS, TOPK_PROBS, MODEL_VERSION)  # what a client asks for, in this order
+TENSORS = (*TICK_INPUTS, TOKEN, FEATURES, *OUTPUTS)  # every tensor a served model declares, besides its states
 
 # implicit state of the step models: one STATE_<NAME>_IN / STATE_<NAME>_OUT pair per state tensor
 _STATE_NAME = re.compile(r"STATE_([A-Z0-9]+(?:_[A-Z0-9]+)*)_(IN|OUT)")
@@ -53,6 +54,7 @@ VERSION_MODEL = "lob_model_version"  # MODEL_VERSION for the TensorRT ensembles
 STREAM_MODEL = "lob_stream"  # the CPU ensemble: raw tick in, prediction out (the client's default)
 STREAM_MODELS = {"cpu": STREAM_MODEL, "onnx": "lob_stream_onnx", "fp16": "lob_stream_trt_fp16",
                  "bf16": "lob_stream_trt_bf16"}
+MODELS = (TOKENIZER_MODEL, *STEP_MODELS, VERSION_MODEL, *STREAM_MODELS.values())  # every model of model_repository/
 
 # -- error prefixes of refused ticks (docs/serving.md, "Errors") ---------------------------------------
 NO_STATE_PREFIX = "LOB_NO_STATE: "  # no state for this sequence here (never started, ended, reclaimed)

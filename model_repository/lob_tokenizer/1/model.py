@@ -19,14 +19,12 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from lob.contract import (ASK_PX, ASK_SZ, BAD_TICK_PREFIX, BID_PX, BID_SZ, DIR_PROBS, FEATURES, NO_STATE_PREFIX, TOKEN,
+                          TRADE_PX, TRADE_SIDE, TRADE_SZ, TS_NS)
 from lob.tokenizer import TickError, TickInput, Tokenizer
 
-# Stable prefixes of the error messages (the client's contract, docs/serving.md)
-NO_STATE = "LOB_NO_STATE: "  # a tick of a sequence without state here: resend it with START
-BAD_TICK = "LOB_BAD_TICK: "  # a tick refused by validation; the sequence's state did not move
 SEQUENCE_END_FLAG = 2  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_END (tritonserver.h)
 BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
-TICK_INPUTS = ("TS_NS", "BID_PX", "BID_SZ", "ASK_PX", "ASK_SZ", "TRADE_PX", "TRADE_SZ", "TRADE_SIDE")
 
 
 class TritonPythonModel:
@@ -72,8 +70,8 @@ class TritonPythonModel:
                 continue
             state = self.tokenizer.init_state() if start else self.states.get(corrid)
             if state is None:
-                responses[i] = self._refuse("no_state", f"{NO_STATE}sequence {corrid}: no tokenizer state (never "
-                                            f"started, ended, or idle longer than {self.idle_timeout_s:g} s); "
+                responses[i] = self._refuse("no_state", f"{NO_STATE_PREFIX}sequence {corrid}: no tokenizer state "
+                                            f"(never started, ended, or idle longer than {self.idle_timeout_s:g} s); "
                                             "send this tick with the START flag")
                 if end:
                     self._end_downstream(corrid)
@@ -91,7 +89,7 @@ class TritonPythonModel:
                         self._forget(corrid)
                     if end:
                         self._end_downstream(corrid)
-                    responses[i] = self._refuse("bad_tick", f"{BAD_TICK}sequence {corrid}: {new_state}")
+                    responses[i] = self._refuse("bad_tick", f"{BAD_TICK_PREFIX}sequence {corrid}: {new_state}")
                     continue
                 if end:
                     self._forget(corrid)
@@ -99,8 +97,8 @@ class TritonPythonModel:
                     self.states[corrid] = new_state
                     self.last_seen[corrid] = time.monotonic()
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor("TOKEN", tokens[b:b + 1]),  # (1, 1)
-                    pb_utils.Tensor("FEATURES", features[b:b + 1]),  # (1, F)
+                    pb_utils.Tensor(TOKEN, tokens[b:b + 1]),  # (1, 1)
+                    pb_utils.Tensor(FEATURES, features[b:b + 1]),  # (1, F)
                 ])
         self._forget_idle()
         self.m_open.set(len(self.states))
@@ -113,10 +111,10 @@ class TritonPythonModel:
     def _end_downstream(self, corrid):
         """End sequence ``corrid`` in the step models (a dummy END tick; its answer is dropped). A model that
         does not hold the sequence, or is not loaded in this profile, refuses it: nothing to end there."""
-        inputs = [pb_utils.Tensor("TOKEN", np.zeros((1, 1), np.int64)),
-                  pb_utils.Tensor("FEATURES", np.zeros((1, self.tokenizer.n_features), np.float32))]
+        inputs = [pb_utils.Tensor(TOKEN, np.zeros((1, 1), np.int64)),
+                  pb_utils.Tensor(FEATURES, np.zeros((1, self.tokenizer.n_features), np.float32))]
         for model in self.end_step_models:
-            request = pb_utils.InferenceRequest(model_name=model, inputs=inputs, requested_output_names=["DIR_PROBS"],
+            request = pb_utils.InferenceRequest(model_name=model, inputs=inputs, requested_output_names=[DIR_PROBS],
                                                 correlation_id=corrid)
             request.set_flags(SEQUENCE_END_FLAG)
             try:
@@ -143,7 +141,7 @@ class TritonPythonModel:
 def _read(request):
     """(correlation id, START, END, TickInput) of one request."""
     x = {t.name(): t.as_numpy() for t in request.inputs()}  # one pass, not a lookup per name
-    tick = TickInput(ts_ns=int(x["TS_NS"][0, 0]), bid_px=x["BID_PX"][0], bid_sz=x["BID_SZ"][0],
-                     ask_px=x["ASK_PX"][0], ask_sz=x["ASK_SZ"][0], trade_px=float(x["TRADE_PX"][0, 0]),
-                     trade_sz=float(x["TRADE_SZ"][0, 0]), trade_side=int(x["TRADE_SIDE"][0, 0]))
+    tick = TickInput(ts_ns=int(x[TS_NS][0, 0]), bid_px=x[BID_PX][0], bid_sz=x[BID_SZ][0],
+                     ask_px=x[ASK_PX][0], ask_sz=x[ASK_SZ][0], trade_px=float(x[TRADE_PX][0, 0]),
+                     trade_sz=float(x[TRADE_SZ][0, 0]), trade_side=int(x[TRADE_SIDE][0, 0]))
     return int(x["CORRID"].flat[0]), bool(x["START"].flat[0]), bool(x["END"].flat[0]), tick

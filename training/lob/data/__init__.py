@@ -2,5 +2,5 @@
 formats: LOBSTER (`lobster`), Binance bookTicker and aggTrades (`binance`), over one CSV reader that names
 the file, line and field of every fault (`csvio`).
 
-Imports numpy, pyarrow and `lob.contract` only; never torch, never another `lob` subpackage.
+Imports numpy, pyarrow, `lob.contract` and `lob.io` only; never torch, never another `lob` subpackage.
 """

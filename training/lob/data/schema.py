@@ -29,14 +29,14 @@ deepest ones. Level 1 is never empty on either side and the book is never crosse
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-N_LEVELS = 10
+from lob.contract import N_LEVELS
+from lob.io import atomic_write
+
 SIDES = ("bid", "ask")
 BOOK_COLUMNS = [f"{side}_{q}_{k}" for side in SIDES for q in ("px", "sz") for k in range(1, N_LEVELS + 1)]
 COLUMNS = ["symbol", "ts_ns", *BOOK_COLUMNS, "trade_px", "trade_sz", "trade_side"]
@@ -166,20 +166,6 @@ def to_arrow(t: Ticks):
     cols["trade_side"] = pa.array(t.trade_side, pa.int8())
     table = pa.table(cols)
     return table.replace_schema_metadata({META_KEY: json.dumps({"symbol": t.symbol, **t.meta}, sort_keys=True).encode()})
-
-
-def atomic_write(path: Path, write_fn) -> None:
-    """Write ``path`` through a temp file in the same folder and rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_ticks(path: Path, t: Ticks) -> Path:

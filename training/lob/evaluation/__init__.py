@@ -4,6 +4,6 @@ probability scores (`metrics`), block-bootstrap intervals (`bootstrap`), the cos
 scoring (`predict`), evaluated runs side by side (`compare`) and synthetic order flow sampled from a run,
 judged by `lob.realism`'s stylized facts (`generate`).
 
-May import `lob.contract`, `lob.data`, `lob.tokenizer`, `lob.realism`, `lob.models`, `lob.training`; never
-export or serving.
+May import `lob.contract`, `lob.io`, `lob.data`, `lob.tokenizer`, `lob.realism`, `lob.models`, `lob.training`;
+never export or serving.
 """

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from lob.data.schema import atomic_write
+from lob.io import atomic_write
 from lob.training.run import RunError
 
 

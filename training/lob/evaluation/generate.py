@@ -37,11 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lob.data.schema import atomic_write, load_dataset
+from lob.data.schema import load_dataset
+from lob.io import atomic_write, write_json
 from lob.realism.stats import ACF_LAGS, acf, pearson_kurtosis, total_variation
 from lob.tokenizer import EVENT_CLASSES, TickInput, Tokenizer
 from lob.training.labels import LabelSpec
-from lob.training.run import load_run, write_json
+from lob.training.run import load_run
 from lob.training.segments import segments
 from lob.training.split import split_from_boundaries
 

@@ -4,7 +4,8 @@ Each symbol runs from a fresh tokenizer state and a fresh model state over its t
 in chunks with the recurrent state carried between them: the same numbers as a fresh Triton
 sequence streaming those ticks one at a time.
 
-Output (one row per tick; symbols sorted, each symbol's ticks in time order)::
+Output: the predictions table of `lob.io.write_predictions`, which ``lob stream`` writes too (one row per
+tick; symbols sorted, each symbol's ticks in time order)::
 
     symbol, ts_ns, seq (index within the symbol), p_down_h10, p_flat_h10, p_up_h10, ... (h50, h100),
     next_token_top1, next_token_top1_p
@@ -17,8 +18,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from lob.contract import CLASSES
-from lob.data.schema import atomic_write, load_dataset
+from lob.data.schema import load_dataset
+from lob.io import write_predictions
 from lob.training.run import load_run
 
 CHUNK = 2048  # ticks per forward call; only memory depends on it
@@ -51,30 +52,18 @@ def score_sequence(model, tokens: np.ndarray, features: np.ndarray) -> tuple[np.
 
 
 def predict(run: Path, data: Path, out: Path, symbols: list[str] | None = None, limit: int | None = None) -> Path:
-    """Write the predictions parquet ``out`` atomically; returns ``out``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """Write the predictions parquet ``out`` atomically (`lob.io.write_predictions`); returns ``out``."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     model, tokenizer, _ = load_run(run)
     dataset = load_dataset(data, symbols)
     if not dataset:
         raise ValueError(f"{data}: no tick files (expected DIR/<SYMBOL>/<YYYY-MM-DD>.parquet)")
-    horizons = model.config.horizons
-    parts = []
+    parts = []  # per symbol: symbol (n,), ts_ns (n,), seq (n,), dir_probs (n, H, 3), top1 (n,), top1_p (n,)
     for sym in sorted(dataset):
         ticks = dataset[sym] if limit is None else dataset[sym].slice(0, limit)
         tokens, features, _ = tokenizer.transform(ticks)
-        dir_probs, top1, top1_p = score_sequence(model, tokens, features)
-        cols = {"symbol": pa.array([sym] * len(ticks), pa.string()), "ts_ns": pa.array(ticks.ts_ns, pa.int64()),
-                "seq": pa.array(np.arange(len(ticks), dtype=np.int64))}
-        for j, h in enumerate(horizons):
-            for c, name in enumerate(CLASSES):
-                cols[f"p_{name}_h{h}"] = pa.array(dir_probs[:, j, c], pa.float32())
-        cols["next_token_top1"] = pa.array(top1, pa.int64())
-        cols["next_token_top1_p"] = pa.array(top1_p, pa.float32())
-        parts.append(pa.table(cols))
-    table = pa.concat_tables(parts)
-    atomic_write(Path(out), lambda tmp: pq.write_table(table, tmp))
-    return Path(out)
+        n = len(ticks)
+        parts.append((np.full(n, sym, object), ticks.ts_ns, np.arange(n, dtype=np.int64),
+                      *score_sequence(model, tokens, features)))
+    return write_predictions(out, *(np.concatenate(column) for column in zip(*parts)))

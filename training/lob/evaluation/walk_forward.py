@@ -24,7 +24,8 @@ import numpy as np
 
 from lob.data.schema import Ticks, day_path, load_dataset, write_ticks
 from lob.evaluation.evaluate import evaluate
-from lob.training.run import read_manifest, write_json
+from lob.io import write_json
+from lob.training.run import read_manifest
 from lob.training.split import trading_clock
 from lob.training.train import TrainConfig, train
 

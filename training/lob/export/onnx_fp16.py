@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lob.data.schema import atomic_write
+from lob.contract import STEP_MODEL
+from lob.io import atomic_write
 
 FP32_OPS = ("Exp", "Softplus", "Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal")
-SOURCE = Path("mamba_lob_onnx") / "1" / "model.onnx"  # written by `lob export`
+SOURCE = Path(STEP_MODEL) / "1" / "model.onnx"  # written by `lob export`
 
 
 def convert_fp16(src_onnx: Path, dst_onnx: Path) -> Path:

@@ -28,20 +28,16 @@ from onnxscript import ir
 from onnxscript.rewriter import pattern, rewrite
 from torch import Tensor, nn
 
-from lob.data.schema import atomic_write
+from lob.contract import DIR_PROBS, FEATURES, TOKEN, TOPK_IDS, TOPK_PROBS, state_names
 from lob.export.onnx_version import with_version_output
+from lob.io import atomic_write
 from lob.models.heads import TickModel
 
 
-def state_names(model: TickModel) -> tuple[list[str], list[str]]:
-    """(STATE_<NAME>_IN names, STATE_<NAME>_OUT names) of ``model``'s states, in the model's order."""
-    return [f"STATE_{n}_IN" for n in model.state_names], [f"STATE_{n}_OUT" for n in model.state_names]
-
-
 def io_names(model: TickModel) -> tuple[list[str], list[str]]:
-    """(graph input names, graph output names) of ``model``'s step graph."""
-    states_in, states_out = state_names(model)
-    return ["TOKEN", "FEATURES", *states_in], ["DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", *states_out]
+    """(graph input names, graph output names) of ``model``'s step graph; the states in the model's order."""
+    states = [state_names(name) for name in model.state_names]  # (STATE_<NAME>_IN, STATE_<NAME>_OUT) each
+    return [TOKEN, FEATURES, *(i for i, _ in states)], [DIR_PROBS, TOPK_IDS, TOPK_PROBS, *(o for _, o in states)]
 
 
 class StepGraph(nn.Module):

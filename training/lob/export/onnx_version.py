@@ -11,23 +11,24 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-OUTPUT = "MODEL_VERSION"
+from lob.contract import MODEL_VERSION, TOKEN, TS_NS, VERSION_MODEL
 
 
 def _version_nodes(version: str, like: str) -> list[onnx.NodeProto]:
-    """Nodes computing OUTPUT = ``version`` broadcast to the shape of 2-D tensor ``like`` (B, 1)."""
+    """Nodes computing MODEL_VERSION = ``version`` broadcast to the shape of 2-D tensor ``like`` (B, 1)."""
     constant = helper.make_tensor("model_version_value", TensorProto.STRING, [1, 1], [version.encode()])
     return [helper.make_node("Constant", [], ["model_version_value"], name="model_version_value", value=constant),
             helper.make_node("Shape", [like], ["model_version_shape"], name="model_version_shape"),
-            helper.make_node("Expand", ["model_version_value", "model_version_shape"], [OUTPUT], name="model_version")]
+            helper.make_node("Expand", ["model_version_value", "model_version_shape"], [MODEL_VERSION],
+                             name="model_version")]
 
 
-def with_version_output(model: onnx.ModelProto, version: str, like: str = "TOKEN") -> onnx.ModelProto:
+def with_version_output(model: onnx.ModelProto, version: str, like: str = TOKEN) -> onnx.ModelProto:
     """``model`` plus output MODEL_VERSION string (B, 1) = ``version`` in every row (``like`` is (B, 1))."""
     out = onnx.ModelProto()
     out.CopyFrom(without_version_output(model))
     out.graph.node.extend(_version_nodes(version, like))
-    out.graph.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.STRING, ["batch", 1]))
+    out.graph.output.append(helper.make_tensor_value_info(MODEL_VERSION, TensorProto.STRING, ["batch", 1]))
     return out
 
 
@@ -35,7 +36,7 @@ def without_version_output(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` without the MODEL_VERSION output and its nodes (unchanged if it has none)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    keep = [o for o in out.graph.output if o.name != OUTPUT]
+    keep = [o for o in out.graph.output if o.name != MODEL_VERSION]
     del out.graph.output[:]
     out.graph.output.extend(keep)
     nodes = [n for n in out.graph.node if not n.name.startswith("model_version")]
@@ -46,9 +47,9 @@ def without_version_output(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def version_graph(version: str, opset: int = 18) -> onnx.ModelProto:
     """A model whose only output is MODEL_VERSION string (B, 1) = ``version``, sized by input TS_NS int64 (B, 1)."""
-    graph = helper.make_graph(_version_nodes(version, "TS_NS"), "lob_model_version",
-                              [helper.make_tensor_value_info("TS_NS", TensorProto.INT64, ["batch", 1])],
-                              [helper.make_tensor_value_info(OUTPUT, TensorProto.STRING, ["batch", 1])])
+    graph = helper.make_graph(_version_nodes(version, TS_NS), VERSION_MODEL,
+                              [helper.make_tensor_value_info(TS_NS, TensorProto.INT64, ["batch", 1])],
+                              [helper.make_tensor_value_info(MODEL_VERSION, TensorProto.STRING, ["batch", 1])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     onnx.checker.check_model(model, full_check=True)
     return model

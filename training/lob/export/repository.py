@@ -22,24 +22,21 @@ The repository is built in a temp folder beside ``REPO`` and renamed into place:
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from lob.training.run import load_run, sha256_file, write_json
+from lob.contract import FEATURES, STEP_MODEL, STEP_MODELS, TOKENIZER_MODEL, VERSION_MODEL, state_names
+from lob.io import building, sha256_file, write_json
+from lob.training.run import load_run
 
 PROJECT_REPO = Path(__file__).resolve().parents[3] / "model_repository"
 BUILD_REPO = Path("build/model_repository")
-STEP_MODEL = "mamba_lob_onnx"
-TOKENIZER_MODEL = "lob_tokenizer"
-VERSION_MODEL = "lob_model_version"
-IMPLICIT_STATE_MODELS = ("mamba_lob_onnx", "mamba_lob_trt_fp16", "mamba_lob_trt_bf16")
 MARKER = ".lob_export"  # in a repository `lob export` built (and may replace)
 _BUILD_PRODUCTS = ("model.onnx", "model_fp16.onnx", "model.plan", "tokenizer.json", "export.json", "__pycache__",
                    MARKER)
 
 
-def step_configs(repo: Path, names=IMPLICIT_STATE_MODELS) -> list[Path]:
+def step_configs(repo: Path, names=STEP_MODELS) -> list[Path]:
     """Every config of the implicit-state step models in ``repo``: config.pbtxt and configs/*.pbtxt."""
     repo = Path(repo)
     return [p for name in names for p in [repo / name / "config.pbtxt", *sorted((repo / name / "configs").glob("*.pbtxt"))]
@@ -53,8 +50,11 @@ def state_entries(model) -> list[dict]:
     from tritonclient.grpc import model_config_pb2
 
     types = {torch.float32: model_config_pb2.TYPE_FP32, torch.int64: model_config_pb2.TYPE_INT64}
-    entries = [{"input_name": f"STATE_{n}_IN", "output_name": f"STATE_{n}_OUT", "data_type": types[s.dtype],
-                "dims": list(s.shape[1:])} for n, s in zip(model.state_names, model.allocate_inference_cache(1))]
+    entries = []
+    for name, state in zip(model.state_names, model.allocate_inference_cache(1)):
+        input_name, output_name = state_names(name)
+        entries.append({"input_name": input_name, "output_name": output_name, "data_type": types[state.dtype],
+                        "dims": list(state.shape[1:])})
     return sorted(entries, key=lambda e: e["input_name"])
 
 
@@ -72,7 +72,7 @@ def fit_states(repo: Path, model) -> list[Path]:
         have = [{"input_name": s.input_name, "output_name": s.output_name, "data_type": s.data_type,
                  "dims": list(s.dims)} for s in cfg.sequence_batching.state]
         inits = [[list(i.dims) for i in s.initial_state] for s in cfg.sequence_batching.state]
-        features = [t for t in cfg.input if t.name == "FEATURES"]
+        features = [t for t in cfg.input if t.name == FEATURES]
         if have == want and inits == [[e["dims"]] for e in want] and all(
                 list(t.dims) == [model.config.n_features] for t in features):
             continue
@@ -110,9 +110,7 @@ def export_repository(run: Path, repo: Path = BUILD_REPO, source: Path = PROJECT
     model, tokenizer, manifest = load_run(run)
     ckpt_sha = sha256_file(run / "checkpoint.pt")
     version = f"{run.resolve().name}-{ckpt_sha[:12]}"
-    repo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
-    try:
+    with building(repo, force=True) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_BUILD_PRODUCTS))
         step_dir = tmp / STEP_MODEL / "1"
         export_step_onnx(model, step_dir / "model.onnx", model_version=version)
@@ -125,19 +123,4 @@ def export_repository(run: Path, repo: Path = BUILD_REPO, source: Path = PROJECT
             "n_parameters": manifest["n_parameters"], "fee_bps": manifest["fee_bps"]})
         fit_states(tmp, model)
         (tmp / MARKER).write_text(f"{version}\n")
-        _replace(tmp, repo)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return version
-
-
-def _replace(new: Path, dst: Path) -> None:
-    """Rename folder ``new`` to ``dst``, moving a previous ``dst`` out of the way first (then deleting it)."""
-    old = None
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-        dst.rename(old / dst.name)
-    new.rename(dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -18,9 +18,10 @@ import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from lob.contract import TRT_STEP_MODELS
 from lob.export.onnx_fp16 import SOURCE
 from lob.export.onnx_version import without_version_output
-from lob.data.schema import atomic_write
+from lob.io import atomic_write
 
 PRECISIONS = {"fp16": "FP16", "bf16": "BF16"}  # precision -> TensorRT BuilderFlag
 
@@ -30,7 +31,7 @@ class TrtBuildError(RuntimeError):
 
 
 def engine_path(repo: Path, precision: str) -> Path:
-    return Path(repo) / f"mamba_lob_trt_{precision}" / "1" / "model.plan"
+    return Path(repo) / TRT_STEP_MODELS[precision] / "1" / "model.plan"
 
 
 def build_engines(repo: Path, precisions: list[str], max_batch: int = 4096, opt_batch: int = 256) -> list[Path]:

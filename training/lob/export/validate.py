@@ -10,7 +10,10 @@ exactly once and every consumer agrees with its producer on dtype and shape. A m
 (`configs/<name>.pbtxt`, loaded with `--model-config-name`) get the same checks as its `config.pbtxt`. Implicit
 state entries are checked against their initial_state (dtype, dims) and the state dtypes Triton allows, and
 one state name is declared identically in every config of the repository (the CPU and GPU step configs
-cannot drift apart).
+cannot drift apart). Every name that crosses a process boundary is `lob.contract`'s (read when called): model
+names (each config's, each ensemble step's, the tokenizer's ``end_step_models``), input and output tensor
+names (or ``state_names``' STATE_<NAME>_IN / _OUT), and the dims the contract fixes (book inputs
+[N_LEVELS], DIR_PROBS [len(HORIZONS), len(CLASSES)], one-value tensors [1]).
 
 `model.onnx`, `model_fp16.onnx` and `model.plan` are build products (`lob export`, `lob build-trt`;
 git-ignored): a missing one is not a fault, a present one is checked. TensorRT plans are engine- and
@@ -19,16 +22,15 @@ GPU-specific and only checked for presence. Each problem is one string naming th
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from lob.contract import CLASSES, HORIZONS
+from lob import contract
+from lob.contract import parse_state_name, state_names
 
-DIRECTION_TENSOR = "DIR_PROBS"  # dims [len(HORIZONS), len(CLASSES)] wherever a config declares it
 BUILD_PRODUCTS = frozenset({"model.onnx", "model_fp16.onnx", "model.plan"})
 
 _DEFAULT_FILE = {"onnxruntime_onnx": "model.onnx", "onnxruntime": "model.onnx", "tensorrt_plan": "model.plan",
@@ -43,7 +45,6 @@ _ONNX_TYPE = {mc.TYPE_BOOL: 9, mc.TYPE_UINT8: 2, mc.TYPE_UINT16: 4, mc.TYPE_UINT
 _STATE_DTYPES = frozenset(_ONNX_TYPE) - {mc.TYPE_STRING}
 CONFIGS_DIR = "configs"  # named configs, one per --model-config-name
 
-_STATE_NAME = re.compile(r"STATE_[A-Z0-9]+(?:_[A-Z0-9]+)*_(?:IN|OUT)")  # STATE_<NAME>_IN / _OUT (lob.export.onnx_step)
 _Kind = mc.ModelSequenceBatching.Control
 _PYTHON_CONTROLS = {_Kind.CONTROL_SEQUENCE_START: "START", _Kind.CONTROL_SEQUENCE_END: "END",
                     _Kind.CONTROL_SEQUENCE_CORRID: "CORRID"}
@@ -81,6 +82,7 @@ def validate_repository(repo: Path) -> list[str]:
     for model in variants:
         _check_name_and_versions(model, problems)
         _check_io_declarations(model, problems)
+        _check_contract(model, problems)
         _check_sequence_batching(model, problems)
         if model.kind == "ensemble":
             _check_ensemble(model, models, problems)
@@ -125,10 +127,41 @@ def _check_io_declarations(model: _Model, problems: list[str]) -> None:
         for i, t in enumerate(tensors):
             if t.data_type == mc.TYPE_INVALID:
                 problems.append(f"{model.config_path}: {field}[{i}] ({t.name}).data_type: not set")
-            want = [len(HORIZONS), len(CLASSES)]
-            if t.name == DIRECTION_TENSOR and list(t.dims) != want:
-                problems.append(f"{model.config_path}: {field}[{i}] ({t.name}).dims: {list(t.dims)}, but "
-                                f"lob.contract has {want} (horizons {HORIZONS} x classes {CLASSES})")
+
+
+def _contract_dims() -> dict[str, list[int]]:
+    """Per-row dims (no batch dim) that `lob.contract` fixes; FEATURES and TOPK_* are sized by the model."""
+    c = contract
+    book = {name: [c.N_LEVELS] for name in (c.BID_PX, c.BID_SZ, c.ASK_PX, c.ASK_SZ)}
+    one = {name: [1] for name in (c.TS_NS, c.TRADE_PX, c.TRADE_SZ, c.TRADE_SIDE, c.TOKEN, c.MODEL_VERSION)}
+    return {**book, **one, c.DIR_PROBS: [len(c.HORIZONS), len(c.CLASSES)]}
+
+
+def _check_contract(model: _Model, problems: list[str]) -> None:
+    """The names and dims that cross a process boundary are `lob.contract`'s: model names, tensor names
+    (or STATE_<NAME>_IN/_OUT), the dims the contract fixes, the step models a python model ends."""
+    cfg, where = model.config, model.config_path
+    if cfg.name not in contract.MODELS:
+        problems.append(f"{where}: name: '{cfg.name}' is not a model of lob.contract (MODELS: {list(contract.MODELS)})")
+    dims = _contract_dims()
+    for field, tensors in (("input", cfg.input), ("output", cfg.output)):
+        for i, t in enumerate(tensors):
+            if t.name not in contract.TENSORS and parse_state_name(t.name) is None:
+                problems.append(f"{where}: {field}[{i}] ({t.name}).name: not a tensor of lob.contract "
+                                f"(TENSORS: {list(contract.TENSORS)}, or STATE_<NAME>_IN/_OUT)")
+            elif t.name in dims and list(t.dims) != dims[t.name]:
+                problems.append(f"{where}: {field}[{i}] ({t.name}).dims: {list(t.dims)}, but lob.contract has "
+                                f"{dims[t.name]} (N_LEVELS {contract.N_LEVELS}, horizons {contract.HORIZONS} x "
+                                f"classes {contract.CLASSES})")
+    for s, step in enumerate(cfg.ensemble_scheduling.step):
+        if step.model_name not in contract.MODELS:
+            problems.append(f"{where}: ensemble_scheduling.step[{s}].model_name: '{step.model_name}' is not a model "
+                            f"of lob.contract (MODELS: {list(contract.MODELS)})")
+    if "end_step_models" in cfg.parameters:
+        for name in filter(None, cfg.parameters["end_step_models"].string_value.split(",")):
+            if name not in contract.STEP_MODELS:
+                problems.append(f"{where}: parameters[end_step_models]: '{name}' is not a step model of lob.contract "
+                                f"(STEP_MODELS: {list(contract.STEP_MODELS)})")
 
 
 def _check_model_files(model: _Model, problems: list[str]) -> None:
@@ -231,7 +264,7 @@ def _check_onnx(model: _Model, path: Path, problems: list[str]) -> None:
         problems.append(f"{where}: input: {path} input '{name}' is fed by nothing in the config "
                         "(neither an input nor a sequence_batching state/control)")
     declared = {s.output_name for s in seq.state}
-    for name in sorted(n for n in outputs if _STATE_NAME.fullmatch(n) and n.endswith("_OUT") and n not in declared):
+    for name in sorted(n for n in outputs if _state_side(n) == "OUT" and n not in declared):
         problems.append(f"{where}: sequence_batching.state: {path} output '{name}' is a state that no entry "
                         "feeds back (the next tick would start from the initial state)")
     for i, s in enumerate(seq.state):
@@ -266,8 +299,7 @@ def _check_sequence_batching(model: _Model, problems: list[str]) -> None:
     for i, s in enumerate(seq.state):
         if not (s.input_name and s.output_name):
             problems.append(f"{where}: sequence_batching.state[{i}]: input_name and output_name are both needed")
-        elif not (_STATE_NAME.fullmatch(s.input_name) and s.input_name.endswith("_IN")
-                  and s.output_name == s.input_name.removesuffix("_IN") + "_OUT"):
+        elif not _is_state_pair(s.input_name, s.output_name):
             problems.append(f"{where}: sequence_batching.state[{i}] ({s.input_name} / {s.output_name}): names must "
                             "be STATE_<NAME>_IN / STATE_<NAME>_OUT with the same NAME (what `lob export` writes, and "
                             "what keeps both sort orders equal)")
@@ -294,6 +326,18 @@ def _check_sequence_batching(model: _Model, problems: list[str]) -> None:
         problems.append(f"{where}: sequence_batching.state: input names {sorted(s.input_name for s in seq.state)} "
                         f"and output names {sorted(by_input)} sort in different orders; Triton pairs states by "
                         "sorted name and would swap them (server issue #8586)")
+
+
+def _state_side(tensor: str) -> str | None:
+    """"IN" or "OUT" for a state tensor name (STATE_<NAME>_IN / _OUT), None for any other name."""
+    parsed = parse_state_name(tensor)
+    return None if parsed is None else parsed[1]
+
+
+def _is_state_pair(input_name: str, output_name: str) -> bool:
+    """Whether the names are `lob.contract.state_names` of one state: STATE_<NAME>_IN, STATE_<NAME>_OUT."""
+    parsed = parse_state_name(input_name)
+    return parsed is not None and state_names(parsed[0]) == (input_name, output_name)
 
 
 def _check_states_agree(models: list[_Model], problems: list[str]) -> None:

@@ -3,5 +3,5 @@
 (`calibrate`, `lob calibrate`). `stats` holds the fact primitives (Pearson kurtosis, ACF and their NaN
 rule, total variation, W1) that `lob generate` reports with too.
 
-May import `lob.contract`, `lob.data` and `lob.tokenizer` (its event classification); never torch.
+May import `lob.contract`, `lob.io`, `lob.data` and `lob.tokenizer` (its event classification); never torch.
 """

@@ -34,7 +34,8 @@ from lob.tokenizer.features import ADD_ASK, ADD_BID, CANCEL_ASK, CANCEL_BID, Tok
 from lob.realism.report import load_days, n_levels, time_resolution_ns, truncate
 from lob.realism.stats import wasserstein
 from lob.data.simulator import SESSION_S, SymbolSpec, hawkes_clock, session_fraction, simulate_symbol
-from lob.data.schema import Ticks, atomic_write
+from lob.data.schema import Ticks
+from lob.io import atomic_write
 
 FORMAT = "lob-instrument/1"
 SIM_EVENTS = 8000  # simulated events per evaluation inside the fit (whole days of the real day's count)

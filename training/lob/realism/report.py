@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from lob.tokenizer.features import EVENT_CLASSES, TokenizerState, run as run_events
-from lob.data.schema import N_LEVELS, Ticks, atomic_write, dataset_files, read_ticks
+from lob.data.schema import N_LEVELS, Ticks, dataset_files, read_ticks
+from lob.io import atomic_write
 from lob.realism.stats import ACF_LAGS, acf, pearson_kurtosis, total_variation, wasserstein
 
 SPREAD_EDGES = np.array([1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50], dtype=float)  # bucket j: [edge j, edge j+1)

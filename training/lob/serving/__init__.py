@@ -1,6 +1,6 @@
 """Serving glue: the tritonserver launcher (`launcher`), the replay client (`replay`, over `lobclient`) and
 the signal sidecar that keeps each symbol's latest prediction in Redis (`signal`).
 
-May import `lob.contract`, `lob.data`, `lob.tokenizer`; never models, training, evaluation or export
+May import `lob.contract`, `lob.io`, `lob.data`, `lob.tokenizer`; never models, training, evaluation or export
 (a serving host installs no torch).
 """

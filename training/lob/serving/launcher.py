@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lob.contract import STEP_MODEL, STREAM_MODELS, TOKENIZER_MODEL, TRT_STEP_MODELS, VERSION_MODEL
+
 NGC_ROOT = Path("/opt/tritonserver")
 # `make backend` (scripts/build_onnxruntime_backend.sh) lays it out; LOB_TRITON_BACKENDS overrides
 BUILT_BACKENDS = Path(os.environ.get("LOB_TRITON_BACKENDS", Path(__file__).resolve().parents[3] / "build" / "triton_backends"))
@@ -42,13 +44,13 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # one stateful step model (onnxruntime backend, implicit state) in every ONNX profile: its config.pbtxt
     # is KIND_CPU, its configs/gpu.pbtxt KIND_GPU; MODEL_VERSION is a constant output of its graph
-    "cpu": Profile(models=("lob_tokenizer", "mamba_lob_onnx", "lob_stream"), backends=("python", "onnxruntime")),
-    "gpu-onnx": Profile(models=("lob_tokenizer", "mamba_lob_onnx", "lob_stream_onnx"),
+    "cpu": Profile(models=(TOKENIZER_MODEL, STEP_MODEL, STREAM_MODELS["cpu"]), backends=("python", "onnxruntime")),
+    "gpu-onnx": Profile(models=(TOKENIZER_MODEL, STEP_MODEL, STREAM_MODELS["onnx"]),
                         backends=("python", "onnxruntime"), gpu=True, config_name="gpu"),
     # TensorRT engines cannot emit a string: MODEL_VERSION from lob_model_version (a constant ONNX graph)
-    "gpu-fp16": Profile(models=("lob_tokenizer", "lob_model_version", "mamba_lob_trt_fp16", "lob_stream_trt_fp16"),
+    "gpu-fp16": Profile(models=(TOKENIZER_MODEL, VERSION_MODEL, TRT_STEP_MODELS["fp16"], STREAM_MODELS["fp16"]),
                         backends=("python", "onnxruntime", "tensorrt"), gpu=True, config_name="gpu"),
-    "gpu-bf16": Profile(models=("lob_tokenizer", "lob_model_version", "mamba_lob_trt_bf16", "lob_stream_trt_bf16"),
+    "gpu-bf16": Profile(models=(TOKENIZER_MODEL, VERSION_MODEL, TRT_STEP_MODELS["bf16"], STREAM_MODELS["bf16"]),
                         backends=("python", "onnxruntime", "tensorrt"), gpu=True, config_name="gpu"),
 }
 

@@ -13,8 +13,9 @@ from typing import Iterator
 import numpy as np
 
 import lobclient
-from lob.contract import CLASSES
-from lob.data.schema import Ticks, atomic_write, load_dataset
+from lob.contract import STREAM_MODEL
+from lob.data.schema import Ticks, load_dataset
+from lob.io import write_predictions
 
 
 def interleave(dataset: dict[str, Ticks]) -> Iterator[lobclient.Tick]:
@@ -30,15 +31,13 @@ def interleave(dataset: dict[str, Ticks]) -> Iterator[lobclient.Tick]:
 
 
 def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, limit: int | None = None,
-           model: str = "lob_stream", **client) -> Path:
+           model: str = STREAM_MODEL, **client) -> Path:
     """Stream ``data`` to ``url`` and write the predictions parquet ``out`` (atomically); returns ``out``.
     ``client``: more `lobclient.stream` options (transport, TLS).
 
     Raises `lobclient.TickFailed` at the first tick the server refuses (recorded ticks are valid, so
     that is a server or model fault) and writes nothing then.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from rich.console import Console
 
     if limit is not None and limit < 1:
@@ -48,17 +47,9 @@ def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, li
         dataset = {s: t.slice(0, limit) for s, t in dataset.items()}
     preds = list(lobclient.stream(interleave(dataset), url=url, model=model, errors="raise", **client))
     preds.sort(key=lambda p: (p.symbol, p.seq))
-    dir_probs = np.stack([p.dir_probs for p in preds])  # (N, H, 3)
-    cols = {"symbol": pa.array([p.symbol for p in preds], pa.string()),
-            "ts_ns": pa.array([p.ts_ns for p in preds], pa.int64()),
-            "seq": pa.array([p.seq for p in preds], pa.int64())}
-    for j, h in enumerate(lobclient.HORIZONS):
-        for c, name in enumerate(CLASSES):
-            cols[f"p_{name}_h{h}"] = pa.array(dir_probs[:, j, c], pa.float32())
-    cols["next_token_top1"] = pa.array([int(p.topk_ids[0]) for p in preds], pa.int64())
-    cols["next_token_top1_p"] = pa.array([float(p.topk_probs[0]) for p in preds], pa.float32())
-    table = pa.table(cols)
-    atomic_write(Path(out), lambda tmp: pq.write_table(table, tmp))
+    write_predictions(out, [p.symbol for p in preds], [p.ts_ns for p in preds], [p.seq for p in preds],
+                      np.stack([p.dir_probs for p in preds]),  # (N, H, 3)
+                      [int(p.topk_ids[0]) for p in preds], [float(p.topk_probs[0]) for p in preds])
     latency_ms = 1e3 * np.array([p.latency_s for p in preds])
     p50, p90, p99 = np.percentile(latency_ms, [50, 90, 99])
     Console(stderr=True).print(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Iterator, Optional
 
 import lobclient
+from lob.contract import STREAM_MODEL
 from lob.data.schema import TickDataError, load_dataset
 from lob.serving.replay import interleave
 
@@ -55,7 +56,7 @@ def ticks_from_lines(lines: IO[str], source: str = "stdin") -> Iterator[lobclien
 
 def run_signal(url: str, redis_url: str, data: Optional[Path] = None, stdin: bool = False,
                symbols: list[str] | None = None, limit: int | None = None, prefix: str = "lob",
-               ttl_s: float = 2.0, model: str = "lob_stream", shards: int | None = None) -> dict:
+               ttl_s: float = 2.0, model: str = STREAM_MODEL, shards: int | None = None) -> dict:
     """Run the sidecar until the input ends; returns the counts of `lobclient.run_sidecar`."""
     from rich.console import Console
 

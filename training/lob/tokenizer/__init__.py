@@ -1,6 +1,6 @@
 """The tick tokenizer shared by training and the Triton server: one event token + F features per tick.
 
-Pure numpy (plus `lob.data.schema`); never imports torch. The python-backend model `lob_tokenizer`
+Pure numpy (plus `lob.data.schema`, `lob.io`); never imports torch. The python-backend model `lob_tokenizer`
 imports ``from lob.tokenizer import Tokenizer, TickInput, TickError`` unchanged. `features` holds the one
 per-tick formula that both the batch (`Tokenizer.transform`) and the stream (`Tokenizer.step`) APIs run;
 `tokenizer` holds `Tokenizer` (fit, versioned JSON with a content hash, load, describe a token).

@@ -39,7 +39,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lob.data.schema import N_LEVELS, TickDataError, Ticks, atomic_write, validate
+from lob.data.schema import N_LEVELS, TickDataError, Ticks, validate
+from lob.io import atomic_write
 from lob.tokenizer.features import (
     EVENT_CLASSES,
     FEATURE_NAMES,

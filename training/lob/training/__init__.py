@@ -2,5 +2,5 @@
 cost-aware labels and loss (`labels`), AdamW parameter groups (`optim`), the train loop (`train`), and the
 run folder contract (`run`: write atomically, load a finished run).
 
-May import `lob.contract`, `lob.data`, `lob.tokenizer`, `lob.models`; never evaluation, export or serving.
+May import `lob.contract`, `lob.io`, `lob.data`, `lob.tokenizer`, `lob.models`; never evaluation, export or serving.
 """

@@ -15,59 +15,14 @@ every file, and says what is missing.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
-
-from lob.data.schema import atomic_write
 
 RUN_FILES = ("checkpoint.pt", "config.json", "tokenizer.json", "train_metrics.json", "manifest.json")
 
 
 class RunError(RuntimeError):
     """A run folder that is missing, unfinished or inconsistent."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json(path: Path, obj) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
-
-
-@contextlib.contextmanager
-def building(out: Path, force: bool):
-    """Yield a temp folder beside ``out``; on success it becomes ``out`` (replacing it only with ``force``)."""
-    out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the run is an ordinary folder
-    try:
-        yield tmp
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_manifest(run: Path) -> dict:

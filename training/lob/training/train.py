@@ -32,10 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lob.data.schema import atomic_write, dataset_files, load_dataset
+from lob.data.schema import dataset_files, load_dataset
+from lob.io import atomic_write, building, sha256_file, write_json
 from lob.training.labels import SMOOTH_BPS, W_MAX, LabelSpec, direction_loss
 from lob.training.optim import param_groups
-from lob.training.run import building, sha256_file, write_json
 from lob.training.segments import Segment, segments
 from lob.training.split import DEFAULT_FRACTIONS, split_symbol
 
