@@ -82,15 +82,16 @@ class _Session:
     def close_steps(self) -> Steps:
         """Let answers in flight land, send END for every open sequence and wait (in all at most
         ``timeout_s``) for the server to take them. Ticks arriving now are not sent: the consumer has left."""
-        mux = self.mux
-        deadline = time.monotonic() + mux.timeout_s
-        for phase in ("in_flight", "closing"):
-            if phase == "closing":
-                self.send(mux.close())
-            while getattr(mux, phase) and time.monotonic() < deadline:
-                kind, tag, item = yield max(0.0, deadline - time.monotonic())
-                if kind in (tp.RESPONSE, tp.BROKEN):
-                    self.handle(kind, tag, item, connect=False)
+        deadline = time.monotonic() + self.mux.timeout_s
+        yield from self._answers_while(lambda: self.mux.in_flight, deadline)
+        self.send(self.mux.close())
+        yield from self._answers_while(lambda: self.mux.closing, deadline)
+
+    def _answers_while(self, waiting: Callable[[], object], deadline: float) -> Steps:
+        while waiting() and time.monotonic() < deadline:
+            kind, tag, item = yield max(0.0, deadline - time.monotonic())
+            if kind in (tp.RESPONSE, tp.BROKEN):
+                self.handle(kind, tag, item, connect=False)
 
     def drop(self) -> list:
         """Close every connection; returns the closing tasks of async ones."""

@@ -82,3 +82,12 @@ def test_sharded_astream_equals_sharded_stream(server, ticks):
     one = list(lobclient.stream(ticks, url=server.url, transport=transport))
     assert [(p.symbol, p.seq) for p in many] == [(t.symbol, p.seq) for t, p in zip(ticks, one)]
     np.testing.assert_array_equal(np.stack([p.dir_probs for p in many]), np.stack([p.dir_probs for p in one]))
+
+
+def test_sharded_direct_path_equals_the_ensemble(server, repo, ticks):
+    direct = list(lobclient.stream(ticks, url=server.url, transport=lobclient.Transport(shards=3),
+                                   tokenizer=repo / "lob_tokenizer" / "1" / "tokenizer.json"))
+    ensemble = list(lobclient.stream(ticks, url=server.url))
+    assert [(p.symbol, p.seq) for p in direct] == [(p.symbol, p.seq) for p in ensemble]
+    assert all(p.ok for p in direct), [p.error for p in direct if not p.ok][:2]
+    np.testing.assert_array_equal(np.stack([p.dir_probs for p in direct]), np.stack([p.dir_probs for p in ensemble]))

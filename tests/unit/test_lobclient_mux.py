@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+import pytest
 from tritonclient.grpc import service_pb2
 
 import lobclient
@@ -192,3 +193,14 @@ def test_shards_each_symbol_keeps_one_link_and_a_break_touches_only_its_links_sy
     assert {p.prediction.symbol for p in failed} == set(on_2)
     assert all("no connection to proxy:1 (shard 2) for 5 s" in p.prediction.error for p in failed)
     assert len(mux.in_flight) == len(symbols) - len(on_2)  # the other links' ticks are still in flight
+
+
+def test_options_refuse_bad_values_naming_the_field():
+    for make, field in ((lambda: lobclient.Transport(kind="grpc"), "Transport.kind"),
+                        (lambda: lobclient.Transport(window=0), "Transport.window"),
+                        (lambda: lobclient.Transport(shards=0), "Transport.shards"),
+                        (lambda: lobclient.Recovery(rewarm_ticks=0), "Recovery.rewarm_ticks"),
+                        (lambda: lobclient.Recovery(backoff_s=(2.0, 1.0)), "Recovery.backoff_s"),
+                        (lambda: lobclient.TLS(private_key=b"key"), "certificate_chain")):
+        with pytest.raises(ValueError, match=field):
+            make()
