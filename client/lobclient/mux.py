@@ -107,7 +107,6 @@ class Mux:
         self.symbols: dict[str, _Symbol] = {}
         self.in_flight: dict[str, _Request] = {}
         self.closing: dict[str, tuple[int, float]] = {}  # END request id -> (link, deadline)
-        self.stats = {"rewarms": 0, "replayed": 0, "resent": 0, "outages": 0}
         self._ids = itertools.count()
 
     @property
@@ -210,14 +209,12 @@ class Mux:
                     request.entry.interrupted = reason
                     request.entry.sent_at = 0.0
                     request.sym.waiting.appendleft(request.entry)  # one in flight per symbol: order kept
-                    self.stats["resent"] += 1
         self._forget(i)
         if not self.recovery.reconnect:
             self._fail_link(i, reason)
             return
         if link.down_since is None:
             link.down_since = now
-            self.stats["outages"] += 1
         base, cap = self.recovery.backoff_s
         link.next_attempt = now + min(cap, base * 2 ** max(link.attempts - 1, 0))
 
@@ -314,11 +311,9 @@ class Mux:
         while sym.in_flight is None and self.links[sym.link].connected and (sym.waiting or sym.replay):
             if not sym.started and not sym.replay and self.recovery.rewarm and sym.ring:  # state gone: rebuild it
                 sym.replay, sym.depth = deque(sym.ring), 0
-                self.stats["rewarms"] += 1
             now = time.monotonic()
             if sym.replay:
                 entry, payload, new_state = None, sym.replay.popleft(), None
-                self.stats["replayed"] += 1
             else:
                 entry = sym.waiting.popleft()
                 try:
