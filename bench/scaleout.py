@@ -1,5 +1,5 @@
 """Scale-out measurement: ticks/s of `lobclient.stream` to one replica directly, and through nginx
-(deploy/nginx/lob-shards.conf) to 1 and to 3 replicas with ``shards=S``; the same ticks, the same process,
+(deploy/nginx/lob-shards.conf) to 1 and to 3 replicas with ``Transport(shards=S)``; the same ticks, the same process,
 alternating configurations. Also the per-sequence state bytes of each preset (from its config).
 
 Usage: python bench/scaleout.py [--run RUN] --out bench/scaleout.md
@@ -80,7 +80,7 @@ def desk(data: Path, n_symbols: int, n_ticks: int) -> list[lobclient.Tick]:
 
 def measure(ticks, url: str, shards: int | None) -> dict:
     t0 = time.perf_counter()
-    preds = list(lobclient.stream(ticks, url=url, shards=shards, window=1024))
+    preds = list(lobclient.stream(ticks, url=url, transport=lobclient.Transport(shards=shards, window=1024)))
     wall = time.perf_counter() - t0
     bad = [p.error for p in preds if p.error]
     if bad or len(preds) != len(ticks):
@@ -137,7 +137,7 @@ def main() -> None:
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
              f"({len(os.sched_getaffinity(0))} CPU cores, shared), tritonserver 2.51.0 CPU profile "
              f"(python tokenizer -> python/onnxruntime step), {args.symbols} symbols x {args.ticks} ticks "
-             f"= {len(ticks):,} ticks per run, `lobclient.stream(..., window=1024)`, median of {args.rounds} "
+             f"= {len(ticks):,} ticks per run, `lobclient.stream(..., transport=Transport(shards=S, window=1024))`, median of {args.rounds} "
              f"alternating rounds; all replicas on the same machine.", "",
              "| configuration | ticks/s (median) | runs | p50 latency | p99 latency | vs 1 replica direct |",
              "|---|---|---|---|---|---|"]

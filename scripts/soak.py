@@ -129,8 +129,9 @@ def main() -> None:
             yield tick
 
     def consume():
-        for p in lobclient.stream(feed(), url=server.url, window=4 * args.symbols, timeout_s=30,
-                                  reconnect_deadline_s=180, transport=args.transport):
+        for p in lobclient.stream(feed(), url=server.url,
+                                  transport=lobclient.Transport(kind=args.transport, window=4 * args.symbols, timeout_s=30),
+                                  recovery=lobclient.Recovery(reconnect_deadline_s=180)):
             tally["out_of_order"] += p.seq != got[p.symbol]
             got[p.symbol] += 1
             tally["predictions"] += 1

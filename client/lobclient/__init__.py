@@ -4,17 +4,21 @@
     for p in lobclient.stream(ticks, url="localhost:8001"):
         print(p.symbol, p.seq, p.error or p.dir_probs[0])   # P(down, flat, up) 10 ticks ahead
 
-``lobclient.stream(ticks, url=..., shards=S)`` spreads the symbols over S gRPC streams for a
-consistent-hash proxy in front of several Triton replicas (`lobclient.shard`). `RedisSink` /
-`run_sidecar` keep the latest signal per symbol in Redis; `SignalReader` reads it (`lobclient.signals`).
+Options come in three small groups: ``transport=lobclient.Transport(kind, window, timeout_s, shards,
+metadata)``, ``recovery=lobclient.Recovery(rewarm, rewarm_ticks, reconnect, ...)``, ``tls=lobclient.TLS(...)``.
+``tokenizer=`` (a ``lob.tokenizer.Tokenizer`` or its tokenizer.json) takes the direct path: tokenized here,
+``TOKEN`` + ``FEATURES`` to the step model. ``Transport(shards=S)`` spreads the symbols over S connections
+for a consistent-hash proxy in front of several replicas. `RedisSink` / `run_sidecar` keep the latest signal
+per symbol in Redis; `SignalReader` reads it (`lobclient.signals`).
 """
-from .errors import BAD_TICK_PREFIX, NO_STATE_PREFIX, classify_error
-from .protocol import random_namespace, sequence_id
-from .records import HORIZONS, N_LEVELS, Prediction, Tick, TickFailed
-from .stream import DEFAULT_REWARM_TICKS, astream
-from .shard import SHARD_HEADER, shard, sharded_stream, stream  # noqa: I001 (stream: the sharding-aware entry)
+from .contract import HORIZONS, N_LEVELS
+from .drivers import astream, stream
+from .errors import classify_error
+from .options import DEFAULT_REWARM_TICKS, TLS, Recovery, Transport
+from .protocol import SHARD_HEADER, random_namespace, sequence_id, shard
+from .records import Prediction, Tick, TickFailed
 from .signals import RedisSink, Signal, SignalReader, run_sidecar
 
-__all__ = ["Tick", "Prediction", "TickFailed", "stream", "astream", "sharded_stream", "shard", "SHARD_HEADER",
-           "RedisSink", "SignalReader", "Signal", "run_sidecar", "sequence_id", "random_namespace",
-           "classify_error", "NO_STATE_PREFIX", "BAD_TICK_PREFIX", "DEFAULT_REWARM_TICKS", "HORIZONS", "N_LEVELS"]
+__all__ = ["Tick", "Prediction", "TickFailed", "stream", "astream", "Transport", "Recovery", "TLS", "shard",
+           "SHARD_HEADER", "RedisSink", "SignalReader", "Signal", "run_sidecar", "sequence_id", "random_namespace",
+           "classify_error", "DEFAULT_REWARM_TICKS", "HORIZONS", "N_LEVELS"]

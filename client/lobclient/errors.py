@@ -1,17 +1,24 @@
 """What a refused tick's error message means to the client (the server's side: docs/serving.md, "Errors").
 
-The lob python models prefix their errors with stable codes; Triton core's sequence batcher has its own
-message for a non-START request of a sequence it does not hold. One function reads them all.
+The lob python models prefix their errors with stable codes (`lobclient.contract`); Triton core's sequence
+batcher has its own message for a non-START request of a sequence it does not hold. One function reads them all.
 """
 from __future__ import annotations
 
 from typing import Literal
 
-NO_STATE_PREFIX = "LOB_NO_STATE: "  # a lob model holds no state for this sequence (never started, ended, reclaimed)
-BAD_TICK_PREFIX = "LOB_BAD_TICK: "  # the tick failed validation; the sequence's state is unchanged
+from .contract import BAD_TICK_PREFIX, NO_STATE_PREFIX
+
 TRITON_NO_STATE = "must specify the START flag"  # Triton core's sequence batcher: unknown sequence without START
 
 ErrorKind = Literal["no_state", "bad_tick", "other"]
+
+
+class BadTick(ValueError):
+    """A tick the client-side tokenizer refused (the direct path); its message starts with ``LOB_BAD_TICK: ``."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{BAD_TICK_PREFIX}{reason}")
 
 
 def classify_error(message: str) -> ErrorKind:

@@ -1,6 +1,16 @@
-"""The `lob_stream` tensor contract on the wire (KServe v2 gRPC messages of tritonclient).
+"""Ticks on the wire (KServe v2 gRPC messages of tritonclient): sequence ids, shards, and the two request
+builders the `Mux` takes.
 
-Requests are built as `ModelInferRequest` protobufs and driven over `ModelStreamInfer` directly:
+- `EnsembleRequests`: the raw tick -> the ``lob_stream`` ensemble (``TICK_INPUTS``); the server tokenizes.
+- `DirectRequests`: the tick is tokenized here (``lob.tokenizer.Tokenizer``, imported only on this path) and
+  ``TOKEN`` + ``FEATURES`` go straight to the stateful step model (``mamba_lob_onnx``).
+
+A builder turns a tick and its symbol's tokenizer state (that of the last tick the server ACCEPTED) into a
+*payload* and the state after it (`encode`); the mux commits that state, and keeps the payload in the
+symbol's re-warm ring, only when the server accepts the tick. `request` builds the protobuf of a payload;
+re-warm and END re-send ring payloads, so a replay sends exactly what was sent the first time.
+
+Requests are `ModelInferRequest` protobufs driven over ``ModelInfer``/``ModelStreamInfer`` directly:
 tritonclient's stream callback drops the request id of an error response, so a refused tick could not be
 told from another symbol's.
 """
@@ -8,13 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 from tritonclient.grpc import InferResult, service_pb2
 
+from . import contract as c
+from .errors import BadTick
 from .records import Prediction, Tick
 
-OUTPUTS = ("DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "MODEL_VERSION")
+SHARD_HEADER = "x-lob-shard"  # gRPC metadata key of a connection's shard (lower case: HTTP/2 header names are)
 
 
 def sequence_id(symbol: str, namespace: str = "") -> int:
@@ -33,38 +47,108 @@ def random_namespace() -> str:
     return secrets.token_hex(8)
 
 
-def infer_request(model: str, request_id: str, tick: Tick, seq_id: int, start: bool, end: bool,
-                  timeout_us: int = 0) -> service_pb2.ModelInferRequest:
-    """One tick as a batch-of-one request of sequence ``seq_id``; ``timeout_us`` > 0: Triton rejects the
-    request if it is still queued (e.g. behind exhausted candidate sequences) after that long."""
-    request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+def shard(symbol: str, shards: int) -> int:
+    """Stable shard of ``symbol`` in ``range(shards)``: blake2b-64 of the UTF-8 symbol, modulo ``shards``.
+
+    The same in every process, Python version and machine (no ``hash()`` salt), so every client of a
+    deployment sends a symbol on the same shard for the same ``shards``.
+    """
+    if not isinstance(shards, int) or shards < 1:
+        raise ValueError(f"shards must be a positive int, got {shards!r}")
+    digest = hashlib.blake2b(symbol.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+def _request(model: str, rid: str, seq_id: int, start: bool, end: bool, timeout_us: int,
+             tensors: tuple[tuple[str, str, np.ndarray], ...], outputs: tuple[str, ...]
+             ) -> service_pb2.ModelInferRequest:
+    """A batch-of-one request of sequence ``seq_id``; ``timeout_us`` > 0: Triton rejects the request if it
+    is still queued (e.g. behind exhausted candidate sequences) after that long. No ``outputs``: all."""
+    request = service_pb2.ModelInferRequest(model_name=model, id=rid)
     if timeout_us > 0:
         request.parameters["timeout"].int64_param = timeout_us
     request.parameters["sequence_id"].int64_param = seq_id
     request.parameters["sequence_start"].bool_param = start
     request.parameters["sequence_end"].bool_param = end
-    tensors = (
-        ("TS_NS", "INT64", np.array([[tick.ts_ns]], np.int64)),  # (1, 1)
-        ("BID_PX", "FP64", tick.bid_px.reshape(1, -1)),  # (1, 10)
-        ("BID_SZ", "FP64", tick.bid_sz.reshape(1, -1)),
-        ("ASK_PX", "FP64", tick.ask_px.reshape(1, -1)),
-        ("ASK_SZ", "FP64", tick.ask_sz.reshape(1, -1)),
-        ("TRADE_PX", "FP64", np.array([[tick.trade_px]], np.float64)),  # (1, 1)
-        ("TRADE_SZ", "FP64", np.array([[tick.trade_sz]], np.float64)),
-        ("TRADE_SIDE", "INT8", np.array([[tick.trade_side]], np.int8)),
-    )
     for name, datatype, array in tensors:
         tensor = request.inputs.add(name=name, datatype=datatype)
         tensor.shape.extend(array.shape)
         request.raw_input_contents.append(array.tobytes())
-    for name in OUTPUTS:
+    for name in outputs:
         request.outputs.add(name=name)
     return request
 
 
+class EnsembleRequests:
+    """Raw ticks to the ensemble ``model`` (default ``lob_stream``), which tokenizes on the server.
+
+    Payload (what the ring keeps, ~0.5 KB): ``(ts_ns, (42,) float64 = bid_px, bid_sz, ask_px, ask_sz (10 each),
+    trade_px, trade_sz, trade_side)``. No client-side state.
+    """
+
+    def __init__(self, model: Optional[str] = None):
+        self.model = model or c.STREAM_MODEL
+
+    def encode(self, tick: Tick, state: None) -> tuple[tuple[int, np.ndarray, int], None]:
+        book = np.concatenate([tick.bid_px, tick.bid_sz, tick.ask_px, tick.ask_sz, (tick.trade_px, tick.trade_sz)])
+        return (int(tick.ts_ns), book, int(tick.trade_side)), None
+
+    def request(self, rid: str, payload, seq_id: int, start: bool, end: bool, timeout_us: int
+                ) -> service_pb2.ModelInferRequest:
+        ts_ns, x, side = payload
+        n = c.N_LEVELS
+        return _request(self.model, rid, seq_id, start, end, timeout_us, (
+            (c.TS_NS, "INT64", np.array([[ts_ns]], np.int64)),  # (1, 1)
+            (c.BID_PX, "FP64", x[None, 0:n]),  # (1, 10)
+            (c.BID_SZ, "FP64", x[None, n:2 * n]),
+            (c.ASK_PX, "FP64", x[None, 2 * n:3 * n]),
+            (c.ASK_SZ, "FP64", x[None, 3 * n:4 * n]),
+            (c.TRADE_PX, "FP64", x[None, 4 * n:4 * n + 1]),  # (1, 1)
+            (c.TRADE_SZ, "FP64", x[None, 4 * n + 1:4 * n + 2]),
+            (c.TRADE_SIDE, "INT8", np.array([[side]], np.int8)),
+        ), c.OUTPUTS)
+
+
+class DirectRequests:
+    """Ticks tokenized here, ``TOKEN`` + ``FEATURES`` to the step ``model`` (default ``mamba_lob_onnx``).
+
+    ``tokenizer``: a ``lob.tokenizer.Tokenizer`` or the path of the ``tokenizer.json`` the served model came
+    with (``lob_tokenizer/1/tokenizer.json``); ``lob`` (numpy only) is imported here, never by ``lobclient``
+    itself. Payload (what the ring keeps, ~0.15 KB): ``(token, (F,) float32 features)``; state: the symbol's
+    ``TokenizerState``. A tick the tokenizer refuses raises `BadTick` and never leaves the client. All the
+    model's outputs are asked for (a TensorRT step model has no ``MODEL_VERSION``).
+    """
+
+    def __init__(self, tokenizer: Any, model: Optional[str] = None):
+        from lob.tokenizer import TickError, TickInput, Tokenizer
+
+        self.tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(Path(tokenizer))
+        self.model = model or c.STEP_MODEL
+        self._tick_error, self._tick_input = TickError, TickInput
+
+    def encode(self, tick: Tick, state):
+        try:
+            token, features, new_state = self.tokenizer.step(self._tick_input(
+                int(tick.ts_ns), tick.bid_px, tick.bid_sz, tick.ask_px, tick.ask_sz, float(tick.trade_px),
+                float(tick.trade_sz), int(tick.trade_side)), state)
+        except self._tick_error as err:
+            raise BadTick(f"{tick.symbol}: {err}") from None
+        return (int(token), np.asarray(features, np.float32)), new_state
+
+    def request(self, rid: str, payload, seq_id: int, start: bool, end: bool, timeout_us: int
+                ) -> service_pb2.ModelInferRequest:
+        token, features = payload
+        return _request(self.model, rid, seq_id, start, end, timeout_us, (
+            (c.TOKEN, "INT64", np.array([[token]], np.int64)),  # (1, 1)
+            (c.FEATURES, "FP32", features[None]),  # (1, F)
+        ), ())
+
+
 def fill_prediction(prediction: Prediction, response: service_pb2.ModelInferResponse) -> None:
+    """Copy a step's outputs into ``prediction``; raises on a response without the contract's outputs."""
     result = InferResult(response)
-    prediction.dir_probs = result.as_numpy("DIR_PROBS")[0]  # (3, 3)
-    prediction.topk_ids = result.as_numpy("TOPK_IDS")[0]  # (5,)
-    prediction.topk_probs = result.as_numpy("TOPK_PROBS")[0]  # (5,)
-    prediction.model_version = result.as_numpy("MODEL_VERSION").reshape(-1)[0].decode()
+    prediction.dir_probs = result.as_numpy(c.DIR_PROBS)[0]  # (3, 3)
+    prediction.topk_ids = result.as_numpy(c.TOPK_IDS)[0]  # (5,)
+    prediction.topk_probs = result.as_numpy(c.TOPK_PROBS)[0]  # (5,)
+    version = result.as_numpy(c.MODEL_VERSION)
+    prediction.model_version = None if version is None else version.reshape(-1)[0].decode()

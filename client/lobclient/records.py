@@ -6,8 +6,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-N_LEVELS = 10  # book levels per side the server takes
-HORIZONS = (10, 50, 100)  # rows of Prediction.dir_probs; = lob.contract.HORIZONS (tests/unit/test_contract.py)
+from .contract import N_LEVELS
 
 
 @dataclass(frozen=True)
@@ -18,8 +17,8 @@ class Tick:
     levels (price 0, size 0), as in the canonical tick table (`lob.data.schema`). Prices in price units,
     sizes in shares/contracts/coins, ``ts_ns`` in ns since the Unix epoch (UTC), non-decreasing per
     symbol. ``trade_side``: +1 buyer-initiated, -1 seller-initiated, 0 no trade (then trade_px =
-    trade_sz = 0). Validation (finite, non-negative, uncrossed, time order) is the server's: a bad
-    tick comes back as a `Prediction` with ``error`` set.
+    trade_sz = 0). Validation (finite, non-negative, uncrossed, time order) is the tokenizer's (the
+    server's, or the client's on the direct path): a bad tick comes back as a `Prediction` with ``error`` set.
     """
 
     symbol: str
@@ -46,12 +45,13 @@ class Prediction:
     """The server's answer to one `Tick`, or the reason there is none (``error``).
 
     ``seq`` is the tick's index within its symbol in this stream. ``dir_probs`` is (3, 3) float32:
-    rows horizons 10, 50, 100 ticks, columns P(down), P(flat), P(up). ``topk_ids``/``topk_probs``
-    (5,) are the most likely next event tokens. ``latency_s`` is send-to-answer time at the client.
-    ``warm``: the server state behind this prediction has taken at least ``rewarm_ticks`` ticks since its
-    START (False for a symbol's first ``rewarm_ticks`` ticks after a START with no or a partial replay;
-    True after a re-warm that replayed a full ring, whose predictions then differ from an uninterrupted
-    stream's by at most the measured bound in docs/serving.md). None when ``error`` is set.
+    rows horizons 10, 50, 100 ticks (`lobclient.contract.HORIZONS`), columns P(down), P(flat), P(up).
+    ``topk_ids``/``topk_probs`` (5,) are the most likely next event tokens. ``model_version`` is None when
+    the model does not report one (a TensorRT step model on the direct path). ``latency_s`` is send-to-answer
+    time at the client. ``warm``: the server state behind this prediction has taken at least ``rewarm_ticks``
+    ticks since its START (False for a symbol's first ``rewarm_ticks`` ticks after a START with no or a
+    partial replay; True after a re-warm that replayed a full ring, whose predictions then differ from an
+    uninterrupted stream's by at most the measured bound in docs/serving.md). None when ``error`` is set.
     """
 
     symbol: str

@@ -26,10 +26,10 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from .records import HORIZONS, Prediction, Tick
+from .contract import CLASSES, HORIZONS, PROB_COLUMNS
+from .drivers import stream
+from .records import Prediction, Tick
 
-CLASSES = ("down", "flat", "up")  # columns of Prediction.dir_probs (lob.contract.CLASSES)
-FIELDS = tuple(f"p_{c}_h{h}" for h in HORIZONS for c in CLASSES)  # row-major over dir_probs (3, 3)
 NEUTRAL = np.tile(np.array([0.0, 1.0, 0.0], np.float32), (len(HORIZONS), 1))  # flat for sure: do not trade
 
 
@@ -60,7 +60,7 @@ class RedisSink:
         now = time.time_ns()
         pipe = self.redis.pipeline(transaction=True)
         for symbol, p in latest.items():
-            mapping = dict(zip(FIELDS, (repr(float(x)) for x in np.asarray(p.dir_probs).reshape(-1))))
+            mapping = dict(zip(PROB_COLUMNS, (repr(float(x)) for x in np.asarray(p.dir_probs).reshape(-1))))
             mapping.update(model_version=p.model_version or "", ts_ns=p.ts_ns, seq=p.seq, written_at_ns=now)
             pipe.hset(f"{self.prefix}:signal:{symbol}", mapping=mapping)
         if latest:
@@ -84,23 +84,22 @@ class RedisSink:
                  px=max(1, int(self.ttl_s * 1000)))
 
 
-def run_sidecar(ticks: Iterable[Tick], url: str, sink: RedisSink, *, shards: Optional[int] = None,
+def run_sidecar(ticks: Iterable[Tick], url: str, sink: RedisSink, *,
                 on_error: Callable[[Prediction], None] = lambda p: None, max_batch: int = 512,
-                **stream_kwargs) -> dict:
-    """Stream ``ticks`` through the server at ``url`` (`lobclient.stream`) and write every prediction to
+                **stream_options) -> dict:
+    """Stream ``ticks`` through the server at ``url`` (`lobclient.stream` with ``stream_options``: model,
+    transport (shards), recovery, tls, tokenizer) and write every prediction to
     ``sink`` as it comes: whatever is ready at once goes in one transaction (at most ``max_batch``); the
     heartbeat is refreshed every ``sink.ttl_s / 3`` even while no tick comes. Refused ticks go to
     ``on_error``. Returns counts {ticks, errors, writes} when the input ends; the heartbeat is deleted when
     the input ends or fails.
     """
-    from .shard import stream
-
     answers: queue.Queue = queue.Queue(maxsize=4 * max_batch)
     end = object()
 
     def pump():
         try:
-            for p in stream(ticks, url=url, shards=shards, **stream_kwargs):
+            for p in stream(ticks, url=url, **stream_options):
                 answers.put(p)
             answers.put(end)
         except BaseException as err:  # raised in the caller's thread
@@ -195,7 +194,7 @@ class SignalReader:
         if age > self.max_age_s:
             return self._neutral(symbol, f"signal for {symbol} is stale: written {age:.3f} s ago "
                                          f"(max_age_s {self.max_age_s:g})", **known)
-        probs = np.array([float(fields[f]) for f in FIELDS], np.float32).reshape(len(HORIZONS), len(CLASSES))
+        probs = np.array([float(fields[f]) for f in PROB_COLUMNS], np.float32).reshape(len(HORIZONS), len(CLASSES))
         return Signal(symbol, probs, neutral=False, **known)
 
     def _neutral(self, symbol: str, reason: str, **known) -> Signal:

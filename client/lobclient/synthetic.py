@@ -5,7 +5,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from .records import N_LEVELS, Tick
+from .contract import N_LEVELS
+from .records import Tick
 
 TICK_SIZE = 0.01
 

@@ -1,22 +1,23 @@
 """How requests reach the server: one bidirectional ``ModelStreamInfer`` stream, or unary ``ModelInfer`` calls.
 
 Both carry the same `ModelInferRequest`s and report to one event queue, tagged with the connection's
-generation (answers and breaks of a connection already replaced are ignored):
-``(RESPONSE, gen, (request id, ModelInferResponse | None, error message | None))`` and
-``(BROKEN, gen, reason)``. A transport never blocks its caller; sync transports post from gRPC threads,
+``tag`` (the driver's (link, generation): answers and breaks of a connection already replaced are ignored):
+``(RESPONSE, tag, (request id, ModelInferResponse | None, error message | None))`` and
+``(BROKEN, tag, reason)``. A transport never blocks its caller; sync transports post from gRPC threads,
 async ones from tasks on the loop. Unary calls have no stream to break: a call failing with UNAVAILABLE
 (no server, connection reset) stands for a broken connection.
 """
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import threading
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import grpc
 from tritonclient.grpc import service_pb2_grpc
+
+from .options import TLS, Pem
 
 TICK, RESPONSE, BROKEN, INPUT_DONE, INPUT_FAILED = range(5)
 _MAX_MESSAGE = 64 * 2**20
@@ -27,8 +28,7 @@ _OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE),
 # Triton's own UNAVAILABLE answers to one request (not a lost connection)
 _SERVER_UNAVAILABLE = ("timeout of the corresponding sequence has been expired",)
 
-Pem = Union[bytes, str, os.PathLike, None]
-Metadata = Sequence[tuple[str, str]]  # gRPC call metadata, e.g. the routing header of lobclient.shard
+Metadata = Sequence[tuple[str, str]]  # gRPC call metadata, e.g. the routing header x-lob-shard
 
 
 def _pem(value: Pem) -> Optional[bytes]:
@@ -39,24 +39,19 @@ def _pem(value: Pem) -> Optional[bytes]:
         return f.read()
 
 
-def credentials(ssl: bool, root_certificates: Pem = None, private_key: Pem = None,
-                certificate_chain: Pem = None) -> Optional[grpc.ChannelCredentials]:
-    """gRPC channel credentials for TLS (``root_certificates``: the CA to trust, default the system's;
-    ``private_key`` + ``certificate_chain``: the client's, for mutual TLS), or None for plaintext."""
-    if not ssl:
-        if root_certificates or private_key or certificate_chain:
-            raise ValueError("root_certificates/private_key/certificate_chain given but ssl=False")
+def credentials(tls: Optional[TLS]) -> Optional[grpc.ChannelCredentials]:
+    """gRPC channel credentials of ``tls``, or None for plaintext."""
+    if tls is None:
         return None
-    if (private_key is None) != (certificate_chain is None):
-        raise ValueError("mutual TLS needs both private_key and certificate_chain")
-    return grpc.ssl_channel_credentials(_pem(root_certificates), _pem(private_key), _pem(certificate_chain))
+    return grpc.ssl_channel_credentials(_pem(tls.root_certificates), _pem(tls.private_key),
+                                        _pem(tls.certificate_chain))
 
 
 def describe(err: grpc.RpcError, what: str, url: str, tls: bool) -> str:
     code = err.code()
     text = f"gRPC {what} to {url} failed: {code.name if code else 'UNKNOWN'}: {err.details()}"
     if code == grpc.StatusCode.UNAVAILABLE and not tls:
-        text += " (if the server speaks TLS, pass ssl=True)"
+        text += " (if the server speaks TLS, pass tls=lobclient.TLS(...))"
     return text
 
 
@@ -73,8 +68,8 @@ def _channel(url: str, creds, aio: bool):
 class SyncStream:
     """One ``ModelStreamInfer`` call; its answers read on a thread."""
 
-    def __init__(self, url: str, creds, events: queue.Queue, gen: int, metadata: Metadata = ()):
-        self.url, self.tls, self.events, self.gen = url, creds is not None, events, gen
+    def __init__(self, url: str, creds, events: queue.Queue, tag, metadata: Metadata = ()):
+        self.url, self.tls, self.events, self.tag = url, creds is not None, events, tag
         self.closed = False
         self.outbox: queue.Queue = queue.Queue()
         self.channel = _channel(url, creds, aio=False)
@@ -85,12 +80,12 @@ class SyncStream:
     def _read(self) -> None:
         try:
             for r in self.call:
-                self.events.put((RESPONSE, self.gen, (r.infer_response.id, r.infer_response, r.error_message or None)))
+                self.events.put((RESPONSE, self.tag, (r.infer_response.id, r.infer_response, r.error_message or None)))
             reason = f"gRPC stream to {self.url} closed by the server"
         except grpc.RpcError as err:
             reason = describe(err, "stream", self.url, self.tls)
         if not self.closed:
-            self.events.put((BROKEN, self.gen, reason))
+            self.events.put((BROKEN, self.tag, reason))
 
     def send(self, request) -> None:
         self.outbox.put(request)
@@ -105,8 +100,8 @@ class SyncStream:
 class SyncUnary:
     """Unary ``ModelInfer`` calls, each answered on a gRPC thread; as many in flight as the mux sends."""
 
-    def __init__(self, url: str, creds, events: queue.Queue, gen: int, call_timeout_s: float, metadata: Metadata = ()):
-        self.url, self.tls, self.events, self.gen, self.call_timeout_s = url, creds is not None, events, gen, call_timeout_s
+    def __init__(self, url: str, creds, events: queue.Queue, tag, call_timeout_s: float, metadata: Metadata = ()):
+        self.url, self.tls, self.events, self.tag, self.call_timeout_s = url, creds is not None, events, tag, call_timeout_s
         self.closed, self.metadata = False, tuple(metadata)
         self.channel = _channel(url, creds, aio=False)
         self.infer = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelInfer
@@ -119,12 +114,12 @@ class SyncUnary:
         if self.closed:
             return
         try:
-            self.events.put((RESPONSE, self.gen, (rid, future.result(), None)))
+            self.events.put((RESPONSE, self.tag, (rid, future.result(), None)))
         except grpc.RpcError as err:
             if _is_break(err):
-                self.events.put((BROKEN, self.gen, describe(err, "call", self.url, self.tls)))
+                self.events.put((BROKEN, self.tag, describe(err, "call", self.url, self.tls)))
             else:
-                self.events.put((RESPONSE, self.gen, (rid, None, err.details() or err.code().name)))
+                self.events.put((RESPONSE, self.tag, (rid, None, err.details() or err.code().name)))
 
     def close(self) -> None:
         self.closed = True
@@ -134,8 +129,8 @@ class SyncUnary:
 class AsyncStream:
     """asyncio twin of `SyncStream`."""
 
-    def __init__(self, url: str, creds, events: asyncio.Queue, gen: int, metadata: Metadata = ()):
-        self.url, self.tls, self.events, self.gen = url, creds is not None, events, gen
+    def __init__(self, url: str, creds, events: asyncio.Queue, tag, metadata: Metadata = ()):
+        self.url, self.tls, self.events, self.tag = url, creds is not None, events, tag
         self.closed = False
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.channel = _channel(url, creds, aio=True)
@@ -150,14 +145,14 @@ class AsyncStream:
     async def _read(self) -> None:
         try:
             async for r in self.call:
-                self.events.put_nowait((RESPONSE, self.gen, (r.infer_response.id, r.infer_response, r.error_message or None)))
+                self.events.put_nowait((RESPONSE, self.tag, (r.infer_response.id, r.infer_response, r.error_message or None)))
             reason = f"gRPC stream to {self.url} closed by the server"
         except grpc.aio.AioRpcError as err:
             reason = describe(err, "stream", self.url, self.tls)
         except asyncio.CancelledError:
             return
         if not self.closed:
-            self.events.put_nowait((BROKEN, self.gen, reason))
+            self.events.put_nowait((BROKEN, self.tag, reason))
 
     def send(self, request) -> None:
         self.outbox.put_nowait(request)
@@ -173,9 +168,9 @@ class AsyncStream:
 class AsyncUnary:
     """asyncio twin of `SyncUnary`: one task per call."""
 
-    def __init__(self, url: str, creds, events: asyncio.Queue, gen: int, call_timeout_s: float,
+    def __init__(self, url: str, creds, events: asyncio.Queue, tag, call_timeout_s: float,
                  metadata: Metadata = ()):
-        self.url, self.tls, self.events, self.gen, self.call_timeout_s = url, creds is not None, events, gen, call_timeout_s
+        self.url, self.tls, self.events, self.tag, self.call_timeout_s = url, creds is not None, events, tag, call_timeout_s
         self.closed, self.metadata = False, tuple(metadata)
         self.channel = _channel(url, creds, aio=True)
         self.infer = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelInfer
@@ -193,12 +188,12 @@ class AsyncUnary:
             if self.closed:
                 return
             if _is_break(err):
-                self.events.put_nowait((BROKEN, self.gen, describe(err, "call", self.url, self.tls)))
+                self.events.put_nowait((BROKEN, self.tag, describe(err, "call", self.url, self.tls)))
             else:
-                self.events.put_nowait((RESPONSE, self.gen, (request.id, None, err.details() or err.code().name)))
+                self.events.put_nowait((RESPONSE, self.tag, (request.id, None, err.details() or err.code().name)))
             return
         if not self.closed:
-            self.events.put_nowait((RESPONSE, self.gen, (request.id, response, None)))
+            self.events.put_nowait((RESPONSE, self.tag, (request.id, response, None)))
 
     def close(self) -> None:
         self.closed = True

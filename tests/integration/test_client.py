@@ -19,7 +19,8 @@ def ticks(n):
 
 def test_unreachable_server_fails_every_tick_in_order():
     feed = ticks(5)
-    preds = list(lobclient.stream(feed, url=f"localhost:{free_port()}", timeout_s=5, reconnect_deadline_s=1.0))
+    preds = list(lobclient.stream(feed, url=f"localhost:{free_port()}", transport=lobclient.Transport(timeout_s=5),
+                                  recovery=lobclient.Recovery(reconnect_deadline_s=1.0)))
     assert [(p.symbol, p.seq) for p in preds] == [(t.symbol, i // 2) for i, t in enumerate(feed)]
     assert all(p.error is not None and "no connection" in p.error and "UNAVAILABLE" in p.error for p in preds)
 

@@ -71,7 +71,7 @@ def test_bad_ticks_get_errors_and_leave_every_sequence_as_if_they_never_came(ser
     others = [t for s in symbols[2:] for t in ticks_of(dataset, s)]
     feed = [t for pair in zip(feed, others) for t in pair] + feed[len(others):] + others[len(feed):]
 
-    preds = list(lobclient.stream(feed, url=server.url, window=32))
+    preds = list(lobclient.stream(feed, url=server.url, transport=lobclient.Transport(window=32)))
 
     assert [(p.symbol, p.ts_ns) for p in preds] == [(t.symbol, t.ts_ns) for t in feed]
     by_symbol = {s: [p for p in preds if p.symbol == s] for s in symbols}
@@ -86,7 +86,8 @@ def test_bad_ticks_get_errors_and_leave_every_sequence_as_if_they_never_came(ser
         assert_matches_offline(good[s], offline, s)
     # bit for bit what a stream without the bad ticks gives, for every symbol (the refused ones' too)
     bad = {id(t) for t, _ in [bad_b, *bad_a]}
-    clean = list(lobclient.stream([t for t in feed if id(t) not in bad], url=server.url, window=32))
+    clean = list(lobclient.stream([t for t in feed if id(t) not in bad], url=server.url,
+                                  transport=lobclient.Transport(window=32)))
     kept = [p for p in preds if p.error is None]
     assert [(p.symbol, p.ts_ns) for p in kept] == [(p.symbol, p.ts_ns) for p in clean]
     np.testing.assert_array_equal(np.stack([p.dir_probs for p in kept]), np.stack([p.dir_probs for p in clean]))

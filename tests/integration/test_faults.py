@@ -1,5 +1,7 @@
 """lobclient riding through server faults on a real tritonserver: kill -9 + restart, idle reclaim, exhausted
-candidate sequences. Every tick yields exactly one Prediction, in order; lost state is re-warmed."""
+candidate sequences. Every tick yields exactly one Prediction, in order; lost state is re-warmed. The ensemble
+path (raw ticks to lob_stream*) and the direct path (tokenized on the client, TOKEN + FEATURES to the step
+model) ride through the same faults."""
 from __future__ import annotations
 
 import os
@@ -67,12 +69,22 @@ def probs(preds):
     return np.stack([p.dir_probs for p in preds])
 
 
+def path_options(path: str, repo, ensemble: str) -> dict:
+    """`lobclient.stream` options of the ensemble path (raw ticks to ``ensemble``) or of the direct path (the
+    served tokenizer.json on the client, TOKEN + FEATURES to that ensemble's step model)."""
+    if path == "ensemble":
+        return dict(model=ensemble)
+    step = {"lob_stream": "mamba_lob_onnx", "lob_stream_small": "mamba_lob_onnx_small"}[ensemble]
+    return dict(model=step, tokenizer=repo / "lob_tokenizer" / "1" / "tokenizer.json")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("transport", ["stream", "unary"])
-def test_kill_9_mid_stream_then_restart_every_tick_answered_in_order(fault_server, eight, transport):
+@pytest.mark.parametrize("kind, path", [("stream", "ensemble"), ("unary", "ensemble"), ("unary", "direct")])
+def test_kill_9_mid_stream_then_restart_every_tick_answered_in_order(fault_server, repo, eight, kind, path):
     assert len(eight) == N_SYMBOLS * N_TICKS
-    options = dict(url=fault_server.url, transport=transport, rewarm_ticks=REWARM, window=64)
-    reference = list(lobclient.stream(eight, **options))
+    options = dict(url=fault_server.url, recovery=lobclient.Recovery(rewarm_ticks=REWARM, reconnect_deadline_s=240),
+                   **path_options(path, repo, "lob_stream"))
+    reference = list(lobclient.stream(eight, transport=lobclient.Transport(kind=kind, window=64), **options))
     assert all(p.ok for p in reference)
     restarted = threading.Event()
 
@@ -89,9 +101,9 @@ def test_kill_9_mid_stream_then_restart_every_tick_answered_in_order(fault_serve
             yield tick
 
     t0 = time.monotonic()
-    preds = list(lobclient.stream(feed(), **options, reconnect_deadline_s=240, timeout_s=30))
+    preds = list(lobclient.stream(feed(), transport=lobclient.Transport(kind=kind, window=64, timeout_s=30), **options))
     assert restarted.is_set(), "the stream ended before the server was back"
-    print(f"\n{transport}: {len(preds)} predictions in {time.monotonic() - t0:.1f} s across a kill -9 + restart")
+    print(f"\n{kind} {path}: {len(preds)} predictions in {time.monotonic() - t0:.1f} s across a kill -9 + restart")
 
     assert [(p.symbol, p.ts_ns, p.seq) for p in preds] == [(p.symbol, p.ts_ns, p.seq) for p in reference]
     failed = [p for p in preds if not p.ok]
@@ -105,13 +117,15 @@ def test_kill_9_mid_stream_then_restart_every_tick_answered_in_order(fault_serve
     # every symbol had > REWARM accepted ticks at the kill: its re-warmed predictions are warm, and approximate
     assert all(preds[i].warm for i in after)
     dp = np.abs(probs([preds[i] for i in after]) - probs([reference[i] for i in after])).max()
-    print(f"{transport}: max |dp| of {len(after)} warm predictions after re-warm with {REWARM} ticks: {dp:.2e}")
+    print(f"{kind} {path}: max |dp| of {len(after)} warm predictions after re-warm with {REWARM} ticks: {dp:.2e}")
     assert 0 < dp <= 0.05  # a re-warm happened (state approximate) and stays close (bench/rewarm.py measures it)
 
 
-def test_idle_reclaim_mid_stream_is_rewarmed_exactly(server, dataset_dir):
-    """lob_stream_small forgets a sequence idle for SMALL_IDLE_S; the client re-warms from its ring, which
-    holds the symbol's whole history here, so every prediction equals an uninterrupted stream's."""
+@pytest.mark.parametrize("path", ["ensemble", "direct"])
+def test_idle_reclaim_mid_stream_is_rewarmed_exactly(server, repo, dataset_dir, path):
+    """lob_stream_small (and its step mamba_lob_onnx_small, which the direct path calls) forgets a sequence
+    idle for SMALL_IDLE_S; the client re-warms from its ring, which holds the symbol's whole history here, so
+    every prediction equals an uninterrupted stream's."""
     data = load_dataset(dataset_dir)
     symbols = sorted(data)[:2]  # the step has 2 candidate sequences
     first = list(interleave({s: data[s].slice(0, 20) for s in symbols}))
@@ -123,18 +137,18 @@ def test_idle_reclaim_mid_stream_is_rewarmed_exactly(server, dataset_dir):
         time.sleep(SMALL_IDLE_S + 1.5)  # both sequences idle past the timeout: reclaimed
         yield from then
 
-    model = "lob_stream_small"
+    options = path_options(path, repo, "lob_stream_small")
     time.sleep(SMALL_IDLE_S)  # sequences other tests left behind are ended too
-    reference = list(lobclient.stream(ticks, url=server.url, model=model))
+    reference = list(lobclient.stream(ticks, url=server.url, **options))
     time.sleep(SMALL_IDLE_S + 0.5)
-    preds = list(lobclient.stream(paused(), url=server.url, model=model))
+    preds = list(lobclient.stream(paused(), url=server.url, **options))
     assert [(p.symbol, p.seq) for p in preds] == [(p.symbol, p.seq) for p in reference]
     assert all(p.ok for p in reference) and all(p.ok for p in preds), [p.error for p in preds if not p.ok][:2]
     np.testing.assert_allclose(probs(preds), probs(reference), atol=1e-5)
     assert [p.warm for p in preds] == [p.warm for p in reference]
 
     time.sleep(SMALL_IDLE_S + 0.5)
-    bare = list(lobclient.stream(paused(), url=server.url, model=model, rewarm=False))  # the fault is real
+    bare = list(lobclient.stream(paused(), url=server.url, recovery=lobclient.Recovery(rewarm=False), **options))
     refused = [p for p in bare if not p.ok]
     assert [p.seq for p in refused] == [20, 20] and all(lobclient.classify_error(p.error) == "no_state" for p in refused)
     fresh = [i for i in range(half, len(ticks)) if bare[i].ok]  # restarted from an empty state
@@ -145,7 +159,8 @@ def test_candidate_sequences_exhausted_every_tick_answered_with_the_servers_erro
     symbols = sorted({t.symbol for t in eight})[:3]
     ticks = [t for t in eight if t.symbol in symbols][:12]  # 4 ticks each; the third symbol finds no candidate
     t0 = time.monotonic()
-    preds = list(lobclient.stream(ticks, url=fault_server.url, model=CAND_MODEL, timeout_s=2.0))
+    preds = list(lobclient.stream(ticks, url=fault_server.url, model=CAND_MODEL,
+                                  transport=lobclient.Transport(timeout_s=2.0)))
     took = time.monotonic() - t0
     assert [(p.symbol, p.ts_ns) for p in preds] == [(t.symbol, t.ts_ns) for t in ticks]
     by = {s: [p for p in preds if p.symbol == s] for s in symbols}

@@ -1,6 +1,8 @@
-"""`lobclient.stream(..., shards=S)` against one real tritonserver (no proxy): the merge of S streams."""
+"""`lobclient.stream(..., transport=Transport(shards=S))` against one real tritonserver (no proxy): S
+connections, one prediction per tick in input order."""
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -25,7 +27,7 @@ def ticks(dataset_dir):
 def test_sharded_stream_equals_one_stream(server, ticks, shards):
     assert len({lobclient.shard(t.symbol, shards) for t in ticks}) > 1  # really more than one stream
     one = list(lobclient.stream(ticks, url=server.url))
-    many = list(lobclient.stream(ticks, url=server.url, shards=shards, window=16))
+    many = list(lobclient.stream(ticks, url=server.url, transport=lobclient.Transport(shards=shards, window=16)))
     assert [(p.symbol, p.ts_ns, p.seq) for p in many] == [(t.symbol, t.ts_ns, p.seq) for t, p in zip(ticks, one)]
     assert all(p.ok for p in many)
     np.testing.assert_array_equal(np.stack([p.dir_probs for p in many]), np.stack([p.dir_probs for p in one]))
@@ -41,16 +43,16 @@ def test_sharded_errors_raise_at_the_first_failed_tick_in_input_order(server, ti
     feed[later] = with_level(feed[later], "bid_px", 0, np.nan)
     seen = []
     with pytest.raises(lobclient.TickFailed, match="ask_px_1") as info:
-        for p in lobclient.stream(feed, url=server.url, shards=4, errors="raise"):
+        for p in lobclient.stream(feed, url=server.url, transport=lobclient.Transport(shards=4), errors="raise"):
             seen.append(p)
     assert len(seen) == first and info.value.prediction.symbol == symbols[1]
-    recorded = list(lobclient.stream(feed, url=server.url, shards=4))
+    recorded = list(lobclient.stream(feed, url=server.url, transport=lobclient.Transport(shards=4)))
     assert [i for i, p in enumerate(recorded) if p.error] == [first, later]
 
 
 def test_sharded_consumer_leaving_early_stops_every_stream(server, ticks):
     baseline = threading.active_count()
-    gen = lobclient.stream(ticks, url=server.url, shards=4, window=8)
+    gen = lobclient.stream(ticks, url=server.url, transport=lobclient.Transport(shards=4, window=8))
     got = [next(gen) for _ in range(10)]
     assert threading.active_count() > baseline  # the shard streams were running
     gen.close()
@@ -67,4 +69,25 @@ def test_sharded_input_error_reaches_the_caller(server, ticks):
         raise OSError("feed lost")
 
     with pytest.raises(OSError, match="feed lost"):
-        list(lobclient.stream(feed(), url=server.url, shards=2))
+        list(lobclient.stream(feed(), url=server.url, transport=lobclient.Transport(shards=2)))
+
+
+def test_sharded_astream_equals_sharded_stream(server, ticks):
+    transport = lobclient.Transport(shards=3, window=16)
+
+    async def collect():
+        return [p async for p in lobclient.astream(ticks, url=server.url, transport=transport)]
+
+    many = asyncio.run(collect())
+    one = list(lobclient.stream(ticks, url=server.url, transport=transport))
+    assert [(p.symbol, p.seq) for p in many] == [(t.symbol, p.seq) for t, p in zip(ticks, one)]
+    np.testing.assert_array_equal(np.stack([p.dir_probs for p in many]), np.stack([p.dir_probs for p in one]))
+
+
+def test_sharded_direct_path_equals_the_ensemble(server, repo, ticks):
+    direct = list(lobclient.stream(ticks, url=server.url, transport=lobclient.Transport(shards=3),
+                                   tokenizer=repo / "lob_tokenizer" / "1" / "tokenizer.json"))
+    ensemble = list(lobclient.stream(ticks, url=server.url))
+    assert [(p.symbol, p.seq) for p in direct] == [(p.symbol, p.seq) for p in ensemble]
+    assert all(p.ok for p in direct), [p.error for p in direct if not p.ok][:2]
+    np.testing.assert_array_equal(np.stack([p.dir_probs for p in direct]), np.stack([p.dir_probs for p in ensemble]))

@@ -1,11 +1,9 @@
 """Symbol-affine routing: 3 real tritonserver replicas behind a real nginx (deploy/nginx/lob-shards.conf),
-`lobclient.stream(..., shards=S)`; the replicas' own statistics say where every symbol went."""
+`lobclient.stream(..., transport=Transport(shards=S))`; the replicas' own statistics say where every symbol went."""
 from __future__ import annotations
 
-import inspect
 import os
 import signal
-import sys
 import threading
 from collections import defaultdict
 from dataclasses import replace
@@ -137,7 +135,7 @@ def assert_matches(preds, reference, symbol):
 def test_symbols_stay_on_one_replica_and_match_offline(desk, reference, replicas, proxy):
     ticks = list(interleave(desk))
     before, log_from = stream_counts(replicas), proxy.log_lines()
-    preds = list(lobclient.stream(ticks, url=proxy.url, shards=SHARDS, window=256))
+    preds = list(lobclient.stream(ticks, url=proxy.url, transport=lobclient.Transport(shards=SHARDS, window=256)))
     after = stream_counts(replicas)
 
     assert [(p.symbol, p.ts_ns) for p in preds] == [(t.symbol, t.ts_ns) for t in ticks]
@@ -171,7 +169,7 @@ def killed(desk, replicas, proxy):
     # where nginx sends each shard now: a short probe stream (one tick per symbol)
     probe_from = proxy.log_lines()
     list(lobclient.stream([next(interleave({s: t.slice(0, 1)})) for s, t in desk.items()], url=proxy.url,
-                          shards=SHARDS))
+                          transport=lobclient.Transport(shards=SHARDS)))
     home = {h: next(iter(r)) for h, r in shard_routes(proxy, probe_from).items()}
     by_shard = symbols_of(desk)
     victim = max(replicas, key=lambda s: sum(len(by_shard[h]) for h, a in home.items() if a == addr(s)))
@@ -181,11 +179,10 @@ def killed(desk, replicas, proxy):
     ticks = list(interleave(desk))
     # a re-warming client (issue 9) keeps a ring of `rewarm_ticks` per symbol: larger than any symbol's
     # ticks here, so a moved symbol's replay is its whole history and its predictions must equal offline
-    single = inspect.signature(sys.modules["lobclient.stream"].stream).parameters
-    ring = {"rewarm_ticks": 64} if "rewarm_ticks" in single else {}
     log_from = proxy.log_lines()
     preds, killed_at = [], None
-    for p in lobclient.stream(ticks, url=proxy.url, shards=SHARDS, window=64, **ring):
+    for p in lobclient.stream(ticks, url=proxy.url, transport=lobclient.Transport(shards=SHARDS, window=64),
+                              recovery=lobclient.Recovery(rewarm_ticks=64)):
         preds.append(p)
         if killed_at is None and len(preds) == len(ticks) // 3:
             os.killpg(victim._proc.pid, signal.SIGKILL)  # the server and its python stubs, as a pod dies

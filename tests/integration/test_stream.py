@@ -45,7 +45,7 @@ def assert_matches_offline(preds, offline, symbol):
 def test_interleaved_symbols_one_prediction_per_tick_in_order_equal_to_offline(server, dataset, offline, repo):
     ticks = list(interleave(dataset))
     assert len(dataset) >= 4
-    preds = list(lobclient.stream(ticks, url=server.url, window=64))
+    preds = list(lobclient.stream(ticks, url=server.url, transport=lobclient.Transport(window=64)))
 
     assert [(p.symbol, p.ts_ns) for p in preds] == [(t.symbol, t.ts_ns) for t in ticks]
     assert all(p.error is None for p in preds)
@@ -68,12 +68,13 @@ def test_symbol_alone_equals_symbol_interleaved(server, dataset):
     np.testing.assert_array_equal(np.stack([p.dir_probs for p in alone]), np.stack([p.dir_probs for p in mixed]))
 
 
-@pytest.mark.parametrize("transport", ["stream", "unary"])
-def test_astream_equals_stream(server, dataset, transport):
+@pytest.mark.parametrize("kind", ["stream", "unary"])
+def test_astream_equals_stream(server, dataset, kind):
     ticks = list(interleave(dataset))[:200]
 
     async def collect():
-        return [p async for p in lobclient.astream(ticks, url=server.url, window=16, transport=transport)]
+        return [p async for p in lobclient.astream(ticks, url=server.url,
+                                                   transport=lobclient.Transport(kind=kind, window=16))]
 
     preds = asyncio.run(collect())
     reference = list(lobclient.stream(ticks, url=server.url))
@@ -146,7 +147,8 @@ def test_concurrent_sequences_share_one_step_execution(server, dataset):
     before = batched_rows()
     ticks = [t for s in sorted(dataset) for t in list(interleave({s: dataset[s]}))[:40]]
     many = [dataclasses.replace(t, symbol=f"{t.symbol}-{k}") for k in range(4) for t in ticks]  # 16 sequences
-    preds = list(lobclient.stream(sorted(many, key=lambda t: t.ts_ns), url=server.url, window=64))
+    preds = list(lobclient.stream(sorted(many, key=lambda t: t.ts_ns), url=server.url,
+                                  transport=lobclient.Transport(window=64)))
     assert all(p.error is None for p in preds) and len(preds) == len(many)
     after = batched_rows()
     grew = {b: after[b] - before.get(b, 0) for b in after if after[b] > before.get(b, 0)}
@@ -159,8 +161,7 @@ def test_direct_path_with_client_side_tokenizer_equals_the_ensemble(server, data
     ticks = list(interleave(dataset))
     bad = dataclasses.replace(ticks[50], bid_px=np.full(10, np.nan))
     feed = ticks[:50] + [bad] + ticks[50:]
-    direct = list(lobclient.stream(feed, url=server.url, tokenize="client",
-                                   tokenizer=repo / "lob_tokenizer" / "1" / "tokenizer.json"))
+    direct = list(lobclient.stream(feed, url=server.url, tokenizer=repo / "lob_tokenizer" / "1" / "tokenizer.json"))
     ensemble = list(lobclient.stream(feed, url=server.url))
     assert [(p.symbol, p.seq) for p in direct] == [(p.symbol, p.seq) for p in ensemble]
     assert direct[50].error.startswith("LOB_BAD_TICK: ") and "bid_px_1" in direct[50].error

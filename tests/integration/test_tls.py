@@ -56,26 +56,43 @@ def ticks(dataset_dir):
 
 
 def test_mutual_tls_stream_equals_plaintext_stream(tls_server, server, pki, ticks):
-    secure = list(lobclient.stream(ticks, url=tls_server.url, ssl=True, root_certificates=pki / "ca.pem",
-                                   private_key=(pki / "client.key").read_bytes(), certificate_chain=pki / "client.pem"))
+    secure = list(lobclient.stream(ticks, url=tls_server.url, tls=lobclient.TLS(
+        root_certificates=pki / "ca.pem", private_key=(pki / "client.key").read_bytes(),
+        certificate_chain=pki / "client.pem")))
     plain = list(lobclient.stream(ticks, url=server.url))
     assert len(secure) == len(ticks) and all(p.ok for p in secure), [p.error for p in secure if not p.ok][:2]
     np.testing.assert_allclose(np.stack([p.dir_probs for p in secure]), np.stack([p.dir_probs for p in plain]), atol=1e-5)
 
 
+def test_direct_path_over_mutual_tls_equals_the_ensemble_over_plaintext(tls_server, server, pki, repo, ticks):
+    tls = lobclient.TLS(root_certificates=pki / "ca.pem", private_key=pki / "client.key",
+                        certificate_chain=pki / "client.pem")
+    direct = list(lobclient.stream(ticks, url=tls_server.url, tls=tls,
+                                   tokenizer=repo / "lob_tokenizer" / "1" / "tokenizer.json"))
+    plain = list(lobclient.stream(ticks, url=server.url))
+    assert len(direct) == len(ticks) and all(p.ok for p in direct), [p.error for p in direct if not p.ok][:2]
+    assert [(p.symbol, p.seq) for p in direct] == [(p.symbol, p.seq) for p in plain]
+    np.testing.assert_allclose(np.stack([p.dir_probs for p in direct]), np.stack([p.dir_probs for p in plain]), atol=1e-5)
+    unsigned = list(lobclient.stream(ticks[:4], url=tls_server.url, tls=lobclient.TLS(root_certificates=pki / "ca.pem"),
+                                     tokenizer=repo / "lob_tokenizer" / "1" / "tokenizer.json",
+                                     recovery=lobclient.Recovery(reconnect_deadline_s=2.0)))
+    assert all("no connection" in p.error for p in unsigned)  # the server really asks for the client's certificate
+
+
 @pytest.mark.parametrize("case", ["plaintext", "no client certificate", "untrusted server"])
 def test_a_client_without_the_right_credentials_fails_every_tick_fast(tls_server, pki, ticks, case):
-    options = {"plaintext": {},
-               "no client certificate": dict(ssl=True, root_certificates=pki / "ca.pem"),
-               "untrusted server": dict(ssl=True, root_certificates=pki / "other-ca.pem",
-                                        private_key=pki / "client.key", certificate_chain=pki / "client.pem")}[case]
+    tls = {"plaintext": None,
+           "no client certificate": lobclient.TLS(root_certificates=pki / "ca.pem"),
+           "untrusted server": lobclient.TLS(root_certificates=pki / "other-ca.pem", private_key=pki / "client.key",
+                                             certificate_chain=pki / "client.pem")}[case]
     t0 = time.monotonic()
-    preds = list(lobclient.stream(ticks[:10], url=tls_server.url, reconnect_deadline_s=2.0, timeout_s=5.0, **options))
+    preds = list(lobclient.stream(ticks[:10], url=tls_server.url, tls=tls, transport=lobclient.Transport(timeout_s=5.0),
+                                  recovery=lobclient.Recovery(reconnect_deadline_s=2.0)))
     assert time.monotonic() - t0 < 15
     assert len(preds) == 10 and all(not p.ok for p in preds)
     assert all("no connection" in p.error and "UNAVAILABLE" in p.error for p in preds), preds[0].error
     if case == "plaintext":
-        assert "ssl=True" in preds[0].error  # the hint
+        assert "tls=lobclient.TLS" in preds[0].error  # the hint
 
 
 def test_lob_stream_cli_speaks_mutual_tls(tls_server, pki, dataset_dir, tmp_path):

@@ -8,10 +8,12 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+import pytest
 from tritonclient.grpc import service_pb2
 
 import lobclient
 from lobclient.mux import Mux
+from lobclient.protocol import EnsembleRequests
 
 
 def tick(symbol: str, i: int) -> lobclient.Tick:
@@ -46,21 +48,21 @@ def test_classify_error_reads_every_marker_even_behind_a_wrapper():
 
 
 def test_no_state_answer_replays_the_ring_then_resends_the_tick_and_yields_nothing_for_the_replay():
-    mux = Mux("m", timeout_s=10, namespace="ns", rewarm_ticks=3)
-    mux.on_connected()
+    mux = Mux(EnsembleRequests("m"), timeout_s=10, namespace="ns", recovery=lobclient.Recovery(rewarm_ticks=3))
+    mux.on_connected(0)
     sent = []
     for i in range(5):  # 5 accepted ticks: the ring keeps the last 3
-        (request,) = mux.add(tick("A", i))
+        ((_, request),) = mux.add(tick("A", i))
         sent.append(flags(request))
         assert mux.on_response(request.id, answer(request), None) == []
     assert sent == [(True, 1000), (False, 1001), (False, 1002), (False, 1003), (False, 1004)]
     assert [p.warm for p in mux.ready()] == [False, False, False, True, True]
 
-    (request,) = mux.add(tick("A", 5))
-    (replay,) = mux.on_response(request.id, None, "LOB_NO_STATE: sequence 1: no tokenizer state")
+    ((_, request),) = mux.add(tick("A", 5))
+    ((_, replay),) = mux.on_response(request.id, None, "LOB_NO_STATE: sequence 1: no tokenizer state")
     order = [flags(replay)]
     while True:
-        (nxt,) = mux.on_response(replay.id, answer(replay), None)
+        ((_, nxt),) = mux.on_response(replay.id, answer(replay), None)
         order.append(flags(nxt))
         if flags(nxt)[1] == 1005:
             break
@@ -73,18 +75,19 @@ def test_no_state_answer_replays_the_ring_then_resends_the_tick_and_yields_nothi
 
 
 def test_a_break_requeues_in_flight_ticks_and_the_deadline_fails_them_saying_so():
-    mux = Mux("m", timeout_s=10, namespace="ns", rewarm_ticks=8, reconnect_deadline_s=5.0, url="h:1")
-    mux.on_connected()
-    (a0,) = mux.add(tick("A", 0))
+    mux = Mux(EnsembleRequests("m"), timeout_s=10, namespace="ns", url="h:1",
+              recovery=lobclient.Recovery(rewarm_ticks=8, reconnect_deadline_s=5.0))
+    mux.on_connected(0)
+    ((_, a0),) = mux.add(tick("A", 0))
     mux.on_response(a0.id, answer(a0), None)
-    (a1,) = mux.add(tick("A", 1))
-    (b0,) = mux.add(tick("B", 0))
-    mux.on_break("gRPC stream to h:1 failed: UNAVAILABLE: Socket closed", now=100.0)
-    assert mux.add(tick("A", 2)) == [] and not mux.connect_due(100.0) and mux.connect_due(100.1)
-    resent = mux.on_connected()  # A re-warms from its ring (START of tick 0), B starts afresh with its tick
+    mux.add(tick("A", 1))
+    mux.add(tick("B", 0))
+    mux.on_break(0, "gRPC stream to h:1 failed: UNAVAILABLE: Socket closed", now=100.0)
+    assert mux.add(tick("A", 2)) == [] and mux.connect_due(100.0) == [] and mux.connect_due(100.1) == [0]
+    resent = [r for _, r in mux.on_connected(0)]  # A re-warms from its ring (START of tick 0), B starts afresh
     assert sorted(flags(r) for r in resent) == [(True, 1000), (True, 1000)]
     assert {r.parameters["sequence_id"].int64_param for r in resent} == {lobclient.sequence_id(s, "ns") for s in "AB"}
-    mux.on_break("gRPC stream to h:1 failed: UNAVAILABLE: Connection refused", now=101.0)
+    mux.on_break(0, "gRPC stream to h:1 failed: UNAVAILABLE: Connection refused", now=101.0)
     mux.expire(106.5)  # down since 100.0: past the 5 s deadline
     preds = mux.ready()
     assert [(p.symbol, p.seq, p.ok) for p in preds] == [("A", 0, True), ("A", 1, False), ("B", 0, False), ("A", 2, False)]
@@ -111,3 +114,93 @@ def test_synthetic_books_pass_the_servers_validation_and_sit_on_the_tick_grid():
         px = np.concatenate([arrays[1], arrays[3]])
         assert np.abs(px / TICK_SIZE - np.round(px / TICK_SIZE)).max() < 1e-6
         assert (arrays[3][:, 0] - arrays[1][:, 0]).min() >= TICK_SIZE - 1e-9
+
+
+def _tokenizer_and_ticks(symbol: str, n: int):
+    """A tokenizer fitted on synthetic books, and n more of them for ``symbol``."""
+    from lob.data.schema import Ticks
+    from lob.tokenizer import Tokenizer
+    from lobclient.synthetic import synthetic_ticks
+
+    ticks = list(synthetic_ticks([symbol], 200 + n, np.random.default_rng(1)))
+    fields = ("ts_ns", "bid_px", "bid_sz", "ask_px", "ask_sz", "trade_px", "trade_sz", "trade_side")
+    fit = Ticks(*[np.array([getattr(t, f) for t in ticks[:200]]) for f in fields], symbol, {})
+    return Tokenizer.fit([fit]), ticks[200:]
+
+
+def sent_inputs(request):
+    """(TOKEN, FEATURES (F,)) of a direct request."""
+    assert [t.name for t in request.inputs] == ["TOKEN", "FEATURES"]
+    return (int(np.frombuffer(request.raw_input_contents[0], np.int64)[0]),
+            np.frombuffer(request.raw_input_contents[1], np.float32))
+
+
+def test_direct_path_tokenizes_from_the_last_accepted_state_and_never_sends_a_refused_tick():
+    from lob.tokenizer import TickInput
+    from lobclient.protocol import DirectRequests
+
+    tokenizer, (t0, t1, t2) = _tokenizer_and_ticks("A", 3)
+
+    def step(t, state):
+        return tokenizer.step(TickInput(t.ts_ns, t.bid_px, t.bid_sz, t.ask_px, t.ask_sz, t.trade_px, t.trade_sz,
+                                        t.trade_side), state)
+
+    tok0, f0, s0 = step(t0, None)
+    mux = Mux(DirectRequests(tokenizer, "step"), timeout_s=10, namespace="ns")
+    mux.on_connected(0)
+    ((_, r0),) = mux.add(t0)
+    assert r0.model_name == "step" and r0.parameters["sequence_start"].bool_param
+    assert sent_inputs(r0)[0] == tok0 and np.array_equal(sent_inputs(r0)[1], f0)
+    mux.on_response(r0.id, answer(r0), None)
+
+    bad = lobclient.Tick("A", t1.ts_ns, np.full(10, np.nan), t1.bid_sz, t1.ask_px, t1.ask_sz)
+    assert mux.add(bad) == []  # refused here: nothing sent
+    ((_, r1),) = mux.add(t1)  # tokenized from the state after t0, as if the bad tick never came
+    tok1, f1, _ = step(t1, s0)
+    assert sent_inputs(r1)[0] == tok1 and np.array_equal(sent_inputs(r1)[1], f1)
+    mux.on_response(r1.id, None, "some server fault")  # refused: its tokenizer state is not committed
+
+    ((_, replay),) = mux.add(t2)  # the fault left the server state unknown: re-warm replays t0's inputs
+    assert replay.parameters["sequence_start"].bool_param
+    assert sent_inputs(replay)[0] == tok0 and np.array_equal(sent_inputs(replay)[1], f0)
+    ((_, r2),) = mux.on_response(replay.id, answer(replay), None)
+    tok2, f2, _ = step(t2, s0)  # from the state after t0: t1 was never accepted
+    assert not r2.parameters["sequence_start"].bool_param
+    assert sent_inputs(r2)[0] == tok2 and np.array_equal(sent_inputs(r2)[1], f2)
+    mux.on_response(r2.id, answer(r2), None)
+    preds = mux.ready()
+    assert [(p.seq, p.ok) for p in preds] == [(0, True), (1, False), (2, False), (3, True)]
+    assert preds[1].error.startswith("LOB_BAD_TICK: A: ") and "bid_px_1" in preds[1].error
+    assert preds[2].error == "some server fault"
+
+
+def test_shards_each_symbol_keeps_one_link_and_a_break_touches_only_its_links_symbols():
+    symbols = [f"S{i}" for i in range(40)]
+    mux = Mux(EnsembleRequests("m"), timeout_s=10, namespace="ns", shards=4, url="proxy:1",
+              recovery=lobclient.Recovery(reconnect_deadline_s=5.0))
+    for link in mux.connect_due(0.0):
+        mux.on_connected(link)
+    links = {}
+    for s in symbols:
+        ((link, _),) = mux.add(tick(s, 0))
+        links[s] = link
+    assert links == {s: lobclient.shard(s, 4) for s in symbols} and set(links.values()) == {0, 1, 2, 3}
+    mux.on_break(2, "UNAVAILABLE: reset", now=100.0)
+    assert mux.connect_due(100.1) == [2]
+    mux.expire(105.5)  # link 2 down past its deadline: only its symbols' ticks fail
+    on_2 = [s for s in symbols if links[s] == 2]
+    failed = [p for p in mux.order if p.done]
+    assert {p.prediction.symbol for p in failed} == set(on_2)
+    assert all("no connection to proxy:1 (shard 2) for 5 s" in p.prediction.error for p in failed)
+    assert len(mux.in_flight) == len(symbols) - len(on_2)  # the other links' ticks are still in flight
+
+
+def test_options_refuse_bad_values_naming_the_field():
+    for make, field in ((lambda: lobclient.Transport(kind="grpc"), "Transport.kind"),
+                        (lambda: lobclient.Transport(window=0), "Transport.window"),
+                        (lambda: lobclient.Transport(shards=0), "Transport.shards"),
+                        (lambda: lobclient.Recovery(rewarm_ticks=0), "Recovery.rewarm_ticks"),
+                        (lambda: lobclient.Recovery(backoff_s=(2.0, 1.0)), "Recovery.backoff_s"),
+                        (lambda: lobclient.TLS(private_key=b"key"), "certificate_chain")):
+        with pytest.raises(ValueError, match=field):
+            make()

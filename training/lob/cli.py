@@ -343,12 +343,14 @@ def stream(
     tls_key: Optional[Path] = typer.Option(None, help="Client private key for mutual TLS (PEM). Implies --tls."),
 ):
     """Replay recorded ticks through the server over gRPC; prints latency percentiles."""
+    import lobclient
+
     from lob.serving.replay import replay
 
-    ssl = tls or any(f is not None for f in (tls_ca, tls_cert, tls_key))
-    options = dict(transport=transport, ssl=ssl, root_certificates=tls_ca, private_key=tls_key,
-                   certificate_chain=tls_cert) if ssl else dict(transport=transport)
-    replay(url, data, out, symbols=_symbols(symbols), limit=limit, model=model, **options)
+    secure = tls or any(f is not None for f in (tls_ca, tls_cert, tls_key))
+    replay(url, data, out, symbols=_symbols(symbols), limit=limit, model=model,
+           transport=lobclient.Transport(kind=transport),
+           tls=lobclient.TLS(tls_ca, tls_key, tls_cert) if secure else None)
 
 
 @app.command()

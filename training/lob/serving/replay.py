@@ -33,7 +33,7 @@ def interleave(dataset: dict[str, Ticks]) -> Iterator[lobclient.Tick]:
 def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, limit: int | None = None,
            model: str = STREAM_MODEL, **client) -> Path:
     """Stream ``data`` to ``url`` and write the predictions parquet ``out`` (atomically); returns ``out``.
-    ``client``: more `lobclient.stream` options (transport, TLS).
+    ``client``: more `lobclient.stream` options (transport, recovery, tls, tokenizer).
 
     Raises `lobclient.TickFailed` at the first tick the server refuses (recorded ticks are valid, so
     that is a server or model fault) and writes nothing then.

@@ -77,7 +77,7 @@ def run_signal(url: str, redis_url: str, data: Optional[Path] = None, stdin: boo
     err.print(f"lob signal: {url} ({model}) -> {redis_url} keys {prefix}:signal:<symbol>, "
               f"heartbeat {prefix}:heartbeat (TTL {ttl_s:g} s)")
     counts = lobclient.run_sidecar(
-        ticks, url, sink, shards=shards, model=model,
+        ticks, url, sink, model=model, transport=lobclient.Transport(shards=shards),
         on_error=lambda p: err.print(f"[yellow]refused:[/] {p.symbol} tick {p.seq} (ts_ns={p.ts_ns}): {p.error}"))
     err.print(f"lob signal: input ended; {counts['ticks']:,} ticks, {counts['errors']:,} refused, "
               f"{counts['writes']:,} transactions")
