@@ -10,6 +10,18 @@ metadata)``, ``recovery=lobclient.Recovery(rewarm, rewarm_ticks, reconnect, ...)
 ``TOKEN`` + ``FEATURES`` to the step model. ``Transport(shards=S)`` spreads the symbols over S connections
 for a consistent-hash proxy in front of several replicas. `RedisSink` / `run_sidecar` keep the latest signal
 per symbol in Redis; `SignalReader` reads it (`lobclient.signals`).
+
+Modules:
+- `drivers`: ``stream`` (blocking generator) and ``astream`` (asyncio), the two drivers of one `Mux`
+- `mux`: the sans-IO core: ordering, one request in flight per symbol, re-warm, reconnect, shard links
+- `protocol`: the request builders (`EnsembleRequests`: raw ticks; `DirectRequests`: tokens), sequence ids, shards
+- `transport`: unary ``ModelInfer`` calls or one ``ModelStreamInfer`` stream, sync and asyncio
+- `options`: `Transport`, `Recovery`, `TLS`
+- `records`: `Tick`, `Prediction`, `TickFailed`
+- `errors`: what a refused tick's message means (`classify_error`)
+- `contract`: the client's copy of ``lob.contract`` (tensor and model names, error prefixes, horizons)
+- `signals`: `RedisSink`, `SignalReader`, `run_sidecar` (extra ``lobclient[redis]``)
+- `synthetic`: valid synthetic books for load and soak tests (locust, `make soak`)
 """
 from .contract import HORIZONS, N_LEVELS
 from .drivers import astream, stream
