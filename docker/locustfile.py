@@ -1,7 +1,7 @@
 """Streaming load on a Mamba-LOB ensemble: each locust user streams synthetic books of its own symbols.
 
-One task = one `lobclient.stream` call: SYMBOLS symbols x TICKS ticks over one gRPC stream (one Triton
-sequence per symbol, START on its first tick, END when the stream closes). Every prediction is reported
+One task = one `lobclient.stream` call: SYMBOLS symbols x TICKS ticks over unary gRPC calls (the client's
+default transport; one Triton sequence per symbol, START on its first tick, END when the stream closes). Every prediction is reported
 to locust as one request named after the model, with the client-side latency of that tick; a tick the
 server refused is a failure carrying the server's message. Settings (environment): LOB_MODEL (ensemble,
 default lob_stream_trt_fp16), LOB_SYMBOLS (per user, 32), LOB_TICKS (per symbol per task, 200).
