@@ -82,7 +82,8 @@ def test_astream_equals_stream(server, dataset, kind):
     np.testing.assert_array_equal(np.stack([p.dir_probs for p in preds]), np.stack([p.dir_probs for p in reference]))
 
 
-def test_lob_stream_cli_writes_the_lob_predict_table(server, dataset_dir, offline, tmp_path):
+@pytest.mark.parametrize("path", ["ensemble", "direct"])
+def test_lob_stream_cli_writes_the_lob_predict_table(server, dataset_dir, offline, repo, tmp_path, path):
     import pyarrow as pa
     import pyarrow.parquet as pq
     from typer.testing import CliRunner
@@ -91,7 +92,8 @@ def test_lob_stream_cli_writes_the_lob_predict_table(server, dataset_dir, offlin
 
     out = tmp_path / "served.parquet"
     result = CliRunner().invoke(app, ["stream", "--url", server.url, "--data", str(dataset_dir), "--out", str(out),
-                                      "--limit", "50"])
+                                      "--limit", "50"]
+                                 + (["--tokenizer", str(repo / "lob_tokenizer/1/tokenizer.json")] if path == "direct" else []))
     assert result.exit_code == 0, result.output
     assert "p99" in result.output
     served = pq.read_table(out)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from lob.contract import STREAM_MODEL
+from lob.contract import STEP_MODEL, STREAM_MODEL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Mamba-LOB: simulate or import L2 ticks, train, evaluate, export, serve on Triton.")
@@ -334,7 +334,12 @@ def stream(
     out: Path = typer.Option(..., help="Predictions parquet to write (schema of `lob predict`)."),
     symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (default: all)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N ticks of each symbol."),
-    model: str = typer.Option(STREAM_MODEL, help="Ensemble to stream through."),
+    model: Optional[str] = typer.Option(None, help=f"Model to stream through (default: {STREAM_MODEL}, or "
+                                        f"{STEP_MODEL} with --tokenizer)."),
+    tokenizer: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                             help="The direct path: tokenize here with this tokenizer.json (the "
+                                             "server's lob_tokenizer/1/tokenizer.json) and send TOKEN + FEATURES "
+                                             "to the step model."),
     transport: str = typer.Option("unary", help="unary (ModelInfer calls; safe with many sequences, docs/serving.md) "
                                   "| stream (one gRPC bidirectional stream)."),
     tls: bool = typer.Option(False, "--tls", help="Speak TLS to the server."),
@@ -348,7 +353,7 @@ def stream(
     from lob.serving.replay import replay
 
     secure = tls or any(f is not None for f in (tls_ca, tls_cert, tls_key))
-    replay(url, data, out, symbols=_symbols(symbols), limit=limit, model=model,
+    replay(url, data, out, symbols=_symbols(symbols), limit=limit, model=model, tokenizer=tokenizer,
            transport=lobclient.Transport(kind=transport),
            tls=lobclient.TLS(tls_ca, tls_key, tls_cert) if secure else None)
 

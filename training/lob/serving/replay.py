@@ -13,7 +13,6 @@ from typing import Iterator
 import numpy as np
 
 import lobclient
-from lob.contract import STREAM_MODEL
 from lob.data.schema import Ticks, load_dataset
 from lob.io import write_predictions
 
@@ -31,9 +30,10 @@ def interleave(dataset: dict[str, Ticks]) -> Iterator[lobclient.Tick]:
 
 
 def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, limit: int | None = None,
-           model: str = STREAM_MODEL, **client) -> Path:
+           model: str | None = None, **client) -> Path:
     """Stream ``data`` to ``url`` and write the predictions parquet ``out`` (atomically); returns ``out``.
-    ``client``: more `lobclient.stream` options (transport, recovery, tls, tokenizer).
+    ``model`` None: `lobclient.stream`'s default for the path (``lob_stream``; the step model with a
+    ``tokenizer``). ``client``: more `lobclient.stream` options (transport, recovery, tls, tokenizer).
 
     Raises `lobclient.TickFailed` at the first tick the server refuses (recorded ticks are valid, so
     that is a server or model fault) and writes nothing then.
@@ -53,7 +53,7 @@ def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, li
     latency_ms = 1e3 * np.array([p.latency_s for p in preds])
     p50, p90, p99 = np.percentile(latency_ms, [50, 90, 99])
     Console(stderr=True).print(
-        f"{len(preds):,} ticks of {len(dataset)} symbols via {model} at {url} "
+        f"{len(preds):,} ticks of {len(dataset)} symbols via {model or 'the default model'} at {url} "
         f"(model {preds[0].model_version if preds else '-'}); per-tick latency p50 {p50:.2f} ms, "
         f"p90 {p90:.2f} ms, p99 {p99:.2f} ms; wrote {out}")
     return Path(out)
