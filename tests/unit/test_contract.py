@@ -4,7 +4,7 @@ import json
 import lobclient
 
 from lob.contract import CLASSES, HORIZONS
-from lob.models.mamba import config_from_preset
+from lob.models.registry import config_from_preset
 from lob.training.labels import tick_targets
 from lob.training.train import TrainConfig
 
@@ -12,7 +12,7 @@ from lob.training.train import TrainConfig
 def test_client_and_model_use_the_contract_horizons():
     # the client must not import lob (no torch on its side): its copy is checked here
     assert lobclient.HORIZONS == HORIZONS
-    assert config_from_preset("tiny", vocab_size=10, n_features=2).horizons == HORIZONS
+    assert config_from_preset("mamba", "tiny", vocab_size=10, n_features=2).horizons == HORIZONS
     assert "horizons" not in TrainConfig.__dataclass_fields__  # one definition, not a training option
     assert len(CLASSES) == 3
 

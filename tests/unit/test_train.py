@@ -138,10 +138,11 @@ def test_killed_training_is_not_loadable(data, tmp_path):
 def test_weight_decay_spares_ssm_parameters_biases_norms_and_embeddings():
     from torch import nn
 
-    from lob.models.mamba import MambaLOB, config_from_preset
+    from lob.models.mamba import MambaLOB
+    from lob.models.registry import config_from_preset
     from lob.training.optim import param_groups
 
-    model = MambaLOB(config_from_preset("tiny", vocab_size=50, n_features=4))
+    model = MambaLOB(config_from_preset("mamba", "tiny", vocab_size=50, n_features=4))
     decay, exempt = (set(g["names"]) for g in param_groups(model, 0.1))
     names = {n for n, _ in model.named_parameters()}
     assert decay | exempt == names and not decay & exempt  # every parameter once (the tied head is the embedding)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from lob.data.schema import atomic_write
 from lob.export.onnx_version import with_version_output
-from lob.models.heads import TickModel
+from lob.models.base import TickModel
 
 
 def state_names(model: TickModel) -> tuple[list[str], list[str]]:
