@@ -212,7 +212,7 @@ def test_label_mode_is_recorded_and_reused_by_evaluation(data, tmp_path):
 
     run = train(data, tmp_path / "run", max_steps=1, labels="smoothed", smooth_bps=2.0, **FAST)
     spec = LabelSpec.of_training(json.loads((run / "config.json").read_text())["training"])
-    assert spec == LabelSpec(fee_bps=0.5, mode="smoothed", smooth_bps=2.0)
+    assert spec == LabelSpec(fee_bps=0.5, w_max=W_MAX, mode="smoothed", smooth_bps=2.0)
     assert json.loads((run / "manifest.json").read_text())["labels"] == "smoothed"
     with pytest.raises(ValueError, match="label mode"):
         train(data, tmp_path / "bad", max_steps=1, labels="fancy", **FAST)

@@ -281,7 +281,8 @@ def compare(tokenizer: Tokenizer, gen: dict, real: dict) -> dict:
 def continuation_likelihood(model, tokens: np.ndarray, features: np.ndarray, prompt: int) -> float:
     """Mean log-probability (nats) the model gives each real token after the prompt (teacher forced)."""
     next_logits = torch.cat([c[1][0] for c in model.forward_chunked(tokens[None], features[None])])  # (N, V)
-    lp = next_logits[prompt - 1:-1].log_softmax(-1).gather(-1, torch.as_tensor(tokens[prompt:, None], dtype=torch.int64))[:, 0]
+    target = torch.as_tensor(tokens[prompt:, None], dtype=torch.int64)  # (N - prompt, 1)
+    lp = next_logits[prompt - 1:-1].log_softmax(-1).gather(-1, target)[:, 0]
     return float(lp.mean())
 
 
