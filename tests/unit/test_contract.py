@@ -6,7 +6,7 @@ import lobclient
 from lob.contract import CLASSES, HORIZONS
 from lob.models.registry import config_from_preset
 from lob.training.labels import tick_targets
-from lob.training.train import TrainConfig
+from lob.training.config import TrainConfig
 
 
 def test_client_and_model_use_the_contract_horizons():
@@ -26,5 +26,6 @@ def test_labels_and_manifest_use_the_contract_horizons(tmp_path):
     t = next(iter(load_dataset(tmp_path / "d").values()))
     labels, _ = tick_targets(t, 0.5)
     assert labels.shape == (len(t), len(HORIZONS))
-    run = train(tmp_path / "d", tmp_path / "r", max_steps=1, window=64, batch_size=2, eval_every=1, max_val_windows=2)
+    run = train(tmp_path / "d", tmp_path / "r", TrainConfig(max_steps=1, window=64, batch_size=2, eval_every=1,
+                                                            max_val_windows=2))
     assert json.loads((run / "manifest.json").read_text())["horizons"] == list(HORIZONS)
