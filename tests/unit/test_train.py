@@ -13,7 +13,7 @@ from lob.data.schema import load_dataset, write_ticks
 from lob.data.simulator import simulate_dataset
 from lob.training.config import TrainConfig
 from lob.training.labels import W_MAX
-from lob.training.run import RunError, building, load_run, read_manifest
+from lob.training.run import RunError, building, load_run, read_manifest, untrained_run
 from lob.training.split import split_symbol
 from lob.training.train import train
 
@@ -220,3 +220,26 @@ def test_label_mode_is_recorded_and_reused_by_evaluation(data, tmp_path):
     with pytest.raises(ValueError, match="label mode"):
         train(data, tmp_path / "bad", TrainConfig(max_steps=1, labels="fancy", **FAST))
     assert not (tmp_path / "bad").exists()
+
+
+def test_untrained_run_is_accepted_by_export_predict_and_evaluate(data, tmp_path):
+    """The run tests, benches and scripts serve instead of a trained one is a valid run: `lob export`,
+    `lob predict` and `lob evaluate` accept it, and the same seed gives the same weights."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from lob.cli import app
+
+    run = untrained_run(tmp_path / "run", data, seed=2)
+    for args in (["export", "--run", run, "--repo", tmp_path / "repo"],
+                 ["predict", "--run", run, "--data", data, "--out", tmp_path / "p.parquet"],
+                 ["evaluate", "--run", run, "--data", data, "--n-boot", "100"]):
+        res = CliRunner().invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, res.output
+    assert pq.read_metadata(tmp_path / "p.parquet").num_rows == sum(len(t) for t in load_dataset(data).values())
+    assert json.loads((run / "metrics.json").read_text())["direction"]  # scored on the held-out split
+    again = untrained_run(tmp_path / "again", data, seed=2)
+    a, b = _tensors(run), _tensors(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(FileExistsError):
+        untrained_run(run, data)

@@ -128,12 +128,12 @@ def untrained_run(out: Path, data: Path, arch: str = "mamba", preset: str = "tin
     model drawn from ``seed`` as ``lob train`` draws it, no optimiser step. ``lob evaluate``, ``lob export``
     and ``lob predict`` accept it. ``model_options`` replace preset fields (e.g. window=32). Returns ``out``."""
     from lob.training.config import TrainConfig
-    from lob.training.train import build_model, fit_tokenizer, split_data
+    from lob.training.train import CURVES, build_model, fit_tokenizer, split_data
 
     cfg = TrainConfig(arch=arch, preset=preset, seed=seed, model_options=model_options, max_steps=0)
     dataset, splits, files = split_data(data, cfg)
     tokenizer = fit_tokenizer(dataset, splits)
-    metrics = {"step": [], "val_step": [], "best_step": 0, "best_val_loss": None, "steps_run": 0, "wall_s": 0.0}
+    metrics = {**{k: [] for k in CURVES}, "best_step": 0, "best_val_loss": None, "steps_run": 0, "wall_s": 0.0}
     return write_run(out, build_model(cfg, tokenizer), tokenizer, cfg, data, files, splits, metrics, force)
 
 

@@ -43,6 +43,8 @@ from lob.training.run import data_files, write_run
 from lob.training.segments import Segment, segments
 from lob.training.split import SymbolSplit, split_symbol
 
+CURVES = ("step", "train_loss", "train_dir", "train_next", "lr", "val_step", "val_loss", "val_dir", "val_next")
+
 
 def _batch(segs: list[Segment], picks: list[tuple[int, int]], window: int) -> tuple[torch.Tensor, ...]:
     """Stack windows (segment index, start) into tokens (B, W), features (B, W, F), labels/weights (B, W, H)."""
@@ -182,8 +184,7 @@ class Loop:
         self.rng = np.random.default_rng(cfg.seed)
         self.starts = np.array([len(s.tokens) - cfg.window + 1 for s in train_segs])  # window starts per segment
         self.cum = np.cumsum(self.starts)
-        self.curves = {"step": [], "train_loss": [], "train_dir": [], "train_next": [], "lr": [],
-                       "val_step": [], "val_loss": [], "val_dir": [], "val_next": []}
+        self.curves = {k: [] for k in CURVES}
         self.best = (math.inf, -1, None)
         self.bad_evals, self.step, self.elapsed_before = 0, 0, 0.0
 
