@@ -6,7 +6,7 @@ test part) is tokenized from a fresh tokenizer state and labelled within itself,
 past its segment's end.
 
 ``train`` runs the stages in order: ``split_data`` (load, split; the data files hashed once),
-``fit_tokenizer``, ``build_model``, ``Loop`` (optimiser, schedule, batches, validation, resume state),
+``fit_tokenizer``, ``label_segments``, ``build_model``, ``Loop`` (optimiser, schedule, batches, validation, resume state),
 then ``lob.training.run.write_run``. Every argument and default lives in ``lob.training.config.TrainConfig``.
 
 Optimisation: AdamW, linear warmup then cosine decay to ``min_lr_ratio`` · lr, gradient clipping,
@@ -113,11 +113,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, force: bool = F
     t_start = time.perf_counter()
     dataset, splits, files = split_data(data, cfg)
     tokenizer = fit_tokenizer(dataset, splits)
-    train_segs = segments(dataset, splits, "train", tokenizer, cfg.label_spec)
-    val_segs = segments(dataset, splits, "val", tokenizer, cfg.label_spec)
-    short = [s.symbol for s in train_segs if len(s.tokens) < cfg.window]
-    if short:
-        raise ValueError(f"{data}: symbol(s) {short} have fewer train ticks than the window ({cfg.window})")
+    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg)
     model = build_model(cfg, tokenizer)
     loop = Loop(model, cfg, train_segs, val_segs)
     console.print(f"[bold]{cfg.arch}[/] preset={cfg.preset}: {loop.n_params:,} parameters; vocab "
@@ -155,6 +151,16 @@ def fit_tokenizer(dataset: dict, splits: dict[str, SymbolSplit]):
     from lob.tokenizer import Tokenizer
 
     return Tokenizer.fit([dataset[s].slice(sp.train.start, sp.train.stop) for s, sp in splits.items()])
+
+
+def label_segments(dataset: dict, splits: dict[str, SymbolSplit], tokenizer,
+                   cfg: TrainConfig) -> tuple[list[Segment], list[Segment]]:
+    """The train and validation segments, tokenized and labelled; every train part must hold a window."""
+    train_segs = segments(dataset, splits, "train", tokenizer, cfg.label_spec)
+    short = [s.symbol for s in train_segs if len(s.tokens) < cfg.window]
+    if short:
+        raise ValueError(f"symbol(s) {short} have fewer train ticks than the window ({cfg.window})")
+    return train_segs, segments(dataset, splits, "val", tokenizer, cfg.label_spec)
 
 
 def build_model(cfg: TrainConfig, tokenizer):
