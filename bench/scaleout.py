@@ -8,16 +8,14 @@ Usage: python bench/scaleout.py [--run RUN] --out bench/scaleout.md
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shutil
 import socket
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +23,11 @@ import numpy as np
 import lobclient
 from lob.data.schema import load_dataset
 from lob.data.simulator import simulate_dataset
-from lob.models.mamba import PRESETS, config_from_preset
+from lob.models.mamba import PRESETS
+from lob.models.registry import config_from_preset
 from lob.serving.launcher import TritonServer
 from lob.serving.replay import interleave
+from lob.training.run import untrained_run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -36,7 +36,7 @@ from integration.services import Nginx  # noqa: E402  (the nginx harness of the 
 
 def state_bytes(preset: str, vocab: int = 1000, n_features: int = 12) -> int:
     """FP32 bytes of one sequence's recurrent state: n_layer * d_inner * ((d_conv - 1) + d_state) * 4."""
-    c = config_from_preset(preset, vocab, n_features)
+    c = config_from_preset("mamba", preset, vocab, n_features)
     return c.n_layer * c.d_inner * ((c.d_conv - 1) + c.d_state) * 4
 
 
@@ -44,27 +44,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
-
-
-def make_run(out: Path, data: Path) -> Path:
-    import torch
-
-    from lob.models.mamba import MambaLOB
-    from lob.tokenizer import Tokenizer
-
-    tokenizer = Tokenizer.fit(list(load_dataset(data).values()))
-    torch.manual_seed(0)
-    config = config_from_preset("tiny", tokenizer.vocab_size, tokenizer.n_features)
-    model = MambaLOB(config)
-    out.mkdir(parents=True)
-    torch.save({"model": model.state_dict(), "config": asdict(config)}, out / "checkpoint.pt")
-    tokenizer.save(out / "tokenizer.json")
-    (out / "config.json").write_text(json.dumps(asdict(config)))
-    (out / "train_metrics.json").write_text("[]")
-    (out / "manifest.json").write_text(json.dumps({
-        "complete": True, "tokenizer_hash": tokenizer.content_hash, "fee_bps": 0.5,
-        "n_parameters": sum(p.numel() for p in model.parameters())}))
-    return out
 
 
 def desk(data: Path, n_symbols: int, n_ticks: int) -> list[lobclient.Tick]:
@@ -104,11 +83,8 @@ def main() -> None:
         tmp = Path(tmp)
         simulate_dataset(tmp / "data", n_symbols=4, n_days=1, seed=11, events_per_day=args.symbols * args.ticks // 4 + 200,
                          start_date="2024-03-04")
-        run = args.run or make_run(tmp / "run", tmp / "data")
+        run = args.run or untrained_run(tmp / "run", tmp / "data")
         repo = tmp / "repo"
-        for name in ("lob_tokenizer", "mamba_lob_cpu", "lob_stream"):
-            shutil.copytree(ROOT / "model_repository" / name, repo / name,
-                            ignore=shutil.ignore_patterns("*.onnx", "*.json"))
         export_repository(run, repo)
         ticks = desk(tmp / "data", args.symbols, args.ticks)
         servers = [TritonServer(repo, "cpu", grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
@@ -136,7 +112,7 @@ def main() -> None:
     lines = ["# Scale-out: replicas behind nginx (`hash $http_x_lob_shard consistent`)", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
              f"({len(os.sched_getaffinity(0))} CPU cores, shared), tritonserver 2.51.0 CPU profile "
-             f"(python tokenizer -> python/onnxruntime step), {args.symbols} symbols x {args.ticks} ticks "
+             f"(python tokenizer -> onnxruntime step with implicit state), {args.symbols} symbols x {args.ticks} ticks "
              f"= {len(ticks):,} ticks per run, `lobclient.stream(..., transport=Transport(shards=S, window=1024))`, median of {args.rounds} "
              f"alternating rounds; all replicas on the same machine.", "",
              "| configuration | ticks/s (median) | runs | p50 latency | p99 latency | vs 1 replica direct |",
@@ -149,7 +125,7 @@ def main() -> None:
     lines += ["", "State per sequence (FP32, `n_layer * d_inner * ((d_conv - 1) + d_state) * 4`, from the preset configs):", "",
               "| preset | n_layer | d_inner | d_conv | d_state | bytes per sequence |", "|---|---|---|---|---|---|"]
     for preset in PRESETS:
-        c = config_from_preset(preset, 1000, 12)
+        c = config_from_preset("mamba", preset, 1000, 12)
         lines.append(f"| {preset} | {c.n_layer} | {c.d_inner} | {c.d_conv} | {c.d_state} | {state_bytes(preset):,} |")
     lines += ["", f"Command: `.venv/bin/python bench/scaleout.py --symbols {args.symbols} --ticks {args.ticks} "
               f"--shards {args.shards} --rounds {args.rounds}`", ""]

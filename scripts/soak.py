@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,27 +33,11 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 def random_run(folder: Path) -> Path:
     """A run folder holding a random-initialised tiny model (the soak checks plumbing, not accuracy)."""
-    import torch
-
     from lob.data.simulator import simulate_dataset
-    from lob.models.mamba import MambaLOB, config_from_preset
-    from lob.data.schema import load_dataset
-    from lob.tokenizer import Tokenizer
+    from lob.training.run import untrained_run
 
-    data, run = folder / "data", folder / "run"
-    run.mkdir(parents=True)
-    simulate_dataset(data, n_symbols=2, n_days=1, seed=3, events_per_day=2000, start_date="2024-03-04")
-    tokenizer = Tokenizer.fit(list(load_dataset(data).values()))
-    torch.manual_seed(0)
-    config = config_from_preset("tiny", tokenizer.vocab_size, tokenizer.n_features)
-    model = MambaLOB(config)
-    torch.save({"model": model.state_dict(), "config": asdict(config)}, run / "checkpoint.pt")
-    tokenizer.save(run / "tokenizer.json")
-    (run / "config.json").write_text(json.dumps(asdict(config)))
-    (run / "train_metrics.json").write_text("[]")
-    (run / "manifest.json").write_text(json.dumps({"complete": True, "tokenizer_hash": tokenizer.content_hash,
-                                                   "fee_bps": 0.5, "n_parameters": sum(p.numel() for p in model.parameters())}))
-    return run
+    simulate_dataset(folder / "data", n_symbols=2, n_days=1, seed=3, events_per_day=2000, start_date="2024-03-04")
+    return untrained_run(folder / "run", folder / "data")
 
 
 def free_port() -> int:

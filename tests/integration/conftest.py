@@ -1,7 +1,7 @@
 """A real tritonserver (the launcher, with the backend `make backend` builds) on an exported repository.
 
-Session fixtures: a small simulated dataset (4 symbols), a random-initialised run folder in the
-`lob train` layout (training is not what these tests check, and 2 shared cores cannot afford it),
+Session fixtures: a small simulated dataset (4 symbols), a random-initialised run folder
+(`lob.training.run.untrained_run`; training is not what these tests check, and 2 shared cores cannot afford it),
 `lob export` of it into a temporary build repository, and the server started by the launcher on free
 ports. The repository also holds `mamba_lob_onnx_small` (the step config with 2 candidate sequences and
 a 1.5 s idle timeout), `lob_tokenizer_small` (the tokenizer with that idle timeout) and `lob_stream_small`
@@ -9,10 +9,8 @@ a 1.5 s idle timeout), `lob_tokenizer_small` (the tokenizer with that idle timeo
 """
 from __future__ import annotations
 
-import json
 import shutil
 import socket
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -40,26 +38,10 @@ def dataset_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory, dataset_dir) -> Path:
-    """A complete run folder (`lob train`'s files) holding a random-initialised tiny model."""
-    import torch
+    """A complete run folder holding a random-initialised tiny Mamba-LOB (`untrained_run`)."""
+    from lob.training.run import untrained_run
 
-    from lob.data.schema import load_dataset
-    from lob.models.mamba import MambaLOB, config_from_preset
-    from lob.tokenizer import Tokenizer
-
-    run = tmp_path_factory.mktemp("run")
-    tokenizer = Tokenizer.fit(list(load_dataset(dataset_dir).values()))
-    torch.manual_seed(0)
-    config = config_from_preset("tiny", tokenizer.vocab_size, tokenizer.n_features)
-    model = MambaLOB(config)
-    torch.save({"model": model.state_dict(), "config": asdict(config)}, run / "checkpoint.pt")
-    tokenizer.save(run / "tokenizer.json")
-    (run / "config.json").write_text(json.dumps(asdict(config)))
-    (run / "train_metrics.json").write_text("[]")
-    (run / "manifest.json").write_text(json.dumps({
-        "complete": True, "tokenizer_hash": tokenizer.content_hash, "fee_bps": 0.5,
-        "n_parameters": sum(p.numel() for p in model.parameters())}))
-    return run
+    return untrained_run(tmp_path_factory.mktemp("run") / "run", dataset_dir)
 
 
 def _config(path: Path) -> model_config_pb2.ModelConfig:

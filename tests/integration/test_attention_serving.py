@@ -5,7 +5,6 @@ the ring's wrap, interleaved symbols == each alone, and the state entries `lob e
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -28,24 +27,10 @@ N_TICKS = 3 * WINDOW + 7
 @pytest.fixture(scope="module", params=["hybrid", "transformer"])
 def hybrid_run(request, tmp_path_factory, dataset_dir):
     """A complete run folder holding a random-initialised tiny hybrid (or Transformer) with a W-tick window."""
-    import torch
+    from lob.training.run import untrained_run
 
-    from lob.models.registry import checkpoint, config_from_preset, count_parameters, build
-    from lob.tokenizer import Tokenizer
-
-    run = tmp_path_factory.mktemp("hybrid-run")
-    tokenizer = Tokenizer.fit(list(load_dataset(dataset_dir).values()))
-    torch.manual_seed(3)
-    config = config_from_preset(request.param, "tiny", tokenizer.vocab_size, tokenizer.n_features, window=WINDOW)
-    model = build(request.param, asdict(config))
-    torch.save(checkpoint(model), run / "checkpoint.pt")
-    tokenizer.save(run / "tokenizer.json")
-    (run / "config.json").write_text(json.dumps({"arch": request.param, **asdict(config)}))
-    (run / "train_metrics.json").write_text("[]")
-    (run / "manifest.json").write_text(json.dumps({
-        "complete": True, "tokenizer_hash": tokenizer.content_hash, "fee_bps": 0.5,
-        "n_parameters": count_parameters(model)}))
-    return run
+    return untrained_run(tmp_path_factory.mktemp("hybrid-run") / "run", dataset_dir, arch=request.param, seed=3,
+                         window=WINDOW)
 
 
 @pytest.fixture(scope="module")

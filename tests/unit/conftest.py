@@ -11,10 +11,11 @@ def step_onnx(tmp_path_factory) -> Path:
     import torch
 
     from lob.export.onnx_step import export_step_onnx
-    from lob.models.mamba import MambaLOB, config_from_preset
+    from lob.models.mamba import MambaLOB
+    from lob.models.registry import config_from_preset
 
     torch.manual_seed(0)
-    model = MambaLOB(config_from_preset("tiny", vocab_size=64, n_features=12)).eval()
+    model = MambaLOB(config_from_preset("mamba", "tiny", vocab_size=64, n_features=12)).eval()
     path = tmp_path_factory.mktemp("export") / "model.onnx"
     export_step_onnx(model, path, model_version="test-version")
     return path

@@ -15,15 +15,15 @@ from typer.testing import CliRunner
 from lob.cli import app
 from lob.contract import CLASSES, HORIZONS
 from lob.export.validate import validate_repository
-from lob.models.mamba import config_from_preset
+from lob.models.registry import config_from_preset
 from lob.training.labels import tick_targets
-from lob.training.train import TrainConfig
+from lob.training.config import TrainConfig
 
 
 def test_client_and_model_use_the_contract_horizons():
     # the client must not import lob (no torch on its side): its copy is checked here
     assert lobclient.HORIZONS == HORIZONS
-    assert config_from_preset("tiny", vocab_size=10, n_features=2).horizons == HORIZONS
+    assert config_from_preset("mamba", "tiny", vocab_size=10, n_features=2).horizons == HORIZONS
     assert "horizons" not in TrainConfig.__dataclass_fields__  # one definition, not a training option
     assert len(CLASSES) == 3
 
@@ -37,7 +37,8 @@ def test_labels_and_manifest_use_the_contract_horizons(tmp_path):
     t = next(iter(load_dataset(tmp_path / "d").values()))
     labels, _ = tick_targets(t, 0.5)
     assert labels.shape == (len(t), len(HORIZONS))
-    run = train(tmp_path / "d", tmp_path / "r", max_steps=1, window=64, batch_size=2, eval_every=1, max_val_windows=2)
+    run = train(tmp_path / "d", tmp_path / "r", TrainConfig(max_steps=1, window=64, batch_size=2, eval_every=1,
+                                                            max_val_windows=2))
     assert json.loads((run / "manifest.json").read_text())["horizons"] == list(HORIZONS)
 
 

@@ -176,14 +176,15 @@ def test_capacity_doc_state_bytes_per_sequence_are_what_the_model_allocates():
     """bench/capacity.md's table: each preset's state bytes = the conv + ssm state one sequence holds."""
     import torch  # noqa: F401  (the model)
 
-    from lob.models.mamba import PRESETS, MambaLOB, config_from_preset
+    from lob.models.mamba import PRESETS, MambaLOB
+    from lob.models.registry import config_from_preset
 
     doc = (ROOT / "bench" / "capacity.md").read_text()
     (row,) = [line for line in doc.splitlines() if line.startswith("| state per sequence, FP32 |")]
     stated = {name: int(n.replace(",", "")) for name, n in re.findall(r"(\w+) ([\d,]+) B", row)}
     assert set(stated) == set(PRESETS)
     for name in PRESETS:
-        conv, ssm = MambaLOB(config_from_preset(name, 1000, 12)).allocate_inference_cache(1)
+        conv, ssm = MambaLOB(config_from_preset("mamba", name, 1000, 12)).allocate_inference_cache(1)
         assert conv.dtype == ssm.dtype == torch.float32
         assert stated[name] == conv.nbytes + ssm.nbytes, name
 

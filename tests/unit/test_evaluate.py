@@ -13,6 +13,7 @@ from lob.evaluation.evaluate import evaluate
 from lob.evaluation.metrics import accuracy, brier, confusion, direction_scores, ece, macro_f1
 from lob.training.labels import IGNORE
 from lob.training.run import RunError
+from lob.training.config import TrainConfig
 from lob.training.train import train
 
 
@@ -21,7 +22,8 @@ def data_and_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("evaluate")
     simulate_dataset(root / "data", n_symbols=2, n_days=1, seed=11, events_per_day=2500, start_date="2024-01-02")
-    run = train(root / "data", root / "run", max_steps=3, window=64, batch_size=4, eval_every=3, max_val_windows=4)
+    run = train(root / "data", root / "run", TrainConfig(max_steps=3, window=64, batch_size=4, eval_every=3,
+                                                         max_val_windows=4))
     return root / "data", run
 
 

@@ -16,6 +16,7 @@ from lob.export.repository import export_repository
 from lob.export.validate import validate_repository
 from lob.io import sha256_file
 from lob.tokenizer import TickInput, Tokenizer
+from lob.training.config import TrainConfig
 from lob.training.train import train
 
 PROJECT_REPO = Path(__file__).resolve().parents[2] / "model_repository"
@@ -27,7 +28,8 @@ def data_and_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("export")
     simulate_dataset(root / "data", n_symbols=3, n_days=1, seed=2, events_per_day=3000, start_date="2024-01-02")
-    run = train(root / "data", root / "run", max_steps=20, window=64, batch_size=4, eval_every=10, max_val_windows=4)
+    run = train(root / "data", root / "run", TrainConfig(max_steps=20, window=64, batch_size=4, eval_every=10,
+                                                         max_val_windows=4))
     return root / "data", run
 
 
@@ -119,8 +121,8 @@ def test_onnx_stepped_over_the_token_stream_matches_lob_predict(data_and_run, tm
 def test_export_of_another_preset_fits_the_gpu_state_dims(data_and_run, tmp_path):
     """The committed GPU configs are sized for `tiny`; exporting `small` must still give a valid repository."""
     data, _ = data_and_run
-    run = train(data, tmp_path / "small", preset="small", max_steps=2, window=16, batch_size=2, eval_every=1,
-                max_val_windows=1)
+    run = train(data, tmp_path / "small", TrainConfig(preset="small", max_steps=2, window=16, batch_size=2,
+                                                      eval_every=1, max_val_windows=1))
     repo = tmp_path / "model_repository"
     export_repository(run, repo)
     assert validate_repository(repo) == []  # checks the ONNX I/O against the rewritten state dims
@@ -143,8 +145,8 @@ def test_attention_run_exports_its_ring_state_and_steps_as_lob_predict(arch, dat
     """A Transformer / hybrid run: the implicit-state configs get its states (K, V, POS int64, + CONV, SSM),
     the repository validates, and the exported step model run tick by tick over > 2W ticks equals `lob predict`."""
     data, _ = data_and_run
-    run = train(data, tmp_path / arch, arch=arch, max_steps=3, window=64, batch_size=2, eval_every=3,
-                max_val_windows=2)
+    run = train(data, tmp_path / arch, TrainConfig(arch=arch, max_steps=3, window=64, batch_size=2, eval_every=3,
+                                                   max_val_windows=2))
     repo = tmp_path / "build" / "model_repository"
     export_repository(run, repo)
     assert validate_repository(repo) == []

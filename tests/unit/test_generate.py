@@ -12,6 +12,7 @@ from lob.data.schema import load_dataset
 from lob.data.simulator import simulate_dataset
 from lob.evaluation.generate import RolloutBook, block_returns, bucket_value, generate, sample, stylized_facts
 from lob.tokenizer import TickInput, Tokenizer
+from lob.training.config import TrainConfig
 from lob.training.train import train
 
 
@@ -20,8 +21,8 @@ def tiny_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("gen")
     simulate_dataset(root / "data", n_symbols=2, n_days=1, seed=4, events_per_day=4000, start_date="2024-01-02")
-    run = train(root / "data", root / "run", arch="hybrid", max_steps=3, window=64, batch_size=2, eval_every=3,
-                max_val_windows=2)
+    run = train(root / "data", root / "run", TrainConfig(arch="hybrid", max_steps=3, window=64, batch_size=2,
+                                                         eval_every=3, max_val_windows=2))
     return root / "data", run
 
 

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from lob.models.mamba import PRESETS, MambaLOB, MambaLOBConfig, config_from_preset, count_parameters
+from lob.models.mamba import PRESETS, MambaLOB, MambaLOBConfig
+from lob.models.registry import config_from_preset, count_parameters
 from lob.models.ops import selective_scan_torch
 from lobkernels.reference import selective_scan_ref
 
@@ -12,7 +13,7 @@ VOCAB, N_FEATURES = 1000, 12
 @pytest.fixture(scope="module")
 def model() -> MambaLOB:
     torch.manual_seed(0)
-    return MambaLOB(config_from_preset("tiny", VOCAB, N_FEATURES)).eval()
+    return MambaLOB(config_from_preset("mamba", "tiny", VOCAB, N_FEATURES)).eval()
 
 
 def _inputs(batch: int, length: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,21 +114,21 @@ def test_parallel_scan_is_stable_with_strong_decay():
 
 
 def test_preset_sizes():
-    counts = {name: count_parameters(MambaLOB(config_from_preset(name, VOCAB, N_FEATURES))) for name in PRESETS}
+    counts = {name: count_parameters(MambaLOB(config_from_preset("mamba", name, VOCAB, N_FEATURES))) for name in PRESETS}
     assert 30_000 <= counts["tiny"] <= 100_000
     assert 250_000 <= counts["small"] <= 350_000
     assert 1_000_000 <= counts["base"] <= 3_000_000
 
 
 def test_config_round_trips_and_rejects_bad_values():
-    cfg = config_from_preset("small", VOCAB, N_FEATURES)
+    cfg = config_from_preset("mamba", "small", VOCAB, N_FEATURES)
     assert cfg.dt_rank == 6  # ceil(96 / 16)
     again = MambaLOBConfig.from_dict(cfg.to_dict())
     assert again == cfg
     model_a, model_b = MambaLOB(cfg), MambaLOB(again)
     model_b.load_state_dict(model_a.state_dict())  # same architecture, same parameter names and shapes
     with pytest.raises(ValueError, match="unknown model preset 'huge'"):
-        config_from_preset("huge", VOCAB, N_FEATURES)
+        config_from_preset("mamba", "huge", VOCAB, N_FEATURES)
     with pytest.raises(ValueError, match="d_conv"):
         MambaLOBConfig(VOCAB, N_FEATURES, d_model=32, n_layer=1, d_conv=1)
     with pytest.raises(ValueError, match="unknown field"):
@@ -144,7 +145,7 @@ def test_forward_rejects_bad_inputs(model):
 
 def test_block_initialisation_follows_mamba():
     torch.manual_seed(0)
-    mixer = MambaLOB(config_from_preset("small", VOCAB, N_FEATURES)).layers[0].mixer
+    mixer = MambaLOB(config_from_preset("mamba", "small", VOCAB, N_FEATURES)).layers[0].mixer
     dt = torch.nn.functional.softplus(mixer.dt_proj.bias)  # the initial step sizes
     assert dt.min() >= 1e-3 * (1 - 1e-5) and dt.max() <= 1e-1 * (1 + 1e-5)
     A = -torch.exp(mixer.A_log)

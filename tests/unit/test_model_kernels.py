@@ -4,7 +4,8 @@ run here on CPU through the Triton interpreter."""
 import pytest
 import torch
 
-from lob.models.mamba import MambaLOB, config_from_preset
+from lob.models.mamba import MambaLOB
+from lob.models.registry import config_from_preset
 from lob.models.ops import kernel_backend
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("triton_interpreter")
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return MambaLOB(config_from_preset("tiny", vocab_size=97, n_features=12)).to(DEVICE).eval()
+    return MambaLOB(config_from_preset("mamba", "tiny", vocab_size=97, n_features=12)).to(DEVICE).eval()
 
 
 def inputs(batch: int, length: int, seed: int = 1):

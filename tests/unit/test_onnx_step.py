@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lob.export.onnx_step import export_step_onnx
-from lob.models.mamba import MambaLOB, config_from_preset
+from lob.models.mamba import MambaLOB
+from lob.models.registry import config_from_preset
 
 VOCAB, N_FEATURES = 1000, 12
 
@@ -14,7 +15,7 @@ VOCAB, N_FEATURES = 1000, 12
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    model = MambaLOB(config_from_preset("tiny", VOCAB, N_FEATURES)).eval()
+    model = MambaLOB(config_from_preset("mamba", "tiny", VOCAB, N_FEATURES)).eval()
     with torch.no_grad():  # sharpen the untrained heads so top-k and probabilities are far from uniform
         model.embedding.weight *= 30.0
         model.dir_head.weight *= 10.0

@@ -7,6 +7,7 @@ from lob.data.schema import load_dataset
 from lob.data.simulator import simulate_dataset
 from lob.evaluation.predict import predict
 from lob.training.run import load_run
+from lob.training.config import TrainConfig
 from lob.training.train import train
 
 H_COLS = [f"p_{c}_h{h}" for h in (10, 50, 100) for c in ("down", "flat", "up")]
@@ -17,7 +18,8 @@ def data_and_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("predict")
     simulate_dataset(root / "data", n_symbols=3, n_days=1, seed=5, events_per_day=1500, start_date="2024-01-02")
-    run = train(root / "data", root / "run", max_steps=3, window=64, batch_size=4, eval_every=3, max_val_windows=4)
+    run = train(root / "data", root / "run", TrainConfig(max_steps=3, window=64, batch_size=4, eval_every=3,
+                                                         max_val_windows=4))
     return root / "data", run
 
 

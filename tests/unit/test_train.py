@@ -12,7 +12,9 @@ import torch
 from lob.data.schema import load_dataset, write_ticks
 from lob.data.simulator import simulate_dataset
 from lob.io import building
-from lob.training.run import RunError, load_run, read_manifest
+from lob.training.config import TrainConfig
+from lob.training.labels import W_MAX
+from lob.training.run import RunError, load_run, read_manifest, untrained_run
 from lob.training.split import split_symbol
 from lob.training.train import train
 
@@ -33,9 +35,9 @@ def _tensors(run):
 
 def test_same_seed_same_checkpoint_other_seed_differs(data, tmp_path):
     torch.set_num_threads(1)
-    a = train(data, tmp_path / "a", max_steps=4, seed=7, **FAST)
-    b = train(data, tmp_path / "b", max_steps=4, seed=7, **FAST)
-    c = train(data, tmp_path / "c", max_steps=4, seed=8, **FAST)
+    a = train(data, tmp_path / "a", TrainConfig(max_steps=4, seed=7, **FAST))
+    b = train(data, tmp_path / "b", TrainConfig(max_steps=4, seed=7, **FAST))
+    c = train(data, tmp_path / "c", TrainConfig(max_steps=4, seed=8, **FAST))
     ta, tb, tc = _tensors(a), _tensors(b), _tensors(c)
     assert ta.keys() == tb.keys()
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
@@ -44,7 +46,7 @@ def test_same_seed_same_checkpoint_other_seed_differs(data, tmp_path):
 
 
 def test_run_folder_is_complete_and_records_the_split(data, tmp_path):
-    run = train(data, tmp_path / "run", max_steps=2, **FAST)
+    run = train(data, tmp_path / "run", TrainConfig(max_steps=2, **FAST))
     model, tokenizer, manifest = load_run(run)
     assert manifest["complete"] is True and manifest["n_parameters"] == sum(p.numel() for p in model.parameters())
     dataset = load_dataset(data)
@@ -64,7 +66,7 @@ def test_validation_part_shorter_than_the_window_trains(tmp_path):
     # default 256-tick window, so validation windows must use the shorter length
     small = tmp_path / "small"
     simulate_dataset(small, n_symbols=4, n_days=2, seed=0, events_per_day=500, start_date="2024-01-02")
-    run = train(small, tmp_path / "run", max_steps=2, eval_every=1)
+    run = train(small, tmp_path / "run", TrainConfig(max_steps=2, eval_every=1))
     curves = json.loads((run / "train_metrics.json").read_text())
     assert curves["steps_run"] == 2 and len(curves["val_loss"]) == 2
     assert all(np.isfinite(curves["val_loss"]))
@@ -79,19 +81,19 @@ def test_tokenizer_sees_only_the_train_split(data, tmp_path):
         t.ask_sz[cut:] *= 3.0
         t.trade_sz[cut:] *= 5.0
         write_ticks(changed / sym / "2024-01-02.parquet", t)
-    a = load_run(train(data, tmp_path / "a", max_steps=1, **FAST))
-    b = load_run(train(changed, tmp_path / "b", max_steps=1, **FAST))
+    a = load_run(train(data, tmp_path / "a", TrainConfig(max_steps=1, **FAST)))
+    b = load_run(train(changed, tmp_path / "b", TrainConfig(max_steps=1, **FAST)))
     assert a[1].content_hash == b[1].content_hash
     assert a[2]["split"] == b[2]["split"]
 
 
 def test_existing_run_is_refused_without_force(data, tmp_path):
-    run = train(data, tmp_path / "run", max_steps=1, **FAST)
+    run = train(data, tmp_path / "run", TrainConfig(max_steps=1, **FAST))
     before = (run / "checkpoint.pt").read_bytes()
     with pytest.raises(FileExistsError, match="--force"):
-        train(data, run, max_steps=1, seed=1, **FAST)
+        train(data, run, TrainConfig(max_steps=1, seed=1, **FAST))
     assert (run / "checkpoint.pt").read_bytes() == before
-    train(data, run, max_steps=1, seed=1, force=True, **FAST)
+    train(data, run, TrainConfig(max_steps=1, seed=1, **FAST), force=True)
     assert (run / "checkpoint.pt").read_bytes() != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp folders left behind
 
@@ -107,7 +109,7 @@ def test_failure_while_writing_leaves_no_run(tmp_path):
 
 
 def test_unfinished_manifest_is_not_loadable(data, tmp_path):
-    run = train(data, tmp_path / "run", max_steps=1, **FAST)
+    run = train(data, tmp_path / "run", TrainConfig(max_steps=1, **FAST))
     text = (run / "manifest.json").read_text().replace('"complete": true', '"complete": false')
     (run / "manifest.json").write_text(text)
     with pytest.raises(RunError, match="not complete"):
@@ -139,10 +141,11 @@ def test_killed_training_is_not_loadable(data, tmp_path):
 def test_weight_decay_spares_ssm_parameters_biases_norms_and_embeddings():
     from torch import nn
 
-    from lob.models.mamba import MambaLOB, config_from_preset
+    from lob.models.mamba import MambaLOB
+    from lob.models.registry import config_from_preset
     from lob.training.optim import param_groups
 
-    model = MambaLOB(config_from_preset("tiny", vocab_size=50, n_features=4))
+    model = MambaLOB(config_from_preset("mamba", "tiny", vocab_size=50, n_features=4))
     decay, exempt = (set(g["names"]) for g in param_groups(model, 0.1))
     names = {n for n, _ in model.named_parameters()}
     assert decay | exempt == names and not decay & exempt  # every parameter once (the tied head is the embedding)
@@ -181,9 +184,10 @@ def test_resumed_run_ends_as_the_uninterrupted_one(data, tmp_path):
 
     torch.set_num_threads(1)
     args = dict(max_steps=12, seed=5, window=64, batch_size=4, eval_every=2, max_val_windows=4, patience=100)
-    whole = train(data, tmp_path / "whole", **args)
+    whole = train(data, tmp_path / "whole", TrainConfig(**args))
     run = tmp_path / "run"
-    code = (f"from lob.training.train import train; train({str(data)!r}, {str(run)!r}, **{args!r})")
+    code = ("from lob.training.config import TrainConfig; from lob.training.train import train; "
+            f"train({str(data)!r}, {str(run)!r}, TrainConfig(**{args!r}))")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -196,24 +200,47 @@ def test_resumed_run_ends_as_the_uninterrupted_one(data, tmp_path):
         proc.wait(timeout=30)
     assert not run.exists() and resume_path(run).exists()
     with pytest.raises(ValueError, match="other arguments"):
-        train(data, run, resume=True, **{**args, "lr": 1e-3})
-    train(data, run, resume=True, **args)
+        train(data, run, TrainConfig(**{**args, "lr": 1e-3}), resume=True)
+    train(data, run, TrainConfig(**args), resume=True)
     assert not resume_path(run).exists()
     a, b = _tensors(whole), _tensors(run)
     assert all(torch.equal(a[k], b[k]) for k in a)
     curves = [json.loads((r / "train_metrics.json").read_text()) for r in (whole, run)]
     assert curves[0]["train_loss"] == curves[1]["train_loss"] and curves[1]["steps_run"] == 12
     with pytest.raises(FileNotFoundError, match="no interrupted run"):
-        train(data, tmp_path / "never", resume=True, **args)
+        train(data, tmp_path / "never", TrainConfig(**args), resume=True)
 
 
 def test_label_mode_is_recorded_and_reused_by_evaluation(data, tmp_path):
     from lob.training.labels import LabelSpec
 
-    run = train(data, tmp_path / "run", max_steps=1, labels="smoothed", smooth_bps=2.0, **FAST)
+    run = train(data, tmp_path / "run", TrainConfig(max_steps=1, labels="smoothed", smooth_bps=2.0, **FAST))
     spec = LabelSpec.of_training(json.loads((run / "config.json").read_text())["training"])
-    assert spec == LabelSpec(fee_bps=0.5, mode="smoothed", smooth_bps=2.0)
+    assert spec == LabelSpec(fee_bps=0.5, w_max=W_MAX, mode="smoothed", smooth_bps=2.0)
     assert json.loads((run / "manifest.json").read_text())["labels"] == "smoothed"
     with pytest.raises(ValueError, match="label mode"):
-        train(data, tmp_path / "bad", max_steps=1, labels="fancy", **FAST)
+        train(data, tmp_path / "bad", TrainConfig(max_steps=1, labels="fancy", **FAST))
     assert not (tmp_path / "bad").exists()
+
+
+def test_untrained_run_is_accepted_by_export_predict_and_evaluate(data, tmp_path):
+    """The run tests, benches and scripts serve instead of a trained one is a valid run: `lob export`,
+    `lob predict` and `lob evaluate` accept it, and the same seed gives the same weights."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from lob.cli import app
+
+    run = untrained_run(tmp_path / "run", data, seed=2)
+    for args in (["export", "--run", run, "--repo", tmp_path / "repo"],
+                 ["predict", "--run", run, "--data", data, "--out", tmp_path / "p.parquet"],
+                 ["evaluate", "--run", run, "--data", data, "--n-boot", "100"]):
+        res = CliRunner().invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, res.output
+    assert pq.read_metadata(tmp_path / "p.parquet").num_rows == sum(len(t) for t in load_dataset(data).values())
+    assert json.loads((run / "metrics.json").read_text())["direction"]  # scored on the held-out split
+    again = untrained_run(tmp_path / "again", data, seed=2)
+    a, b = _tensors(run), _tensors(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(FileExistsError):
+        untrained_run(run, data)

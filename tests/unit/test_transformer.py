@@ -234,10 +234,12 @@ def test_lob_train_model_options_set_the_config_and_are_recorded(tmp_path):
                                     "--model-opt", "window"])
     assert malformed.exit_code == 2 and "KEY=VALUE" in malformed.output
 
+    from lob.training.config import TrainConfig
     from lob.training.train import train
 
-    run = train(tmp_path / "data", tmp_path / "run", arch="hybrid", max_steps=2, window=64, batch_size=2,
-                eval_every=1, max_val_windows=2, model_options={"window": 24, "n_layer": 3, "attn_every": 3})
+    cfg = TrainConfig(arch="hybrid", max_steps=2, window=64, batch_size=2, eval_every=1, max_val_windows=2,
+                      model_options={"window": 24, "n_layer": 3, "attn_every": 3})
+    run = train(tmp_path / "data", tmp_path / "run", cfg)
     model, _, _ = load_run(run)
     assert (model.config.window, model.config.n_layer, model.config.attn_every) == (24, 3, 3)
     assert model.allocate_inference_cache(1)[2].shape[-2] == 24  # K ring of 24 slots

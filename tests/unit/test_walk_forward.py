@@ -7,6 +7,7 @@ import torch
 from lob.data.schema import load_dataset
 from lob.data.simulator import simulate_dataset
 from lob.evaluation.walk_forward import fold_fractions, walk_forward
+from lob.training.config import TrainConfig
 from lob.training.train import train
 
 
@@ -25,8 +26,8 @@ def test_folds_are_expanding_windows_with_consecutive_test_chunks():
 def test_walk_forward_trains_on_the_past_only(tmp_path):
     torch.set_num_threads(1)
     simulate_dataset(tmp_path / "data", n_symbols=2, n_days=2, seed=4, events_per_day=2500, start_date="2024-01-02")
-    run = train(tmp_path / "data", tmp_path / "run", max_steps=2, window=64, batch_size=4, eval_every=2,
-                max_val_windows=4)
+    run = train(tmp_path / "data", tmp_path / "run", TrainConfig(max_steps=2, window=64, batch_size=4, eval_every=2,
+                                                                 max_val_windows=4))
     out = walk_forward(run, tmp_path / "data", 2, n_boot=100)
     assert json.loads((run / "walk_forward.json").read_text()) == out
     full = load_dataset(tmp_path / "data")

@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from lob.contract import STEP_MODEL, STREAM_MODEL
+from lob.training.config import TrainConfig  # numpy only: the train options' defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Mamba-LOB: simulate or import L2 ticks, train, evaluate, export, serve on Triton.")
@@ -169,26 +170,27 @@ def import_binance_merged_cmd(
 def train(
     data: Path = typer.Option(..., exists=True, file_okay=False, help="Dataset folder."),
     out: Path = typer.Option(..., help="Run folder to create."),
-    arch: str = typer.Option("mamba", help="Architecture: mamba | transformer | hybrid."),
-    preset: str = typer.Option("tiny", help="Model preset: tiny | small | base."),
+    arch: str = typer.Option(TrainConfig.arch, help="Architecture: mamba | transformer | hybrid."),
+    preset: str = typer.Option(TrainConfig.preset, help="Model preset: tiny | small | base."),
     model_opt: list[str] = typer.Option([], "--model-opt", help="KEY=VALUE replacing a preset's config field, "
                                         "repeatable (e.g. window=128 attn_every=2 n_layer=4)."),
-    max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many optimiser steps."),
-    seed: int = typer.Option(0, help="Seed for initialisation and batching."),
-    fee_bps: float = typer.Option(0.5, min=0.0, help="Fee per side in bps; the flat band pays it on both legs."),
-    labels: str = typer.Option("cost", help="cost (round-trip band, default) | smoothed (DeepLOB/FI-2010 protocol)."),
-    smooth_bps: float = typer.Option(0.5, min=0.0, help="Threshold of the smoothed labels, bps of mid."),
+    max_steps: int = typer.Option(TrainConfig.max_steps, min=1, help="Stop after this many optimiser steps."),
+    seed: int = typer.Option(TrainConfig.seed, help="Seed for initialisation and batching."),
+    fee_bps: float = typer.Option(TrainConfig.fee_bps, min=0.0,
+                                  help="Fee per side in bps; the flat band pays it on both legs."),
+    labels: str = typer.Option(TrainConfig.labels,
+                               help="cost (round-trip band, default) | smoothed (DeepLOB/FI-2010 protocol)."),
+    smooth_bps: float = typer.Option(TrainConfig.smooth_bps, min=0.0, help="Threshold of the smoothed labels, bps "
+                                     "of mid."),
     force: bool = typer.Option(False, help="Replace an existing run folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted run (same arguments) from its last evaluation."),
 ):
     """Train a model (Mamba-LOB, Transformer or hybrid) with a chronological train/validation/test split."""
     from lob.training.train import train as run_train
 
-    try:
-        run_train(data, out, arch=arch, preset=preset, max_steps=max_steps, seed=seed, fee_bps=fee_bps, force=force,
-                  resume=resume, labels=labels, smooth_bps=smooth_bps, model_options=_model_options(model_opt))
-    except _USER_ERRORS as err:
-        _fail(err)
+    cfg = TrainConfig(arch=arch, preset=preset, model_options=_model_options(model_opt), max_steps=max_steps,
+                      seed=seed, fee_bps=fee_bps, labels=labels, smooth_bps=smooth_bps)
+    run_train(data, out, cfg, force=force, resume=resume)
 
 
 def _model_options(pairs: list[str]) -> dict:

@@ -40,7 +40,6 @@ from lob.evaluation.backtest import Touch, backtest, segment_run
 from lob.evaluation.baselines import DirectionBaselines, TokenBaselines
 from lob.evaluation.bootstrap import block_length, paired_ci
 from lob.evaluation.metrics import accuracy, confusion, direction_scores, reliability
-from lob.evaluation.predict import stream_chunks
 from lob.io import atomic_write, sha256_file, write_json
 from lob.training.labels import IGNORE, LabelSpec
 from lob.training.run import RunError, load_run
@@ -70,12 +69,12 @@ def _model_outputs(model, seg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     hit1, hit5, logp = np.zeros(n - 1, bool), np.zeros(n - 1, bool), np.zeros(n - 1, np.float64)
     dir_proba = np.empty((n, len(model.config.horizons), 3), np.float64)
     target = torch.from_numpy(seg.tokens[1:])
-    for start, next_logits, dir_logits in stream_chunks(model, seg.tokens, seg.features):
-        stop = min(start + next_logits.shape[0], n - 1)  # the last tick has no next token
-        dir_proba[start:start + dir_logits.shape[0]] = dir_logits.double().softmax(-1).numpy()
+    for start, next_logits, dir_logits, _ in model.forward_chunked(seg.tokens[None], seg.features[None]):
+        stop = min(start + next_logits.shape[1], n - 1)  # the last tick has no next token
+        dir_proba[start:start + dir_logits.shape[1]] = dir_logits[0].double().softmax(-1).numpy()
         if stop <= start:
             continue
-        lp = next_logits[: stop - start].log_softmax(-1)  # (L, V)
+        lp = next_logits[0, : stop - start].log_softmax(-1)  # (L, V)
         tgt = target[start:stop]
         top5 = lp.topk(5, dim=-1).indices  # (L, 5)
         hit1[start:stop] = (top5[:, 0] == tgt).numpy()

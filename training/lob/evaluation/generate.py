@@ -174,9 +174,7 @@ def rollout(model, tokenizer: Tokenizer, prompt_tokens: np.ndarray, prompt_featu
     """Sample ``rollouts`` x ``steps`` tokens after the prompt. Returns arrays (R, S): token, re-encoded token,
     mid, ts_ns, and the decoded digits."""
     g = torch.Generator().manual_seed(seed)
-    tok = torch.from_numpy(np.ascontiguousarray(prompt_tokens, np.int64))[None]
-    feat = torch.from_numpy(np.ascontiguousarray(prompt_features, np.float32))[None]
-    next_logits, _, *state = model(tok, feat, *model.allocate_inference_cache(1))
+    *_, (_, next_logits, _, state) = model.forward_chunked(prompt_tokens[None], prompt_features[None])  # last chunk
     logits = next_logits[:, -1].expand(rollouts, -1)
     state = [s.expand(rollouts, *s.shape[1:]).contiguous() for s in state]
     books = [RolloutBook(last_tick) for _ in range(rollouts)]
@@ -266,10 +264,9 @@ def generated_vs_real(tokenizer: Tokenizer, gen: dict, real: dict) -> dict:
 @torch.no_grad()
 def continuation_likelihood(model, tokens: np.ndarray, features: np.ndarray, prompt: int) -> float:
     """Mean log-probability (nats) the model gives each real token after the prompt (teacher forced)."""
-    tok = torch.from_numpy(np.ascontiguousarray(tokens, np.int64))[None]
-    feat = torch.from_numpy(np.ascontiguousarray(features, np.float32))[None]
-    next_logits = model(tok, feat, *model.allocate_inference_cache(1))[0][0]  # (N, V)
-    lp = next_logits[prompt - 1:-1].log_softmax(-1).gather(-1, tok[0, prompt:, None])[:, 0]
+    next_logits = torch.cat([c[1][0] for c in model.forward_chunked(tokens[None], features[None])])  # (N, V)
+    target = torch.as_tensor(tokens[prompt:, None], dtype=torch.int64)  # (N - prompt, 1)
+    lp = next_logits[prompt - 1:-1].log_softmax(-1).gather(-1, target)[:, 0]
     return float(lp.mean())
 
 

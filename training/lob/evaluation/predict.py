@@ -1,8 +1,8 @@
 """``lob predict``: offline per-tick scoring with the schema ``lob stream`` writes.
 
 Each symbol runs from a fresh tokenizer state and a fresh model state over its ticks in time order,
-in chunks with the recurrent state carried between them: the same numbers as a fresh Triton
-sequence streaming those ticks one at a time.
+in chunks with the recurrent state carried between them (`TickModel.forward_chunked`): the same
+numbers as a fresh Triton sequence streaming those ticks one at a time.
 
 Output: the predictions table of `lob.io.write_predictions`, which ``lob stream`` writes too (one row per
 tick; symbols sorted, each symbol's ticks in time order)::
@@ -13,28 +13,12 @@ tick; symbols sorted, each symbol's ticks in time order)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
-import torch
 
 from lob.data.schema import load_dataset
 from lob.io import write_predictions
 from lob.training.run import load_run
-
-CHUNK = 2048  # ticks per forward call; only memory depends on it
-
-
-@torch.no_grad()
-def stream_chunks(model, tokens: np.ndarray, features: np.ndarray,
-                  chunk: int = CHUNK) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """Run one sequence from a fresh state: yields (start, next_logits (L, V), dir_logits (L, H, 3)) per chunk."""
-    state = model.allocate_inference_cache(1)  # the architecture's state tensors (TickModel.state_names)
-    tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
-    feat = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    for start in range(0, tok.shape[0], chunk):
-        next_logits, dir_logits, *state = model(tok[None, start:start + chunk], feat[None, start:start + chunk], *state)
-        yield start, next_logits[0], dir_logits[0]
 
 
 def score_sequence(model, tokens: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,10 +27,10 @@ def score_sequence(model, tokens: np.ndarray, features: np.ndarray) -> tuple[np.
     dir_probs = np.empty((n, n_h, 3), np.float32)
     top1 = np.empty(n, np.int64)
     top1_p = np.empty(n, np.float32)
-    for start, next_logits, dir_logits in stream_chunks(model, tokens, features):
-        stop = start + next_logits.shape[0]
-        dir_probs[start:stop] = dir_logits.softmax(-1).numpy()
-        p, i = next_logits.softmax(-1).max(-1)
+    for start, next_logits, dir_logits, _ in model.forward_chunked(tokens[None], features[None]):
+        stop = start + next_logits.shape[1]
+        dir_probs[start:stop] = dir_logits[0].softmax(-1).numpy()
+        p, i = next_logits[0].softmax(-1).max(-1)
         top1[start:stop], top1_p[start:stop] = i.numpy(), p.numpy()
     return dir_probs, top1, top1_p
 

@@ -25,9 +25,10 @@ import numpy as np
 from lob.data.schema import Ticks, day_path, load_dataset, write_ticks
 from lob.evaluation.evaluate import evaluate
 from lob.io import write_json
+from lob.training.config import TrainConfig
 from lob.training.run import read_manifest
 from lob.training.split import trading_clock
-from lob.training.train import TrainConfig, train
+from lob.training.train import train
 
 VAL_SHARE = 0.15  # of each fold's pre-test ticks
 
@@ -78,7 +79,7 @@ def walk_forward(run: Path, data: Path, k: int, n_boot: int = 1000) -> dict:
             _write_days(fold / "data", t.slice(0, stop))
         args = {**{f: v for f, v in training.items() if f in TrainConfig.__dataclass_fields__},
                 "split": tuple(fractions)}
-        fold_run = train(fold / "data", fold / "run", force=True, **args)
+        fold_run = train(fold / "data", fold / "run", TrainConfig(**args), force=True)
         m = evaluate(fold_run, fold / "data", n_boot=n_boot, quiet=True)
         spans = read_manifest(fold_run)["split"]["symbols"]
         folds.append({"fold": i, "test_ticks": m["test_ticks"],

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from lob.contract import DIR_PROBS, FEATURES, TOKEN, TOPK_IDS, TOPK_PROBS, state_names
 from lob.export.onnx_version import with_version_output
 from lob.io import atomic_write
-from lob.models.heads import TickModel
+from lob.models.base import TickModel
 
 
 def io_names(model: TickModel) -> tuple[list[str], list[str]]:

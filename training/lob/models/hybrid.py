@@ -1,7 +1,7 @@
 """HybridLOB: Jamba-style interleave of Mamba-1 blocks and attention blocks, with the shared heads.
 
 Layer i (0-based) is a `lob.models.transformer.TransformerBlock` (sliding-window GQA attention + SwiGLU)
-when (i + 1) % attn_every == 0, else a `lob.models.mamba.ResidualBlock`; e.g. 6 layers, attn_every 3:
+when (i + 1) % attn_every == 0, else a `lob.models.mamba.Block`; e.g. 6 layers, attn_every 3:
 M M A M M A. Streaming state: the Mamba layers' CONV (B, n_mamba, D, d_conv-1) and SSM (B, n_mamba, D, N),
 the attention layers' ring K, V (B, n_attn, n_kv_head, W, head_dim) and POS (B, 1) int64; forward and
 step carry them as `MambaLOB` and `TransformerLOB` do (``cache="full"`` grows K/V instead of the ring).
@@ -14,59 +14,34 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lob.contract import HORIZONS
-from lob.models.heads import ConfigMixin, TickModel
-from lob.models.mamba import ResidualBlock
-from lob.models.transformer import TransformerBlock, check_attention, init_transformer_block, kv_cache
+from lob.models.base import HeadConfig, TickConfig, TickModel
+from lob.models.mamba import Block, MambaFields
+from lob.models.transformer import AttentionFields, TransformerBlock, init_transformer_block, kv_cache
 
 Tensor = torch.Tensor
 
 
 @dataclass
-class HybridLOBConfig(ConfigMixin):
-    vocab_size: int
-    n_features: int
-    d_model: int
-    n_layer: int
+class Interleave(TickConfig):
+    """Which layers are attention: every ``attn_every``-th; at least one of each kind."""
+
     attn_every: int = 2  # k: every k-th layer is attention
-    # Mamba layers (as MambaLOBConfig)
-    d_state: int = 16
-    d_conv: int = 4
-    expand: int = 2
-    dt_rank: int | str = "auto"
-    # attention layers (as TransformerLOBConfig)
-    n_head: int = 4
-    n_kv_head: int = 2
-    d_ff: int | str = "auto"
-    window: int = 128  # W, as TransformerLOBConfig's
-    rope_theta: float = 10_000.0
-    horizons: tuple[int, ...] = HORIZONS
-    n_classes: int = 3
-    topk: int = 5
 
     def __post_init__(self) -> None:
-        if self.dt_rank == "auto":
-            self.dt_rank = math.ceil(self.d_model / 16)
-        if self.d_ff == "auto":
-            self.d_ff = 8 * math.ceil(8 * self.d_model / 3 / 8)
-        self.horizons = tuple(int(h) for h in self.horizons)
-        self.check_positive("vocab_size", "n_features", "d_model", "n_layer", "attn_every", "d_state", "expand",
-                            "dt_rank", "n_head", "n_kv_head", "d_ff", "window", "n_classes", "topk")
-        if not isinstance(self.d_conv, int) or self.d_conv < 2:
-            raise ValueError(f"HybridLOBConfig.d_conv must be an int >= 2, got {self.d_conv!r}")
+        super().__post_init__()
+        self.check_positive("attn_every")
         if not self.attention_layers or len(self.attention_layers) == self.n_layer:
-            raise ValueError(f"HybridLOBConfig: n_layer={self.n_layer}, attn_every={self.attn_every} leaves no "
-                             f"{'attention' if not self.attention_layers else 'Mamba'} layer")
-        check_attention(self)
-        self.check_heads()
-
-    @property
-    def d_inner(self) -> int:
-        return self.expand * self.d_model
+            raise ValueError(f"{type(self).__name__}: n_layer={self.n_layer}, attn_every={self.attn_every} leaves "
+                             f"no {'attention' if not self.attention_layers else 'Mamba'} layer")
 
     @property
     def attention_layers(self) -> tuple[int, ...]:
         return tuple(i for i in range(self.n_layer) if (i + 1) % self.attn_every == 0)
+
+
+@dataclass
+class HybridLOBConfig(HeadConfig, AttentionFields, MambaFields, Interleave):
+    pass
 
 
 # Same d_model x layers as the other archs' presets; attn_every = n_layer at tiny/small (one attention layer,
@@ -84,7 +59,7 @@ class HybridLOB(TickModel):
     def __init__(self, config: HybridLOBConfig):
         attn = set(config.attention_layers)
         super().__init__(config, lambda: nn.ModuleList(
-            TransformerBlock(config) if i in attn else ResidualBlock(config) for i in range(config.n_layer)))
+            TransformerBlock(config) if i in attn else Block(config) for i in range(config.n_layer)))
         nn.init.normal_(self.embedding.weight, std=0.02)
         for name, module in self.named_modules():  # as MambaLOB: zero biases but dt_proj's
             if isinstance(module, nn.Linear) and module.bias is not None and not name.endswith("dt_proj"):

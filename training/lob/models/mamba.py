@@ -1,6 +1,6 @@
 """Mamba-LOB: a Mamba-1 language model over order-book event tokens, with direction heads.
 
-Input per tick: an event token (int) and F standardised features, embedded by `lob.models.heads`; a
+Input per tick: an event token (int) and F standardised features, embedded by `lob.models.base`; a
 stack of pre-norm residual Mamba-1 blocks follows, then the shared heads: next-token logits (V, tied to
 the token embedding) and direction logits (H horizons x 3 classes: 0 = down, 1 = flat, 2 = up).
 
@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lob.contract import HORIZONS
-from lob.models.heads import ConfigMixin, TickModel
+from lob.models.base import HeadConfig, TickConfig, TickModel
 from lob.models.ops import causal_conv1d_step, selective_scan_fn, selective_state_update
 
 Tensor = torch.Tensor
@@ -42,32 +41,30 @@ Tensor = torch.Tensor
 # ---------------------------------------------------------------------------------------------- config
 
 @dataclass
-class MambaLOBConfig(ConfigMixin):
-    vocab_size: int
-    n_features: int
-    d_model: int
-    n_layer: int
+class MambaFields(TickConfig):
+    """The Mamba-1 mixer's fields (as mamba_ssm's ``Mamba``)."""
+
     d_state: int = 16
     d_conv: int = 4
     expand: int = 2
     dt_rank: int | str = "auto"  # "auto" -> ceil(d_model / 16), resolved at construction
-    horizons: tuple[int, ...] = HORIZONS  # ticks ahead of each direction head
-    n_classes: int = 3  # down / flat / up
-    topk: int = 5  # next-token candidates the served step model returns
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.dt_rank == "auto":
             self.dt_rank = math.ceil(self.d_model / 16)
-        self.horizons = tuple(int(h) for h in self.horizons)
-        self.check_positive("vocab_size", "n_features", "d_model", "n_layer", "d_state", "expand", "dt_rank",
-                            "n_classes", "topk")
+        self.check_positive("d_state", "expand", "dt_rank")
         if not isinstance(self.d_conv, int) or self.d_conv < 2:
-            raise ValueError(f"MambaLOBConfig.d_conv must be an int >= 2, got {self.d_conv!r}")
-        self.check_heads()
+            raise ValueError(f"{type(self).__name__}.d_conv must be an int >= 2, got {self.d_conv!r}")
 
     @property
     def d_inner(self) -> int:
         return self.expand * self.d_model
+
+
+@dataclass
+class MambaLOBConfig(HeadConfig, MambaFields):
+    pass
 
 
 # Sizes only; vocab_size and n_features come from the fitted tokenizer. Parameter counts with
@@ -80,23 +77,12 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def config_from_preset(name: str, vocab_size: int, n_features: int, **overrides) -> MambaLOBConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
-    return MambaLOBConfig(vocab_size=vocab_size, n_features=n_features, **{**PRESETS[name], **overrides})
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of distinct parameters (tied weights counted once)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 # ---------------------------------------------------------------------------------------------- model
 
-class MambaBlock(nn.Module):
+class Mamba(nn.Module):
     """Mamba-1 mixer (parameters named and initialised as in mamba_ssm's ``Mamba``)."""
 
-    def __init__(self, cfg: MambaLOBConfig, dt_min: float = 1e-3, dt_max: float = 1e-1, dt_init_floor: float = 1e-4):
+    def __init__(self, cfg: MambaFields, dt_min: float = 1e-3, dt_max: float = 1e-1, dt_init_floor: float = 1e-4):
         super().__init__()
         d, di, n, r, k = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.dt_rank, cfg.d_conv
         self.d_inner, self.d_state, self.dt_rank, self.d_conv = di, n, r, k
@@ -143,13 +129,13 @@ class MambaBlock(nn.Module):
         return self.out_proj(y), conv_state, ssm_state
 
 
-class ResidualBlock(nn.Module):
-    """h + Mamba(RMSNorm(h))."""
+class Block(nn.Module):
+    """h + Mamba(RMSNorm(h)) (mamba_ssm's ``Block`` around its ``Mamba`` mixer)."""
 
-    def __init__(self, cfg: MambaLOBConfig):
+    def __init__(self, cfg: MambaFields):
         super().__init__()
         self.norm = nn.RMSNorm(cfg.d_model, eps=1e-5)
-        self.mixer = MambaBlock(cfg)
+        self.mixer = Mamba(cfg)
 
     def forward(self, h, conv_state, ssm_state):
         out, conv_state, ssm_state = self.mixer(self.norm(h), conv_state, ssm_state)
@@ -164,7 +150,7 @@ class MambaLOB(TickModel):
     state_names = ("CONV", "SSM")
 
     def __init__(self, config: MambaLOBConfig):
-        super().__init__(config, lambda: nn.ModuleList(ResidualBlock(config) for _ in range(config.n_layer)))
+        super().__init__(config, lambda: nn.ModuleList(Block(config) for _ in range(config.n_layer)))
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from lob.models.heads import TickModel
+from lob.models.base import TickModel
 from lob.models.hybrid import PRESETS as HYBRID_PRESETS
 from lob.models.hybrid import HybridLOB, HybridLOBConfig
 from lob.models.mamba import PRESETS as MAMBA_PRESETS

@@ -1,6 +1,6 @@
 """TransformerLOB: a GPT/Llama-style decoder over order-book event tokens, with direction heads.
 
-Same inputs, heads and losses as Mamba-LOB (`lob.models.heads`); between them ``n_layer`` pre-norm blocks::
+Same inputs, heads and losses as Mamba-LOB (`lob.models.base`); between them ``n_layer`` pre-norm blocks::
 
     h = h + Attention(RMSNorm(h))      # causal, grouped-query (n_head queries share n_kv_head K/V heads),
                                        # RoPE on q and k, sliding window of ``window`` (W) ticks
@@ -35,8 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lob.contract import HORIZONS
-from lob.models.heads import ConfigMixin, TickModel
+from lob.models.base import HeadConfig, TickConfig, TickModel
 
 Tensor = torch.Tensor
 CACHES = ("ring", "full")
@@ -45,43 +44,38 @@ CACHES = ("ring", "full")
 # ---------------------------------------------------------------------------------------------- config
 
 @dataclass
-class TransformerLOBConfig(ConfigMixin):
-    vocab_size: int
-    n_features: int
-    d_model: int
-    n_layer: int
+class AttentionFields(TickConfig):
+    """The attention layers' fields: d_model splits into n_head heads of even size (RoPE), n_kv_head divides
+    n_head."""
+
     n_head: int = 4
     n_kv_head: int = 2
     d_ff: int | str = "auto"  # "auto" -> 8/3 d_model rounded up to a multiple of 8 (Llama's SwiGLU width)
     window: int = 128  # W: ticks each tick attends to (itself included), the ring's size; measured: README
     rope_theta: float = 10_000.0
-    horizons: tuple[int, ...] = HORIZONS
-    n_classes: int = 3
-    topk: int = 5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.d_ff == "auto":
             self.d_ff = 8 * math.ceil(8 * self.d_model / 3 / 8)
-        self.horizons = tuple(int(h) for h in self.horizons)
-        self.check_positive("vocab_size", "n_features", "d_model", "n_layer", "n_head", "n_kv_head", "d_ff",
-                            "window", "n_classes", "topk")
-        check_attention(self)
-        self.check_heads()
+        self.check_positive("n_head", "n_kv_head", "d_ff", "window")
+        name = type(self).__name__
+        if self.d_model % self.n_head or self.head_dim % 2:
+            raise ValueError(f"{name}: d_model={self.d_model} must split into n_head={self.n_head} heads of even "
+                             "size (RoPE)")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"{name}: n_head={self.n_head} must be a multiple of n_kv_head={self.n_kv_head}")
+        if not self.rope_theta > 1:
+            raise ValueError(f"{name}.rope_theta must be > 1, got {self.rope_theta!r}")
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
 
 
-def check_attention(cfg) -> None:
-    """Shared by the configs that hold attention fields."""
-    name = type(cfg).__name__
-    if cfg.d_model % cfg.n_head or (cfg.d_model // cfg.n_head) % 2:
-        raise ValueError(f"{name}: d_model={cfg.d_model} must split into n_head={cfg.n_head} heads of even size (RoPE)")
-    if cfg.n_head % cfg.n_kv_head:
-        raise ValueError(f"{name}: n_head={cfg.n_head} must be a multiple of n_kv_head={cfg.n_kv_head}")
-    if not cfg.rope_theta > 1:
-        raise ValueError(f"{name}.rope_theta must be > 1, got {cfg.rope_theta!r}")
+@dataclass
+class TransformerLOBConfig(HeadConfig, AttentionFields):
+    pass
 
 
 # Sizes only (vocab_size, n_features from the tokenizer); same d_model x layers as Mamba-LOB's presets.
@@ -127,10 +121,10 @@ def rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class Attention(nn.Module):
     """Causal grouped-query self-attention with RoPE over a sliding window of ``window`` ticks."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: AttentionFields):
         super().__init__()
         self.n_head, self.n_kv_head, self.window = cfg.n_head, cfg.n_kv_head, cfg.window
-        self.head_dim = hd = cfg.d_model // cfg.n_head
+        self.head_dim = hd = cfg.head_dim
         self.qkv_proj = nn.Linear(cfg.d_model, (cfg.n_head + 2 * cfg.n_kv_head) * hd, bias=False)
         self.o_proj = nn.Linear(cfg.n_head * hd, cfg.d_model, bias=False)
         self.rotary = Rotary(hd, cfg.rope_theta, cfg.window)
@@ -210,7 +204,7 @@ class Attention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg: AttentionFields):
         super().__init__()
         self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
         self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
@@ -223,7 +217,7 @@ class SwiGLU(nn.Module):
 class TransformerBlock(nn.Module):
     """h + Attention(RMSNorm(h)), then h + SwiGLU(RMSNorm(h))."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: AttentionFields):
         super().__init__()
         self.attn_norm = nn.RMSNorm(cfg.d_model, eps=1e-5)
         self.attn = Attention(cfg)
@@ -249,12 +243,12 @@ def init_transformer_block(block: TransformerBlock, n_layer: int) -> None:
         nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * n_layer))
 
 
-def kv_cache(batch: int, n_layer: int, cfg, cache: str, dtype, device) -> tuple[Tensor, Tensor, Tensor]:
+def kv_cache(batch: int, n_layer: int, cfg: AttentionFields, cache: str, dtype, device) -> tuple[Tensor, Tensor, Tensor]:
     """Empty K, V (B, n_layer, Hkv, W or 0, hd) and POS (B, 1) int64 zeros."""
     if cache not in CACHES:
         raise ValueError(f"cache must be one of {CACHES}, got {cache!r}")
     length = cfg.window if cache == "ring" else 0
-    k = torch.zeros(batch, n_layer, cfg.n_kv_head, length, cfg.d_model // cfg.n_head, dtype=dtype, device=device)
+    k = torch.zeros(batch, n_layer, cfg.n_kv_head, length, cfg.head_dim, dtype=dtype, device=device)
     return k, torch.zeros_like(k), torch.zeros(batch, 1, dtype=torch.int64, device=device)
 
 

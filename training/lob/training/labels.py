@@ -131,10 +131,10 @@ def tick_targets(ticks, fee_bps: float, w_max: float = W_MAX, mode: str = "cost"
 class LabelSpec:
     """How a run labels its ticks (recorded in RUN/config.json ``training``; evaluation relabels alike)."""
 
-    fee_bps: float = 0.5
-    w_max: float = W_MAX
-    mode: str = "cost"
-    smooth_bps: float = SMOOTH_BPS
+    fee_bps: float
+    w_max: float
+    mode: str
+    smooth_bps: float
 
     def targets(self, ticks) -> tuple[np.ndarray, np.ndarray]:
         return tick_targets(ticks, self.fee_bps, self.w_max, self.mode, self.smooth_bps)

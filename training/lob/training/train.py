@@ -5,6 +5,10 @@ standardisation) is fitted on the train parts only. Each segment (one symbol's t
 test part) is tokenized from a fresh tokenizer state and labelled within itself, so no label looks
 past its segment's end.
 
+``train`` runs the stages in order: ``split_data`` (load, split; the data files hashed once),
+``fit_tokenizer``, ``label_segments``, ``build_model``, ``Loop`` (optimiser, schedule, batches, validation, resume state),
+then ``lob.training.run.write_run``. Every argument and default lives in ``lob.training.config.TrainConfig``.
+
 Optimisation: AdamW, linear warmup then cosine decay to ``min_lr_ratio`` · lr, gradient clipping,
 batches of ``batch_size`` random windows of ``window`` ticks (model state fresh at each window
 start; the first ``burn_in`` ticks, at most half a window, only warm the state up and stay out of the
@@ -23,51 +27,24 @@ from __future__ import annotations
 
 import copy
 import math
-import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lob.data.schema import dataset_files, load_dataset
-from lob.io import atomic_write, building, sha256_file, write_json
-from lob.training.labels import SMOOTH_BPS, W_MAX, LabelSpec, direction_loss
+from lob.data.schema import load_dataset
+from lob.io import atomic_write
+from lob.training.config import TrainConfig
+from lob.training.labels import direction_loss
 from lob.training.optim import param_groups
+from lob.training.run import data_files, write_run
 from lob.training.segments import Segment, segments
-from lob.training.split import DEFAULT_FRACTIONS, split_symbol
+from lob.training.split import SymbolSplit, split_symbol
 
-
-@dataclass
-class TrainConfig:
-    arch: str = "mamba"  # lob.models.registry.ARCHS
-    preset: str = "tiny"
-    model_options: dict = field(default_factory=dict)  # preset fields replaced, e.g. {"window": 128, "attn_every": 2}
-    seed: int = 0
-    fee_bps: float = 0.5  # fee per side (bps of mid); the label band pays it on both legs
-    labels: str = "cost"  # "cost" (round-trip band) | "smoothed" (literature protocol), `lob.training.labels`
-    smooth_bps: float = SMOOTH_BPS  # α of the smoothed labels
-    split: tuple[float, float, float] = DEFAULT_FRACTIONS
-    window: int = 512  # ticks per training window: long enough to carry the slow order-flow signal
-    batch_size: int = 8  # 4,096 ticks per step, as 16 x 256 (same cost per step)
-    max_steps: int = 700  # tiny on `lob simulate` defaults: ~2.3 min on 2 idle cores (0.175 s a step)
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    warmup_steps: int = 40
-    grad_clip: float = 1.0
-    lambda_next: float = 0.3  # λ: weight of next-event cross-entropy (0.1 left next-event top-1 ~0.1 pt over markov1)
-    w_max: float = W_MAX  # cap of the move-size weight
-    burn_in: int = 64  # ticks at each window start that warm the state up, outside the loss
-    eval_every: int = 50
-    patience: int = 4
-    max_val_windows: int = 64
-
-    @property
-    def label_spec(self) -> LabelSpec:
-        return LabelSpec(self.fee_bps, self.w_max, self.labels, self.smooth_bps)
+CURVES = ("step", "train_loss", "train_dir", "train_next", "lr", "val_step", "val_loss", "val_dir", "val_next")
 
 
 def _batch(segs: list[Segment], picks: list[tuple[int, int]], window: int) -> tuple[torch.Tensor, ...]:
@@ -118,168 +95,171 @@ def _val_loss(model, segs, picks, window: int, cfg: TrainConfig) -> tuple[float,
     return d + cfg.lambda_next * n, d, n
 
 
-def check_model_options(arch: str, options: dict) -> None:
-    """Refuse (ValueError) a model option the architecture's config does not have, or one that sets the
-    tokenizer's sizes, before any data is read."""
-    from dataclasses import fields
-
-    from lob.models.registry import arch as get_arch
-
-    known = {f.name for f in fields(get_arch(arch).config)} - {"vocab_size", "n_features", "horizons"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"model option(s) {unknown} are not {arch} config fields; choose from {sorted(known)}")
-
-
 def resume_path(out: Path) -> Path:
     """Where an unfinished run ``out`` keeps its training state."""
     out = Path(out)
     return out.parent / f".{out.name}.resume.pt"
 
 
-def train(data: Path, out: Path, preset: str = "tiny", max_steps: int | None = None, seed: int = 0,
-          fee_bps: float = 0.5, force: bool = False, arch: str = "mamba", resume: bool = False,
-          **overrides) -> Path:
-    """Train a run into ``out``; returns ``out``. ``overrides`` set other ``TrainConfig`` fields;
+def train(data: Path, out: Path, cfg: TrainConfig | None = None, force: bool = False, resume: bool = False) -> Path:
+    """Train a run of ``cfg`` (default: TrainConfig()) on the dataset ``data`` into ``out``; returns ``out``.
     ``resume`` continues from ``resume_path(out)`` (FileNotFoundError when there is none)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lob.models.registry import checkpoint, config_from_preset, count_parameters
-    from lob.models.registry import arch as get_arch
-    from lob.tokenizer import Tokenizer
-
-    cfg = TrainConfig(arch=arch, preset=preset, seed=seed, fee_bps=fee_bps, **overrides)
-    model_class = get_arch(cfg.arch).model  # unknown arch: refused before any work
-    check_model_options(cfg.arch, cfg.model_options)
-    if max_steps is not None:
-        cfg.max_steps = max_steps
+    cfg = cfg or TrainConfig()
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists; pass --force to replace it")
     console = Console(stderr=True)
     t_start = time.perf_counter()
+    dataset, splits, files = split_data(data, cfg)
+    tokenizer = fit_tokenizer(dataset, splits)
+    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg)
+    model = build_model(cfg, tokenizer)
+    loop = Loop(model, cfg, train_segs, val_segs)
+    console.print(f"[bold]{cfg.arch}[/] preset={cfg.preset}: {loop.n_params:,} parameters; vocab "
+                  f"{tokenizer.vocab_size}, {tokenizer.n_features} features; train ticks "
+                  f"{sum(len(s.tokens) for s in train_segs):,}, val windows {len(loop.val_picks)}")
+    state_file = resume_path(out)
+    if resume:
+        loop.resume(state_file, files)
+        console.print(f"resuming {out} at step {loop.step}")
+    loop.run(state_file, files, console, t_start)
+    model.load_state_dict(loop.best[2])
+    metrics = {**loop.curves, "best_step": loop.best[1], "best_val_loss": loop.best[0],
+               "steps_run": len(loop.curves["step"]), "wall_s": loop.elapsed_before + time.perf_counter() - t_start}
+    write_run(out, model, tokenizer, cfg, data, files, splits, metrics, force)
+    state_file.unlink(missing_ok=True)
+    console.print(f"run written to {out} (best val loss {loop.best[0]:.4f} at step {loop.best[1]}, "
+                  f"{metrics['wall_s']:.0f} s)")
+    return out
 
+
+# ---------------------------------------------------------------------------------------------- stages
+
+def split_data(data: Path, cfg: TrainConfig) -> tuple[dict, dict[str, SymbolSplit], list[dict]]:
+    """The dataset {symbol: Ticks}, each symbol's chronological split, and its files with their sha256
+    (hashed once per run: the manifest and the resume check share them)."""
     dataset = load_dataset(data)
     if not dataset:
         raise ValueError(f"{data}: no tick files (expected DIR/<SYMBOL>/<YYYY-MM-DD>.parquet)")
     splits = {sym: split_symbol(t, cfg.split) for sym, t in dataset.items()}
-    tokenizer = Tokenizer.fit([dataset[s].slice(sp.train.start, sp.train.stop) for s, sp in splits.items()])
+    return dataset, splits, data_files(data)
+
+
+def fit_tokenizer(dataset: dict, splits: dict[str, SymbolSplit]):
+    """The tokenizer (and its feature standardisation) fitted on the train parts only."""
+    from lob.tokenizer import Tokenizer
+
+    return Tokenizer.fit([dataset[s].slice(sp.train.start, sp.train.stop) for s, sp in splits.items()])
+
+
+def label_segments(dataset: dict, splits: dict[str, SymbolSplit], tokenizer,
+                   cfg: TrainConfig) -> tuple[list[Segment], list[Segment]]:
+    """The train and validation segments, tokenized and labelled; every train part must hold a window."""
     train_segs = segments(dataset, splits, "train", tokenizer, cfg.label_spec)
-    val_segs = segments(dataset, splits, "val", tokenizer, cfg.label_spec)
     short = [s.symbol for s in train_segs if len(s.tokens) < cfg.window]
     if short:
-        raise ValueError(f"{data}: symbol(s) {short} have fewer train ticks than the window ({cfg.window})")
-    val_window = min(cfg.window, min(len(s.tokens) for s in val_segs))  # a short day's val part may be shorter
-    val_picks = _val_picks(val_segs, val_window, cfg.max_val_windows)
+        raise ValueError(f"symbol(s) {short} have fewer train ticks than the window ({cfg.window})")
+    return train_segs, segments(dataset, splits, "val", tokenizer, cfg.label_spec)
+
+
+def build_model(cfg: TrainConfig, tokenizer):
+    """The ``cfg.arch`` model of ``cfg.preset`` (+ ``cfg.model_options``) sized for ``tokenizer``, its
+    initial weights drawn from ``cfg.seed``."""
+    from lob.models.registry import arch, config_from_preset
 
     torch.manual_seed(cfg.seed)
     model_cfg = config_from_preset(cfg.arch, cfg.preset, vocab_size=tokenizer.vocab_size,
                                    n_features=tokenizer.n_features, **cfg.model_options)
-    model = model_class(model_cfg)
-    n_params = count_parameters(model)
-    console.print(f"[bold]{cfg.arch}[/] preset={cfg.preset}: {n_params:,} parameters; vocab {tokenizer.vocab_size}, "
-                  f"{tokenizer.n_features} features; train ticks {sum(len(s.tokens) for s in train_segs):,}, "
-                  f"val windows {len(val_picks)}")
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg, cfg.max_steps))
-    rng = np.random.default_rng(cfg.seed)
-    starts = np.array([len(s.tokens) - cfg.window + 1 for s in train_segs])  # valid window starts per segment
-    cum = np.cumsum(starts)
+    return arch(cfg.arch).model(model_cfg)
 
-    curves = {"step": [], "train_loss": [], "train_dir": [], "train_next": [], "lr": [],
-              "val_step": [], "val_loss": [], "val_dir": [], "val_next": []}
-    best = (math.inf, -1, None)  # (val loss, step, state_dict)
-    bad_evals, first_step, elapsed_before = 0, 0, 0.0
-    state_file, data_files = resume_path(out), [sha256_file(f) for f in dataset_files(Path(data))]
-    if resume:
+
+class Loop:
+    """The optimisation loop over random train windows, with periodic validation, early stopping and the
+    resume file: ``step`` (next step to run), ``curves``, ``best`` (val loss, step, state_dict)."""
+
+    def __init__(self, model, cfg: TrainConfig, train_segs: list[Segment], val_segs: list[Segment]):
+        from lob.models.registry import count_parameters
+
+        self.model, self.cfg, self.train_segs, self.val_segs = model, cfg, train_segs, val_segs
+        self.n_params = count_parameters(model)
+        self.val_window = min(cfg.window, min(len(s.tokens) for s in val_segs))  # a short val part may be shorter
+        self.val_picks = _val_picks(val_segs, self.val_window, cfg.max_val_windows)
+        self.opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: _lr_factor(s, cfg, cfg.max_steps))
+        self.rng = np.random.default_rng(cfg.seed)
+        self.starts = np.array([len(s.tokens) - cfg.window + 1 for s in train_segs])  # window starts per segment
+        self.cum = np.cumsum(self.starts)
+        self.curves = {k: [] for k in CURVES}
+        self.best = (math.inf, -1, None)
+        self.bad_evals, self.step, self.elapsed_before = 0, 0, 0.0
+
+    def resume(self, state_file: Path, files: list[dict]) -> None:
+        """Continue from the state an interrupted run with the same config and data wrote at its last evaluation."""
         if not state_file.exists():
-            raise FileNotFoundError(f"{state_file}: no interrupted run of {out} to resume")
+            raise FileNotFoundError(f"{state_file}: no interrupted run to resume")
         st = torch.load(state_file, map_location="cpu", weights_only=False)
-        if st["training"] != asdict(cfg) or st["data_sha256"] != data_files:
+        if st["training"] != asdict(self.cfg) or st["data_files"] != files:
             raise ValueError(f"{state_file}: the interrupted run had other arguments or data "
                              f"({st['training']}); resume with the same ones")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        rng.bit_generator.state = st["rng"]
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["opt"])
+        self.sched.load_state_dict(st["sched"])
+        self.rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
-        curves, best, bad_evals, first_step, elapsed_before = (st["curves"], st["best"], st["bad_evals"], st["step"],
-                                                              st["elapsed"])
-        console.print(f"resuming {out} at step {first_step}")
-        if bad_evals >= cfg.patience:  # it had early-stopped at that evaluation: nothing left to train
-            first_step = cfg.max_steps
-    model.train()
-    columns = [TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]:.4f}")]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("train", total=cfg.max_steps, completed=first_step, loss=float("nan"), val=float("nan"))
-        for step in range(first_step, cfg.max_steps):
-            flat = rng.integers(0, cum[-1], cfg.batch_size)  # uniform over all windows of all symbols
-            seg_idx = np.searchsorted(cum, flat, side="right")
-            picks = [(int(i), int(f - (cum[i] - starts[i]))) for i, f in zip(seg_idx, flat)]
-            l_dir, l_next = loss_terms(model, *_batch(train_segs, picks, cfg.window), min(cfg.burn_in, cfg.window // 2))
-            loss = l_dir + cfg.lambda_next * l_next
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            for k, v in (("step", step + 1), ("train_loss", loss.item()), ("train_dir", l_dir.item()),
-                         ("train_next", l_next.item()), ("lr", opt.param_groups[0]["lr"])):
-                curves[k].append(v)
-            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
-                val, v_dir, v_next = _val_loss(model, val_segs, val_picks, val_window, cfg)
-                for k, v in (("val_step", step + 1), ("val_loss", val), ("val_dir", v_dir), ("val_next", v_next)):
-                    curves[k].append(v)
-                if val < best[0]:
-                    best, bad_evals = (val, step + 1, copy.deepcopy(model.state_dict())), 0
-                else:
-                    bad_evals += 1
-                bar.update(task, val=val)
-                st = {"step": step + 1, "model": model.state_dict(), "opt": opt.state_dict(),
-                      "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                      "curves": curves, "best": best, "bad_evals": bad_evals, "training": asdict(cfg),
-                      "data_sha256": data_files, "elapsed": elapsed_before + time.perf_counter() - t_start}
-                atomic_write(state_file, lambda tmp: torch.save(st, tmp))
-            bar.update(task, advance=1, loss=loss.item())
-            if bad_evals >= cfg.patience:
-                console.print(f"early stop at step {step + 1}: no validation improvement in {cfg.patience} evaluations")
-                break
-    model.load_state_dict(best[2])
-    elapsed = elapsed_before + time.perf_counter() - t_start
+        self.curves, self.best, self.bad_evals, self.step, self.elapsed_before = (
+            st["curves"], st["best"], st["bad_evals"], st["step"], st["elapsed"])
+        if self.bad_evals >= self.cfg.patience:  # it had early-stopped at that evaluation: nothing left to train
+            self.step = self.cfg.max_steps
 
-    with building(out, force) as tmp:
-        torch.save(checkpoint(model), tmp / "checkpoint.pt")
-        tokenizer.save(tmp / "tokenizer.json")
-        write_json(tmp / "config.json", {"arch": cfg.arch, "model": asdict(model_cfg), "training": asdict(cfg)})
-        write_json(tmp / "train_metrics.json", {**curves, "best_step": best[1], "best_val_loss": best[0],
-                                                "steps_run": len(curves["step"]), "wall_s": elapsed})
-        write_json(tmp / "manifest.json", _manifest(data, splits, train_segs, val_segs, tokenizer, n_params, cfg,
-                                                          model_cfg.horizons))
-    state_file.unlink(missing_ok=True)
-    console.print(f"run written to {out} (best val loss {best[0]:.4f} at step {best[1]}, {elapsed:.0f} s)")
-    return out
+    def run(self, state_file: Path, files: list[dict], console, t_start: float) -> None:
+        """Train until ``max_steps`` or early stop, writing the resume state at every evaluation."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        cfg, model, opt, sched, cum, starts = self.cfg, self.model, self.opt, self.sched, self.cum, self.starts
+        model.train()
+        columns = [TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]:.4f}")]
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("train", total=cfg.max_steps, completed=self.step, loss=float("nan"),
+                                val=float("nan"))
+            for step in range(self.step, cfg.max_steps):
+                flat = self.rng.integers(0, cum[-1], cfg.batch_size)  # uniform over all windows of all symbols
+                seg_idx = np.searchsorted(cum, flat, side="right")
+                picks = [(int(i), int(f - (cum[i] - starts[i]))) for i, f in zip(seg_idx, flat)]
+                l_dir, l_next = loss_terms(model, *_batch(self.train_segs, picks, cfg.window),
+                                           min(cfg.burn_in, cfg.window // 2))
+                loss = l_dir + cfg.lambda_next * l_next
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                for k, v in (("step", step + 1), ("train_loss", loss.item()), ("train_dir", l_dir.item()),
+                             ("train_next", l_next.item()), ("lr", opt.param_groups[0]["lr"])):
+                    self.curves[k].append(v)
+                if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
+                    bar.update(task, val=self._evaluate(step + 1, state_file, files, t_start))
+                bar.update(task, advance=1, loss=loss.item())
+                if self.bad_evals >= cfg.patience:
+                    console.print(f"early stop at step {step + 1}: no validation improvement in {cfg.patience} "
+                                  "evaluations")
+                    break
 
-def _manifest(data: Path, splits, train_segs, val_segs, tokenizer, n_params: int, cfg: TrainConfig,
-              horizons: tuple[int, ...]) -> dict:
-    import lob
-
-    root = Path(data)
-    files = [{"path": str(f.relative_to(root)), "sha256": sha256_file(f)} for f in dataset_files(root)]
-    return {
-        "data": {"root": str(root.resolve()), "files": files},
-        "split": {"fractions": list(cfg.split), "symbols": {s: sp.to_json() for s, sp in splits.items()}},
-        "counts": {"symbols": len(splits), "train_ticks": sum(len(s.tokens) for s in train_segs),
-                   "val_ticks": sum(len(s.tokens) for s in val_segs),
-                   "test_ticks": sum(sp.n_ticks - sp.test_start for sp in splits.values())},
-        "tokenizer_hash": tokenizer.content_hash,
-        "n_parameters": n_params,
-        "fee_bps": cfg.fee_bps,
-        "labels": cfg.labels,
-        "horizons": list(horizons),
-        "versions": {"lob": getattr(lob, "__version__", "unknown"), "torch": torch.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
-        "complete": True,
-    }
+    def _evaluate(self, step: int, state_file: Path, files: list[dict], t_start: float) -> float:
+        """Validation loss after ``step`` steps; keeps the best weights and writes the resume state."""
+        val, v_dir, v_next = _val_loss(self.model, self.val_segs, self.val_picks, self.val_window, self.cfg)
+        for k, v in (("val_step", step), ("val_loss", val), ("val_dir", v_dir), ("val_next", v_next)):
+            self.curves[k].append(v)
+        if val < self.best[0]:
+            self.best, self.bad_evals = (val, step, copy.deepcopy(self.model.state_dict())), 0
+        else:
+            self.bad_evals += 1
+        st = {"step": step, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+              "sched": self.sched.state_dict(), "rng": self.rng.bit_generator.state,
+              "torch_rng": torch.get_rng_state(), "curves": self.curves, "best": self.best,
+              "bad_evals": self.bad_evals, "training": asdict(self.cfg), "data_files": files,
+              "elapsed": self.elapsed_before + time.perf_counter() - t_start}
+        atomic_write(state_file, lambda tmp: torch.save(st, tmp))
+        return val

@@ -1,24 +1,47 @@
-"""What every architecture over tokenized ticks shares: the input embedding and the output heads.
+"""The base of every architecture over tokenized ticks: its config fields and its model's embedding and heads.
 
 Input per tick: an event token and F standardised features, embedded as
 ``token_embedding(token) + Linear(features)`` (d_model). Output: a final RMSNorm, then next-event logits
 (V, tied to the token embedding, as mamba_ssm's MambaLMHeadModel and nanoGPT) and direction logits
 (H horizons x 3 classes, `lob.contract.CLASSES`). An architecture subclasses `TickModel`, builds its
 layers between ``embed`` and ``heads``, and keeps the attribute names (they are the checkpoint keys).
+
+An architecture's config is composed of field groups, each a dataclass over `TickConfig` that checks its
+own fields in ``__post_init__`` (after ``super().__post_init__()``)::
+
+    @dataclass
+    class MambaLOBConfig(HeadConfig, MambaFields): ...
+
+Bases are listed output side first: a dataclass puts the fields of its last base first, so the fields
+read TickConfig's sizes, the layers' groups, then HeadConfig's, the key order of every checkpoint's config.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
 import torch
 from torch import nn
 
+from lob.contract import HORIZONS
+
 Tensor = torch.Tensor
+CHUNK = 2048  # ticks per forward call of ``forward_chunked``; only memory depends on it
 
 
-class ConfigMixin:
-    """What every architecture's config dataclass shares: dict round trip (the checkpoint's form) and checks."""
+@dataclass
+class TickConfig:
+    """Sizes every architecture has (vocab_size, n_features from the fitted tokenizer); dict round trip
+    (the checkpoint's form) and the checks the field groups share."""
+
+    vocab_size: int
+    n_features: int
+    d_model: int
+    n_layer: int
+
+    def __post_init__(self) -> None:
+        self.check_positive("vocab_size", "n_features", "d_model", "n_layer")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,8 +60,19 @@ class ConfigMixin:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{type(self).__name__}.{name} must be a positive int, got {value!r}")
 
-    def check_heads(self) -> None:
-        """horizons positive tick counts, topk <= vocab_size."""
+
+@dataclass
+class HeadConfig(TickConfig):
+    """The output heads' fields: horizons positive tick counts, topk <= vocab_size."""
+
+    horizons: tuple[int, ...] = HORIZONS  # ticks ahead of each direction head
+    n_classes: int = 3  # down / flat / up
+    topk: int = 5  # next-token candidates the served step model returns
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.horizons = tuple(int(h) for h in self.horizons)
+        self.check_positive("n_classes", "topk")
         name = type(self).__name__
         if not self.horizons or min(self.horizons) < 1:
             raise ValueError(f"{name}.horizons must be positive tick counts, got {self.horizons!r}")
@@ -56,12 +90,13 @@ class TickModel(nn.Module):
     ``state_names`` names the state tensors (served as STATE_<NAME>_IN / STATE_<NAME>_OUT);
     ``allocate_inference_cache(batch)`` returns them fresh, in that order, batch first;
     ``forward(tokens, features, *state) -> (next_logits, dir_logits, *state)`` and
-    ``step(token, features, *state) -> (next_logits, dir_logits, *state)`` carry them.
+    ``step(token, features, *state) -> (next_logits, dir_logits, *state)`` carry them;
+    ``forward_chunked`` runs a long sequence through ``forward`` in chunks.
     """
 
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, config, layers: Callable[[], nn.Module]):
+    def __init__(self, config: HeadConfig, layers: Callable[[], nn.Module]):
         super().__init__()
         self.config = cfg = config
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
@@ -92,3 +127,16 @@ class TickModel(nn.Module):
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= cfg.vocab_size):
             raise ValueError(f"token ids must lie in [0, {cfg.vocab_size}), got "
                              f"[{int(tokens.min())}, {int(tokens.max())}]")
+
+    @torch.no_grad()
+    def forward_chunked(self, tokens, features, chunk: int = CHUNK) -> Iterator[tuple[int, Tensor, Tensor, list]]:
+        """Run sequences from a fresh state, ``chunk`` ticks per ``forward`` with the state carried: what
+        streaming them tick by tick gives. tokens (B, N) int64, features (B, N, F) float32 (tensors or numpy
+        arrays) -> per chunk: (start, next_logits (B, L, V), dir_logits (B, L, H, 3), state after it)."""
+        tokens = torch.as_tensor(tokens, dtype=torch.int64)
+        features = torch.as_tensor(features, dtype=torch.float32)
+        state = self.allocate_inference_cache(tokens.shape[0])  # the tensors named by state_names
+        for start in range(0, tokens.shape[1], chunk):
+            next_logits, dir_logits, *state = self(tokens[:, start:start + chunk], features[:, start:start + chunk],
+                                                   *state)
+            yield start, next_logits, dir_logits, state

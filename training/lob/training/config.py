@@ -1,0 +1,49 @@
+"""``TrainConfig``: every argument of a training run and its default, in one place (numpy only, so the CLI
+can read the defaults without loading torch). ``lob train`` builds it from its options; the run records it
+as ``config.json`` ``training``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from lob.training.labels import SMOOTH_BPS, W_MAX, LabelSpec
+from lob.training.split import DEFAULT_FRACTIONS
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "mamba"  # lob.models.registry.ARCHS
+    preset: str = "tiny"
+    model_options: dict = field(default_factory=dict)  # preset fields replaced, e.g. {"window": 128, "attn_every": 2}
+    seed: int = 0
+    fee_bps: float = 0.5  # fee per side (bps of mid); the label band pays it on both legs
+    labels: str = "cost"  # "cost" (round-trip band) | "smoothed" (literature protocol), `lob.training.labels`
+    smooth_bps: float = SMOOTH_BPS  # α of the smoothed labels
+    split: tuple[float, float, float] = DEFAULT_FRACTIONS
+    window: int = 512  # ticks per training window: long enough to carry the slow order-flow signal
+    batch_size: int = 8  # 4,096 ticks per step, as 16 x 256 (same cost per step)
+    max_steps: int = 700  # tiny on `lob simulate` defaults: ~2.3 min on 2 idle cores (0.175 s a step)
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    warmup_steps: int = 40
+    grad_clip: float = 1.0
+    lambda_next: float = 0.3  # λ: weight of next-event cross-entropy (0.1 left next-event top-1 ~0.1 pt over markov1)
+    w_max: float = W_MAX  # cap of the move-size weight
+    burn_in: int = 64  # ticks at each window start that warm the state up, outside the loss
+    eval_every: int = 50
+    patience: int = 4
+    max_val_windows: int = 64
+
+    def __post_init__(self) -> None:
+        """Refuse (ValueError) an unknown arch, or a model option the arch's config does not
+        have (or one that sets the tokenizer's sizes), before any data is read."""
+        from lob.models.registry import arch
+
+        known = {f.name for f in fields(arch(self.arch).config)} - {"vocab_size", "n_features", "horizons"}
+        unknown = sorted(set(self.model_options) - known)
+        if unknown:
+            raise ValueError(f"model option(s) {unknown} are not {self.arch} config fields; choose from {sorted(known)}")
+
+    @property
+    def label_spec(self) -> LabelSpec:
+        return LabelSpec(self.fee_bps, self.w_max, self.labels, self.smooth_bps)
