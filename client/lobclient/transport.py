@@ -65,77 +65,110 @@ def _channel(url: str, creds, aio: bool):
             else make.insecure_channel(url, options=_OPTIONS))
 
 
-class SyncStream:
+class _Link:
+    """What every transport holds: its channel and stub, and the event queue it posts to (``put_nowait``:
+    ``queue.Queue`` and ``asyncio.Queue`` both have it, and both are unbounded here)."""
+
+    aio = False
+
+    def __init__(self, url: str, creds, events, tag, metadata: Metadata = ()):
+        self.url, self.tls, self.events, self.tag = url, creds is not None, events, tag
+        self.closed, self.metadata = False, tuple(metadata)
+        self.channel = _channel(url, creds, aio=self.aio)
+        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+
+    def _streamed(self, r) -> None:
+        """Post one ``ModelStreamInferResponse``: a prediction or the server's refusal of that request."""
+        self.events.put_nowait((RESPONSE, self.tag, (r.infer_response.id, r.infer_response, r.error_message or None)))
+
+    def _stream_ended(self, reason: str) -> None:
+        if not self.closed:
+            self.events.put_nowait((BROKEN, self.tag, reason))
+
+    def _answered(self, rid: str, response) -> None:
+        if not self.closed:
+            self.events.put_nowait((RESPONSE, self.tag, (rid, response, None)))
+
+    def _call_failed(self, rid: str, err: grpc.RpcError) -> None:
+        """A failed unary call: a broken connection, or the server's refusal of that one request."""
+        if self.closed:
+            return
+        if _is_break(err):
+            self.events.put_nowait((BROKEN, self.tag, describe(err, "call", self.url, self.tls)))
+        else:
+            self.events.put_nowait((RESPONSE, self.tag, (rid, None, err.details() or err.code().name)))
+
+
+class _Stream(_Link):
+    """One ``ModelStreamInfer`` call fed from ``outbox`` (None ends it)."""
+
+    outbox: queue.Queue | asyncio.Queue
+
+    def send(self, request) -> None:
+        self.outbox.put_nowait(request)
+
+    def _end(self) -> None:
+        self.closed = True
+        self.outbox.put_nowait(None)
+        self.call.cancel()
+
+
+class SyncStream(_Stream):
     """One ``ModelStreamInfer`` call; its answers read on a thread."""
 
     def __init__(self, url: str, creds, events: queue.Queue, tag, metadata: Metadata = ()):
-        self.url, self.tls, self.events, self.tag = url, creds is not None, events, tag
-        self.closed = False
+        super().__init__(url, creds, events, tag, metadata)
         self.outbox: queue.Queue = queue.Queue()
-        self.channel = _channel(url, creds, aio=False)
-        self.call = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelStreamInfer(
-            iter(self.outbox.get, None), metadata=tuple(metadata))
+        self.call = self.stub.ModelStreamInfer(iter(self.outbox.get, None), metadata=self.metadata)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         try:
             for r in self.call:
-                self.events.put((RESPONSE, self.tag, (r.infer_response.id, r.infer_response, r.error_message or None)))
+                self._streamed(r)
             reason = f"gRPC stream to {self.url} closed by the server"
         except grpc.RpcError as err:
             reason = describe(err, "stream", self.url, self.tls)
-        if not self.closed:
-            self.events.put((BROKEN, self.tag, reason))
-
-    def send(self, request) -> None:
-        self.outbox.put(request)
+        self._stream_ended(reason)
 
     def close(self) -> None:
-        self.closed = True
-        self.outbox.put(None)
-        self.call.cancel()
+        self._end()
         self.channel.close()
 
 
-class SyncUnary:
+class SyncUnary(_Link):
     """Unary ``ModelInfer`` calls, each answered on a gRPC thread; as many in flight as the mux sends."""
 
     def __init__(self, url: str, creds, events: queue.Queue, tag, call_timeout_s: float, metadata: Metadata = ()):
-        self.url, self.tls, self.events, self.tag, self.call_timeout_s = url, creds is not None, events, tag, call_timeout_s
-        self.closed, self.metadata = False, tuple(metadata)
-        self.channel = _channel(url, creds, aio=False)
-        self.infer = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelInfer
+        super().__init__(url, creds, events, tag, metadata)
+        self.call_timeout_s = call_timeout_s
 
     def send(self, request) -> None:
-        future = self.infer.future(request, timeout=self.call_timeout_s, metadata=self.metadata)
+        future = self.stub.ModelInfer.future(request, timeout=self.call_timeout_s, metadata=self.metadata)
         future.add_done_callback(lambda f, rid=request.id: self._done(rid, f))
 
     def _done(self, rid: str, future) -> None:
-        if self.closed:
-            return
         try:
-            self.events.put((RESPONSE, self.tag, (rid, future.result(), None)))
+            response = future.result()
         except grpc.RpcError as err:
-            if _is_break(err):
-                self.events.put((BROKEN, self.tag, describe(err, "call", self.url, self.tls)))
-            else:
-                self.events.put((RESPONSE, self.tag, (rid, None, err.details() or err.code().name)))
+            self._call_failed(rid, err)
+        else:
+            self._answered(rid, response)
 
     def close(self) -> None:
         self.closed = True
         self.channel.close()
 
 
-class AsyncStream:
+class AsyncStream(_Stream):
     """asyncio twin of `SyncStream`."""
 
+    aio = True
+
     def __init__(self, url: str, creds, events: asyncio.Queue, tag, metadata: Metadata = ()):
-        self.url, self.tls, self.events, self.tag = url, creds is not None, events, tag
-        self.closed = False
+        super().__init__(url, creds, events, tag, metadata)
         self.outbox: asyncio.Queue = asyncio.Queue()
-        self.channel = _channel(url, creds, aio=True)
-        self.call = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelStreamInfer(
-            self._requests(), metadata=tuple(metadata))
+        self.call = self.stub.ModelStreamInfer(self._requests(), metadata=self.metadata)
         self.reader = asyncio.ensure_future(self._read())
 
     async def _requests(self):
@@ -145,35 +178,29 @@ class AsyncStream:
     async def _read(self) -> None:
         try:
             async for r in self.call:
-                self.events.put_nowait((RESPONSE, self.tag, (r.infer_response.id, r.infer_response, r.error_message or None)))
+                self._streamed(r)
             reason = f"gRPC stream to {self.url} closed by the server"
         except grpc.aio.AioRpcError as err:
             reason = describe(err, "stream", self.url, self.tls)
         except asyncio.CancelledError:
             return
-        if not self.closed:
-            self.events.put_nowait((BROKEN, self.tag, reason))
-
-    def send(self, request) -> None:
-        self.outbox.put_nowait(request)
+        self._stream_ended(reason)
 
     def close(self) -> None:
-        self.closed = True
-        self.outbox.put_nowait(None)
-        self.call.cancel()
+        self._end()
         self.reader.cancel()
         return asyncio.ensure_future(self.channel.close())  # awaited by a caller that ends
 
 
-class AsyncUnary:
+class AsyncUnary(_Link):
     """asyncio twin of `SyncUnary`: one task per call."""
+
+    aio = True
 
     def __init__(self, url: str, creds, events: asyncio.Queue, tag, call_timeout_s: float,
                  metadata: Metadata = ()):
-        self.url, self.tls, self.events, self.tag, self.call_timeout_s = url, creds is not None, events, tag, call_timeout_s
-        self.closed, self.metadata = False, tuple(metadata)
-        self.channel = _channel(url, creds, aio=True)
-        self.infer = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelInfer
+        super().__init__(url, creds, events, tag, metadata)
+        self.call_timeout_s = call_timeout_s
         self.tasks: set[asyncio.Task] = set()
 
     def send(self, request) -> None:
@@ -183,17 +210,11 @@ class AsyncUnary:
 
     async def _call(self, request) -> None:
         try:
-            response = await self.infer(request, timeout=self.call_timeout_s, metadata=self.metadata)
+            response = await self.stub.ModelInfer(request, timeout=self.call_timeout_s, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
-            if self.closed:
-                return
-            if _is_break(err):
-                self.events.put_nowait((BROKEN, self.tag, describe(err, "call", self.url, self.tls)))
-            else:
-                self.events.put_nowait((RESPONSE, self.tag, (request.id, None, err.details() or err.code().name)))
-            return
-        if not self.closed:
-            self.events.put_nowait((RESPONSE, self.tag, (request.id, response, None)))
+            self._call_failed(request.id, err)
+        else:
+            self._answered(request.id, response)
 
     def close(self) -> None:
         self.closed = True
