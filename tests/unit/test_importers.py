@@ -1,8 +1,9 @@
-"""LOBSTER and Binance bookTicker importers: real samples, hand-written files, every malformed case, CLI."""
+"""LOBSTER (CSVs and zips) and Binance bookTicker importers: real samples, hand-written files, every malformed case, CLI."""
 from __future__ import annotations
 
 import csv
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from lob.cli import app
 from lob.data.binance import import_binance_bookticker
-from lob.data.lobster import import_lobster
+from lob.data.lobster import import_lobster, import_lobster_zips
 from lob.data.schema import TickDataError, read_ticks
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
@@ -20,6 +21,11 @@ LOBSTER_BOOK = DATA / "lobster" / "AAPL_2012-06-21_34200000_57600000_orderbook_1
 BINANCE = DATA / "binance" / "BTCUSDT-bookTicker-2023-10-02-short.csv"
 needs_samples = pytest.mark.skipif(not (LOBSTER_MESSAGE.exists() and BINANCE.exists()),
                                    reason=f"real market data samples not found under {DATA}")
+# LOBSTER's free sample days as downloaded: symbol -> (zip, level count, events per the ReadMe / the issue)
+LOBSTER_DAYS = {"GOOG": (DATA / "lobster" / "LOBSTER_SampleFile_GOOG_2012-06-21_10.zip", 10, 147_916),
+                "AAPL": (DATA / "lobster" / "LOBSTER_SampleFile_AAPL_2012-06-21_1.zip", 1, 118_497)}
+needs_days = pytest.mark.skipif(not all(z.exists() for z, _, _ in LOBSTER_DAYS.values()),
+                                reason=f"LOBSTER sample day zips not found under {DATA / 'lobster'}")
 
 ASK_DUMMY, BID_DUMMY = 9999999999, -9999999999
 BINANCE_HEADER = "update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time"
@@ -125,6 +131,45 @@ def test_binance_sample_round_trips_best_levels_and_time(tmp_path):
         assert ticks.ts_ns[i] == int(transaction_ms) * 1_000_000
     assert (ticks.bid_px[0, 0], ticks.ask_px[0, 0]) == (27981.3, 27981.4)
     assert not ticks.bid_px[:, 1:].any() and not ticks.ask_sz[:, 1:].any() and not ticks.trade_side.any()
+
+
+@pytest.fixture(scope="module")
+def lobster_days(tmp_path_factory) -> dict[str, Path]:
+    """Both sample day zips imported once (the folder that holds them given as --zip): symbol -> parquet path."""
+    out = tmp_path_factory.mktemp("lobster_days")
+    paths = import_lobster_zips([DATA / "lobster"], out, tick_size=0.01)
+    return {p.parent.name: p for p in paths}
+
+
+@needs_days
+@pytest.mark.parametrize("symbol", ["GOOG", "AAPL"])
+def test_lobster_zip_day_takes_symbol_date_and_levels_from_member_names(lobster_days, symbol):
+    _, n_levels, events = LOBSTER_DAYS[symbol]
+    assert lobster_days[symbol] == lobster_days[symbol].parents[1] / symbol / "2012-06-21.parquet"
+    ticks = read_ticks(lobster_days[symbol])
+    assert ticks.symbol == symbol and ticks.meta["date"] == "2012-06-21" and ticks.meta["n_levels"] == n_levels
+    assert ticks.meta["rows_read"] == events and len(ticks) + sum(ticks.meta["dropped"].values()) == events
+    # 09:30 to 16:00 New York (EDT, UTC-4)
+    assert np.datetime64("2012-06-21T13:30", "ns").astype(np.int64) <= ticks.ts_ns[0]
+    assert ticks.ts_ns[-1] <= np.datetime64("2012-06-21T20:00", "ns").astype(np.int64)
+    priced = (ticks.bid_px > 0) & (ticks.ask_px > 0)  # (N, 10)
+    assert priced[:, 0].all()
+    assert priced[:, n_levels - 1].mean() > 0.9  # the file's deepest level is in use
+    assert not priced[:, n_levels:].any() and not ticks.bid_sz[:, n_levels:].any()  # AAPL: levels 2-10 empty
+
+
+@needs_days
+@pytest.mark.parametrize("symbol", ["GOOG", "AAPL"])
+def test_lobster_zip_imports_as_its_extracted_csvs_do(lobster_days, symbol, tmp_path):
+    import pyarrow.parquet as pq
+
+    zip_path = LOBSTER_DAYS[symbol][0]
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(tmp_path / "csv")
+    message, orderbook = (next((tmp_path / "csv").glob(f"*_{kind}_*.csv")) for kind in ("message", "orderbook"))
+    from_csv = pq.read_table(import_lobster(message, orderbook, symbol, "2012-06-21", tmp_path / "out", 0.01))
+    from_zip = pq.read_table(lobster_days[symbol])
+    assert from_zip.equals(from_csv) and from_zip.schema.metadata == from_csv.schema.metadata
 
 
 # --------------------------------------------------------------------------------- hand-written LOBSTER
@@ -357,3 +402,147 @@ def test_cli_import_binance_writes_and_reports_errors(tmp_path):
     assert bad.exit_code != 0
     assert file.name in bad.output and "row 5" in bad.output and "'transaction_time'" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+# ------------------------------------------------------------------------------------ hand-made LOBSTER zips
+
+def day_members(symbol="X", date="2024-06-03", levels=10, book_levels=None, messages=MESSAGES, n_books=None,
+                message_name=None) -> dict[str, str]:
+    """One symbol-day's two members as LOBSTER names them: {member name: CSV text}."""
+    n_books = len(messages) if n_books is None else n_books
+    stem = f"{symbol}_{date}_34200000_57600000"
+    rows = lambda rs: "".join(",".join(str(v) for v in r) + "\n" for r in rs)
+    return {message_name or f"{stem}_message_{levels}.csv": rows(messages),
+            f"{stem}_orderbook_{levels}.csv": rows([book(book_levels or levels)] * n_books)}
+
+
+def write_zip(path: Path, members: dict[str, str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("LOBSTER_SampleFiles_ReadMe.txt", "a ReadMe")
+        for name, text in members.items():
+            zf.writestr(name, text)
+    return path
+
+
+def reject_zips(tmp_path: Path, zips: list[Path], zip_path: Path, member: str | None, *words: str, **kwargs) -> str:
+    """import_lobster_zips(zips) is refused naming ``zip_path``, ``member`` and ``words``, and writes nothing."""
+    out = tmp_path / "out"
+    text = assert_rejected(lambda: import_lobster_zips(zips, out, tick_size=0.01, **kwargs), zip_path, None, None, out)
+    assert not out.exists()
+    for word in (member or "", *words):
+        assert word in text, text
+    return text
+
+
+def test_lobster_zip_imports_every_symbol_day_and_level_count(tmp_path):
+    members = {**day_members("AAA", levels=1), **day_members("BBB", levels=50), **day_members("AAA", "2024-06-04", levels=1)}
+    paths = import_lobster_zips([write_zip(tmp_path / "z" / "days.zip", members)], tmp_path / "out", 0.01)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in paths) == \
+        ["AAA/2024-06-03.parquet", "AAA/2024-06-04.parquet", "BBB/2024-06-03.parquet"]
+    levels = {(t.symbol, t.meta["date"]): t.meta["n_levels"] for t in map(read_ticks, paths)}
+    assert levels == {("AAA", "2024-06-03"): 1, ("AAA", "2024-06-04"): 1, ("BBB", "2024-06-03"): 50}
+
+
+@pytest.mark.parametrize("kind", ["message", "orderbook"])
+def test_lobster_zip_missing_member_is_refused(tmp_path, kind):
+    members = day_members()
+    present = next(name for name in members if kind not in name)
+    zip_path = write_zip(tmp_path / "day.zip", {present: members[present]})
+    reject_zips(tmp_path, [zip_path], zip_path, present, f"no {kind} member", present.replace(
+        "orderbook" if kind == "message" else "message", kind))
+
+
+def test_lobster_zip_member_name_that_does_not_parse_is_refused(tmp_path):
+    zip_path = write_zip(tmp_path / "day.zip", {**day_members(), "X_20240603_message_10.csv": "1\n"})
+    reject_zips(tmp_path, [zip_path], zip_path, "X_20240603_message_10.csv", "{SYMBOL}_{YYYY-MM-DD}")
+
+
+@pytest.mark.parametrize("orderbook_of, words", [({"symbol": "Y"}, ("symbol", "'X' vs 'Y'")),
+                                                  ({"date": "2024-06-04"}, ("date",)),
+                                                  ({"levels": 5}, ("levels", "10 vs 5"))])
+def test_lobster_zip_pair_that_disagrees_is_refused(tmp_path, orderbook_of, words):
+    message = next(iter(day_members().items()))
+    orderbook = list(day_members(**orderbook_of).items())[1]
+    zip_path = write_zip(tmp_path / "day.zip", dict([message, orderbook]))
+    reject_zips(tmp_path, [zip_path], zip_path, message[0], orderbook[0], *words)
+
+
+def test_lobster_zip_orderbook_columns_not_four_times_its_levels_is_refused(tmp_path):
+    members = day_members(levels=5, book_levels=10)
+    orderbook = list(members)[1]
+    reject_zips(tmp_path, [write_zip(tmp_path / "day.zip", members)], tmp_path / "day.zip", orderbook,
+                "40 columns", "5 levels")
+
+
+def test_lobster_zip_row_counts_that_disagree_are_refused_with_both(tmp_path):
+    members = day_members(n_books=2)
+    orderbook = list(members)[1]
+    reject_zips(tmp_path, [write_zip(tmp_path / "day.zip", members)], tmp_path / "day.zip", orderbook,
+                "message file has 3 rows, orderbook file 2")
+
+
+@pytest.mark.parametrize("damage", ["not a zip", "truncated", "bad member data"])
+def test_lobster_corrupt_zip_is_refused(tmp_path, damage):
+    zip_path = write_zip(tmp_path / "day.zip", day_members())
+    data = zip_path.read_bytes()
+    member = None
+    if damage == "not a zip":
+        data = b"PK this is not a zip file"
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # flip bytes inside the message member's compressed data: the central directory still reads
+        member = next(iter(day_members()))
+        with zipfile.ZipFile(zip_path) as zf:
+            info = zf.getinfo(member)
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        data = data[:start] + bytes(b ^ 0xFF for b in data[start:start + 8]) + data[start + 8:]
+    zip_path.write_bytes(data)
+    reject_zips(tmp_path, [zip_path], zip_path, member)
+
+
+def test_lobster_zip_one_bad_zip_writes_no_day_of_the_good_ones(tmp_path):
+    good = write_zip(tmp_path / "zips" / "a_good.zip", day_members("AAA"))
+    members = day_members("BBB", n_books=2)
+    bad = write_zip(tmp_path / "zips" / "b_bad.zip", members)
+    reject_zips(tmp_path, [good, bad], bad, list(members)[1])
+    reject_zips(tmp_path, [tmp_path / "zips"], bad, list(members)[1])  # the folder: every *.zip in it
+
+
+def test_lobster_zip_same_symbol_day_twice_is_refused(tmp_path):
+    first = write_zip(tmp_path / "a.zip", day_members(levels=10))
+    second = write_zip(tmp_path / "b.zip", day_members(levels=1))
+    reject_zips(tmp_path, [first, second], second, "X 2024-06-03 is also in", first.name)
+
+
+@pytest.mark.parametrize("asked", [{"symbol": "Y"}, {"date": "2024-06-04"}])
+def test_lobster_zip_symbol_or_date_that_disagrees_with_the_names_is_refused(tmp_path, asked):
+    members = day_members()
+    zip_path = write_zip(tmp_path / "day.zip", members)
+    reject_zips(tmp_path, [zip_path], zip_path, next(iter(members)), f"{next(iter(asked.values()))!r} was asked for",
+                **asked)
+    import_lobster_zips([zip_path], tmp_path / "ok", 0.01, symbol="X", date="2024-06-03")  # agreeing: imported
+    assert (tmp_path / "ok" / "X" / "2024-06-03.parquet").exists()
+
+
+def test_cli_import_lobster_zip_writes_and_refuses(tmp_path):
+    runner = CliRunner()
+    members = day_members()
+    zip_path = write_zip(tmp_path / "day.zip", members)
+    ok = runner.invoke(app, ["import", "lobster", "--zip", str(zip_path), "--out", str(tmp_path / "out")],
+                       env={"COLUMNS": "200"})
+    assert ok.exit_code == 0, ok.output
+    assert "rows read" in ok.output and len(read_ticks(tmp_path / "out" / "X" / "2024-06-03.parquet")) == 3
+
+    msg, ob = lobster_files(tmp_path / "csv", MESSAGES, [book(10)] * 3)
+    both = runner.invoke(app, ["import", "lobster", "--zip", str(zip_path), "--message", str(msg), "--orderbook",
+                               str(ob), "--out", str(tmp_path / "both")], env={"COLUMNS": "200"})
+    assert both.exit_code == 2 and "--zip" in both.output and "--message" in both.output
+    neither = runner.invoke(app, ["import", "lobster", "--message", str(msg), "--out", str(tmp_path / "neither")],
+                            env={"COLUMNS": "200"})
+    assert neither.exit_code == 2 and "--orderbook" in neither.output and "--date" in neither.output
+    write_zip(zip_path, day_members(n_books=2))
+    bad = runner.invoke(app, ["import", "lobster", "--zip", str(zip_path), "--out", str(tmp_path / "bad")],
+                        env={"COLUMNS": "200"})
+    assert bad.exit_code == 2 and zip_path.name in bad.output and list(members)[1] in bad.output
+    assert not any(p.exists() for p in (tmp_path / "both", tmp_path / "neither", tmp_path / "bad"))

@@ -108,16 +108,29 @@ def calibrate(
 @import_app.command("lobster")
 @user_errors
 def import_lobster_cmd(
-    message: Path = typer.Option(..., exists=True, dir_okay=False, help="LOBSTER message CSV."),
-    orderbook: Path = typer.Option(..., exists=True, dir_okay=False, help="LOBSTER orderbook CSV (1..50 levels)."),
-    symbol: str = typer.Option(..., help="Symbol to record."),
-    date: str = typer.Option(..., help="Trading date, YYYY-MM-DD."),
+    zips: Optional[list[Path]] = typer.Option(None, "--zip", exists=True,
+                                              help="LOBSTER zip as downloaded, or a folder of them (every *.zip); "
+                                                   "repeatable. Symbol, date and levels come from the member names."),
+    message: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="LOBSTER message CSV (not with --zip)."),
+    orderbook: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                             help="LOBSTER orderbook CSV, 1..50 levels (not with --zip)."),
+    symbol: Optional[str] = typer.Option(None, help="Symbol to record (with --zip: optional, must match the names)."),
+    date: Optional[str] = typer.Option(None, help="Trading date, YYYY-MM-DD (with --zip: optional, must match the names)."),
     out: Path = typer.Option(..., help="Dataset folder to write into."),
     tick_size: float = typer.Option(0.01, help="Price grid of the instrument (price units)."),
 ):
-    """Import a LOBSTER message + orderbook pair."""
-    from lob.data.lobster import import_lobster
+    """Import LOBSTER days: zips as downloaded (--zip), or one message + orderbook CSV pair."""
+    from lob.data.lobster import import_lobster, import_lobster_zips
 
+    if zips:
+        if message or orderbook:
+            raise typer.BadParameter("--zip reads the CSVs from the zip; --message/--orderbook go without it")
+        import_lobster_zips(zips, out=out, tick_size=tick_size, symbol=symbol, date=date)
+        return
+    missing = [flag for flag, value in (("--message", message), ("--orderbook", orderbook), ("--symbol", symbol),
+                                        ("--date", date)) if value is None]
+    if missing:
+        raise typer.BadParameter(f"give --zip, or --message, --orderbook, --symbol and --date (missing: {', '.join(missing)})")
     import_lobster(message, orderbook, symbol=symbol, date=date, out=out, tick_size=tick_size)
 
 

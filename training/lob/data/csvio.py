@@ -5,6 +5,7 @@ Every problem becomes a ``TickDataError`` naming the file, the 1-based line a us
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,22 +16,41 @@ import pyarrow.csv as pacsv
 from lob.data.schema import TickDataError
 
 
+@dataclass(frozen=True)
+class CsvBytes:
+    """A CSV held in memory (e.g. a zip member, read without extracting): readable wherever a CSV path is.
+
+    ``str()`` is ``source``, the name errors give (``day.zip member X_message_1.csv``); ``name`` is its file name.
+    """
+    source: str
+    name: str
+    data: bytes
+
+    def __str__(self) -> str:
+        return self.source
+
+
+def _input(path: Path | CsvBytes):
+    """What pyarrow reads: the path, or a fresh reader over the bytes (each read starts at the beginning)."""
+    return pa.BufferReader(path.data) if isinstance(path, CsvBytes) else path
+
+
 def _parse_options(on_invalid=None) -> pacsv.ParseOptions:
     # blank lines are kept as all-empty rows so that data row i is always line i + first_line
     return pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False)
 
 
-def csv_header(path: Path, header: bool) -> list[str]:
+def csv_header(path: Path | CsvBytes, header: bool) -> list[str]:
     """The header's names (``header``) or, for a header-less file, ``f0..f{n-1}`` for the first line's n fields."""
     try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(use_threads=False, autogenerate_column_names=not header),
+        reader = pacsv.open_csv(_input(path), read_options=pacsv.ReadOptions(use_threads=False, autogenerate_column_names=not header),
                                 parse_options=_parse_options(lambda row: "skip"))
     except pa.ArrowInvalid as err:  # empty file
         raise TickDataError(str(path), None, None, f"cannot read: {err}") from None
     return reader.schema.names
 
 
-def read_numeric_csv(path: Path, columns: dict[str, pa.DataType], header: bool,
+def read_numeric_csv(path: Path | CsvBytes, columns: dict[str, pa.DataType], header: bool,
                      field_name=lambda j: f"column {j + 1}") -> dict[str, np.ndarray]:
     """Read a CSV whose fields are all numbers into ``{name: (N,) array}``, in file order.
 
@@ -59,7 +79,7 @@ def read_numeric_csv(path: Path, columns: dict[str, pa.DataType], header: bool,
 
     read_options = pacsv.ReadOptions(use_threads=False, column_names=None if header else names)  # threads lose row numbers
     try:
-        table = pacsv.read_csv(path, read_options=read_options, parse_options=_parse_options(on_invalid),
+        table = pacsv.read_csv(_input(path), read_options=read_options, parse_options=_parse_options(on_invalid),
                                convert_options=pacsv.ConvertOptions(column_types=columns))
     except pa.ArrowInvalid as err:
         if invalid:
@@ -92,9 +112,9 @@ def read_numeric_csv(path: Path, columns: dict[str, pa.DataType], header: bool,
     return out
 
 
-def _unparsable(path: Path, columns: dict[str, pa.DataType], read_options, first_line: int, err) -> TickDataError:
+def _unparsable(path: Path | CsvBytes, columns: dict[str, pa.DataType], read_options, first_line: int, err) -> TickDataError:
     """The error for the first value arrow could not convert: re-read as text, bisect each column."""
-    text = pacsv.read_csv(path, read_options=read_options, parse_options=_parse_options(),
+    text = pacsv.read_csv(_input(path), read_options=read_options, parse_options=_parse_options(),
                           convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
                                                                strings_can_be_null=True))  # nulls as in the typed read
 

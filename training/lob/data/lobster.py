@@ -1,6 +1,11 @@
-"""Import a LOBSTER (lobsterdata.com) message + orderbook pair into the canonical tick table.
+"""Import LOBSTER (lobsterdata.com) days into the canonical tick table: a message + orderbook CSV pair, or zips.
 
-LOBSTER gives one trading day of one symbol as two header-less CSVs with one row per event:
+LOBSTER gives one trading day of one symbol as two header-less CSVs with one row per event, downloaded as a
+zip whose members are named ``{SYMBOL}_{YYYY-MM-DD}_{start}_{end}_{message|orderbook}_{L}.csv`` (start/end:
+ms after midnight; L: levels), beside a ReadMe. ``import_lobster_zips`` reads the members in memory (nothing
+extracted), takes symbol, date and L from the names, and imports every pair exactly as ``import_lobster``
+imports the extracted CSVs; a zip that is corrupt, lacks a member, has a name that does not parse, pairs
+names that disagree or an orderbook not 4L columns wide is refused by zip and member. The CSVs:
 
 * message: ``time`` (s after midnight, New York local time, up to ns precision), ``type`` (1 new limit
   order, 2 partial cancel, 3 full delete, 4 visible execution, 5 hidden execution, 6 cross trade,
@@ -30,19 +35,24 @@ closed then).
 
 Malformed input raises ``TickDataError`` naming the file, the CSV line (1-based) and the field (message:
 ``time``, ``type``, ``order_id``, ``size``, ``price``, ``direction``; orderbook: ``ask_price_k`` ...).
-Everything is checked before the one atomic write, so a failed import leaves no file behind.
+Everything (every day of every zip) is checked before the first atomic write, so a failed import leaves no
+file behind.
 """
 from __future__ import annotations
 
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
 
-from lob.data.csvio import csv_header, fail_first, print_import_summary, read_numeric_csv
+from lob.data.csvio import CsvBytes, csv_header, fail_first, print_import_summary, read_numeric_csv
 from lob.data.schema import N_LEVELS, TickDataError, Ticks, day_path, validate, write_ticks
 
 MESSAGE_COLUMNS = ["time", "type", "order_id", "size", "price", "direction"]
@@ -133,9 +143,13 @@ def _check_book(raw: dict[str, np.ndarray], n_levels: int, orderbook: Path, line
     return px, sz, empty
 
 
-def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: Path, tick_size: float) -> Path:
-    """Import one LOBSTER day into ``out/<symbol>/<date>.parquet``; returns that path (see module docstring)."""
-    message, orderbook = Path(message), Path(orderbook)
+def read_lobster(message: Path | CsvBytes, orderbook: Path | CsvBytes, symbol: str, date: str, tick_size: float,
+                 named_levels: int | None = None) -> Ticks:
+    """Parse and check one LOBSTER day (files or zip members) into canonical ticks; nothing is written.
+
+    ``named_levels``: the level count the orderbook's name gives (its columns must be 4x that); None: its
+    column count decides.
+    """
     try:
         day = datetime.strptime(date, "%Y-%m-%d").date()
     except ValueError:
@@ -144,6 +158,9 @@ def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: 
         raise TickDataError(str(message), None, "tick_size", f"{tick_size} is not a positive price step")
 
     n_cols = len(csv_header(orderbook, header=False))
+    if named_levels is not None and n_cols != 4 * named_levels:
+        raise TickDataError(str(orderbook), 1, None, f"{n_cols} columns; its name says {named_levels} levels, "
+                                                     f"i.e. {4 * named_levels} columns")
     if n_cols % 4:
         raise TickDataError(str(orderbook), 1, book_field(n_cols - 1),
                             f"{n_cols} columns is not a multiple of 4 (ask price, ask size, bid price, bid size per level)")
@@ -207,7 +224,136 @@ def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: 
     except TickDataError as err:
         row = None if err.row is None else int(lines[keep][err.row])
         raise TickDataError(str(orderbook), row, _canonical_to_lobster(err.field), err.problem) from None
+    return ticks
 
-    path = write_ticks(day_path(out, symbol, date), ticks)
-    print_import_summary(f"LOBSTER {symbol} {date} ({n_levels} levels)", n, {path: len(ticks)}, dropped)
+
+def _write_day(ticks: Ticks, out: Path) -> Path:
+    """Write one imported day to ``out/<symbol>/<date>.parquet`` and print its summary; returns the path."""
+    meta = ticks.meta
+    path = write_ticks(day_path(out, ticks.symbol, meta["date"]), ticks)
+    print_import_summary(f"LOBSTER {ticks.symbol} {meta['date']} ({meta['n_levels']} levels)", meta["rows_read"],
+                         {path: len(ticks)}, meta["dropped"])
     return path
+
+
+def import_lobster(message: Path, orderbook: Path, symbol: str, date: str, out: Path, tick_size: float) -> Path:
+    """Import one LOBSTER day from its two CSVs into ``out/<symbol>/<date>.parquet``; returns that path."""
+    return _write_day(read_lobster(Path(message), Path(orderbook), symbol, date, tick_size), out)
+
+
+# ------------------------------------------------------------------------------------------ LOBSTER zips
+
+MEMBER_NAME = re.compile(r"(?P<symbol>[^_/]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)"
+                         r"_(?P<kind>message|orderbook)_(?P<levels>\d+)\.csv")
+MEMBER_PATTERN = "{SYMBOL}_{YYYY-MM-DD}_{start}_{end}_{message|orderbook}_{L}.csv"
+
+
+@dataclass(frozen=True)
+class ZipDay:
+    """One symbol-day inside a LOBSTER zip: its two member names and what those names say."""
+    zip_path: Path
+    message: str
+    orderbook: str
+    symbol: str
+    date: str
+    n_levels: int
+
+
+def _member_source(zip_path: Path, member: str) -> str:
+    return f"{zip_path} member {member}"
+
+
+def _zip_members(zip_path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            return zf.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise TickDataError(str(zip_path), None, None, f"not a readable zip file ({err})") from None
+
+
+def _read_member(zip_path: Path, member: str) -> CsvBytes:
+    """One member's bytes, decompressed in memory (nothing extracted to disk)."""
+    source = _member_source(zip_path, member)
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            data = zf.read(member)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        raise TickDataError(source, None, None, f"corrupt zip member ({err})") from None
+    return CsvBytes(source, PurePosixPath(member).name, data)
+
+
+def zip_days(zip_path: Path) -> list[ZipDay]:
+    """The symbol-days of one LOBSTER zip, paired by member name (other than *.csv members, e.g. the ReadMe, ignored).
+
+    Refused, naming zip and member: a CSV member whose name is not ``MEMBER_PATTERN`` (L in 1..50), a message
+    without its orderbook or the reverse, a pair whose symbol, date or level count disagree.
+    """
+    named: dict[str, list[tuple[tuple, str]]] = {"message": [], "orderbook": []}  # kind -> [(name key, member)]
+    for member in _zip_members(zip_path):
+        if not member.lower().endswith(".csv"):
+            continue
+        match = MEMBER_NAME.fullmatch(PurePosixPath(member).name)
+        if match is None or not 1 <= int(match["levels"]) <= MAX_LEVELS:
+            raise TickDataError(_member_source(zip_path, member), None, None,
+                                f"the name is not {MEMBER_PATTERN} with L in 1..{MAX_LEVELS}")
+        key = (match["symbol"], match["date"], match["start"], match["end"], int(match["levels"]))
+        named[match["kind"]].append((key, member))
+    books = dict(named["orderbook"])
+    messages = dict(named["message"])
+    unpaired_messages = [(k, m) for k, m in named["message"] if k not in books]
+    unpaired_books = [(k, m) for k, m in named["orderbook"] if k not in messages]
+    if len(unpaired_messages) == 1 and len(unpaired_books) == 1:  # one pair whose names disagree
+        (mk, message), (bk, book) = unpaired_messages[0], unpaired_books[0]
+        differ = [f"{what} {a!r} vs {b!r}" for what, a, b in zip(("symbol", "date", "start", "end", "levels"), mk, bk)
+                  if a != b]
+        raise TickDataError(_member_source(zip_path, message), None, None,
+                            f"does not match the orderbook member {book}: {', '.join(differ)}")
+    unpaired = [(m, "orderbook", "message") for _, m in unpaired_messages] + \
+               [(m, "message", "orderbook") for _, m in unpaired_books]
+    if unpaired:
+        member, kind, other = unpaired[0]
+        missing = PurePosixPath(member).name.replace(f"_{other}_", f"_{kind}_")
+        raise TickDataError(_member_source(zip_path, member), None, None, f"no {kind} member {missing} beside it")
+    if not messages:
+        raise TickDataError(str(zip_path), None, None, f"no LOBSTER message/orderbook members ({MEMBER_PATTERN})")
+    return [ZipDay(zip_path, message, books[key], key[0], key[1], key[4]) for key, message in messages.items()]
+
+
+def _zip_paths(zips: list[Path]) -> list[Path]:
+    """The zips named, a folder standing for every ``*.zip`` in it."""
+    paths = []
+    for path in map(Path, zips):
+        if path.is_dir():
+            found = sorted(path.glob("*.zip"))
+            if not found:
+                raise TickDataError(str(path), None, None, "folder holds no *.zip file")
+            paths += found
+        elif not path.exists():
+            raise TickDataError(str(path), None, None, "no such file")
+        else:
+            paths.append(path)
+    return paths
+
+
+def import_lobster_zips(zips: list[Path], out: Path, tick_size: float, symbol: str | None = None,
+                        date: str | None = None) -> list[Path]:
+    """Import every symbol-day of LOBSTER zips as downloaded (``zips``: files or folders of them); returns the paths.
+
+    Symbol, date and level count come from the member names (``symbol``/``date``, when given, must agree).
+    Every zip is read and checked before the first file is written: a refusal leaves ``out`` untouched.
+    Output is identical to ``import_lobster`` on the extracted CSVs.
+    """
+    days = [day for path in _zip_paths(zips) for day in zip_days(path)]
+    seen: dict[tuple[str, str], ZipDay] = {}
+    for day in days:
+        source = _member_source(day.zip_path, day.message)
+        for field, asked, named in (("symbol", symbol, day.symbol), ("date", date, day.date)):
+            if asked is not None and asked != named:
+                raise TickDataError(source, None, field, f"{asked!r} was asked for; the member name says {named!r}")
+        first = seen.setdefault((day.symbol, day.date), day)
+        if first is not day:
+            raise TickDataError(source, None, None, f"{day.symbol} {day.date} is also in "
+                                                    f"{_member_source(first.zip_path, first.message)}")
+    ticks = [read_lobster(_read_member(day.zip_path, day.message), _read_member(day.zip_path, day.orderbook),
+                          day.symbol, day.date, tick_size, named_levels=day.n_levels) for day in days]
+    return [_write_day(t, out) for t in ticks]
