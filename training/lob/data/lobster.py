@@ -282,7 +282,7 @@ def _read_member(zip_path: Path, member: str) -> CsvBytes:
     return CsvBytes(source, PurePosixPath(member).name, data)
 
 
-def zip_days(zip_path: Path) -> list[ZipDay]:
+def _zip_days(zip_path: Path) -> list[ZipDay]:
     """The symbol-days of one LOBSTER zip, paired by member name (other than *.csv members, e.g. the ReadMe, ignored).
 
     Refused, naming zip and member: a CSV member whose name is not ``MEMBER_PATTERN`` (L in 1..50), a message
@@ -343,7 +343,7 @@ def import_lobster_zips(zips: list[Path], out: Path, tick_size: float, symbol: s
     Every zip is read and checked before the first file is written: a refusal leaves ``out`` untouched.
     Output is identical to ``import_lobster`` on the extracted CSVs.
     """
-    days = [day for path in _zip_paths(zips) for day in zip_days(path)]
+    days = [day for path in _zip_paths(zips) for day in _zip_days(path)]
     seen: dict[tuple[str, str], ZipDay] = {}
     for day in days:
         source = _member_source(day.zip_path, day.message)
