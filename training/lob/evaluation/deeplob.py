@@ -131,31 +131,32 @@ class Books:
 
 @dataclass
 class Normaliser:
-    """Train-split statistics per column (20,): price scale in bps, log1p size mean and std."""
+    """Train-split statistics per column (20,): price scale in bps, log1p size mean and std; the window length."""
 
     px_scale: np.ndarray
     sz_mean: np.ndarray
     sz_std: np.ndarray
+    window: int = WINDOW
 
     @staticmethod
-    def fit(books: Books) -> "Normaliser":
+    def fit(books: Books, window: int = WINDOW) -> "Normaliser":
         present = books.px > 0  # (N, 20)
         bps = (books.px - books.mid[:, None]) / books.mid[:, None] * 1e4
         logsz = np.log1p(books.sz)
         col = lambda f, a: np.array([f(a[present[:, k], k]) if present[:, k].any() else 0.0  # noqa: E731
                                      for k in range(a.shape[1])])
         std = lambda a: np.maximum(col(np.std, a), 1e-6)  # noqa: E731
-        return Normaliser(std(bps), col(np.mean, logsz), std(logsz))
+        return Normaliser(std(bps), col(np.mean, logsz), std(logsz), window)
 
     def windows(self, books: Books, ticks: np.ndarray) -> torch.Tensor:
-        """(B, WINDOW, 40) float32 inputs of the given tick indices: snapshots t-99 .. t clipped at ``first[t]``."""
-        rows = np.maximum(ticks[:, None] + np.arange(1 - WINDOW, 1), books.first[ticks][:, None])  # (B, T)
+        """(B, T, 40) float32 inputs of the given tick indices: snapshots t-T+1 .. t clipped at ``first[t]``."""
+        rows = np.maximum(ticks[:, None] + np.arange(1 - self.window, 1), books.first[ticks][:, None])  # (B, T)
         px, sz = books.px[rows], books.sz[rows]  # (B, T, 20)
         ref = books.mid[ticks][:, None, None]
         present = px > 0
         px_n = np.where(present, (px - ref) / ref * 1e4 / self.px_scale, 0.0)
         sz_n = np.where(present, (np.log1p(sz) - self.sz_mean) / self.sz_std, 0.0)
-        x = np.stack([px_n, sz_n], axis=3).reshape(len(ticks), WINDOW, 40)  # per level: ask px, ask sz, bid px, bid sz
+        x = np.stack([px_n, sz_n], axis=3).reshape(len(ticks), self.window, 40)  # per level: ask px, ask sz, bid px, bid sz
         return torch.from_numpy(x.astype(np.float32))
 
 
@@ -173,14 +174,14 @@ class DeepLOBBaseline:
 
     @staticmethod
     def fit(train: list[Segment], val: list[Segment], steps: int = DEFAULT_STEPS, seed: int = 0,
-            batch: int = BATCH) -> "DeepLOBBaseline":
+            batch: int = BATCH, window: int = WINDOW) -> "DeepLOBBaseline":
         """Train on the train segments' ticks that have a label, early-stopped on the validation segments'."""
         t0 = time.perf_counter()
         books = Books.of(train)
-        norm = Normaliser.fit(books)
+        norm = Normaliser.fit(books, window)
         labelled = np.flatnonzero((books.labels != IGNORE).any(axis=1))
-        vbooks = Books.of(val)
-        vlab = np.flatnonzero((vbooks.labels != IGNORE).any(axis=1))
+        vbooks = Books.of(val) if val else None
+        vlab = np.flatnonzero((vbooks.labels != IGNORE).any(axis=1)) if val else np.zeros(0, np.int64)
         vlab = vlab[np.linspace(0, len(vlab) - 1, min(len(vlab), VAL_WINDOWS)).astype(np.int64)] if len(vlab) else vlab
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -209,7 +210,7 @@ class DeepLOBBaseline:
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
-        budget = {"steps": steps, "max_epochs": MAX_EPOCHS, "batch": batch, "lr": LR, "window": WINDOW,
+        budget = {"steps": steps, "max_epochs": MAX_EPOCHS, "batch": batch, "lr": LR, "window": window,
                   "steps_run": step, "best_step": best_step if best_state is not None else step,
                   "val_loss": None if best_state is None else best, "train_ticks": int(len(labelled)),
                   "train_loss_first_last": [float(np.mean(train_loss[:EVAL_EVERY])),
@@ -222,8 +223,9 @@ class DeepLOBBaseline:
         """(N, H, 3) float64 direction probabilities of every tick of one segment (its windows never leave it)."""
         books = Books.of([seg])
         self.model.eval()
+        n = len(seg.ticks)
         out = [self.model(self.norm.windows(books, idx)).double().softmax(-1).numpy()
-               for idx in np.array_split(np.arange(len(seg.tokens)), max(1, -(-len(seg.tokens) // PREDICT_BATCH)))]
+               for idx in np.array_split(np.arange(n), max(1, -(-n // PREDICT_BATCH)))]
         return np.concatenate(out)
 
 
