@@ -15,9 +15,9 @@ paper's Keras code: ``padding='same'``). Sizes are the paper's (16 conv filters,
 norm); its later PyTorch release uses 32 and 64 with batch norm. The paper trains one model per horizon;
 here one trunk carries a head per horizon of `lob.contract.HORIZONS` (a third of the training cost).
 
-Context only (other data, other labels; not comparable to our numbers): the paper reports macro-F1 of
-about 0.78 / 0.80 / 0.83 on FI-2010 (k = 10 / 50 / 100, smoothed labels, its setup 2) and about 0.70 on
-a year of LSE stocks.
+Context only (other data, other labels; not comparable to our numbers): the paper reports accuracy and
+F1 of roughly 0.75-0.85 on FI-2010 (5 Nasdaq Nordic stocks, 10 days; horizons k = 10, 50, 100, smoothed
+labels) and lower, around 0.7, on a year of LSE stocks; see its tables.
 
 Input normalisation (statistics from the train split only: we have one day per symbol, where the paper
 used the previous day or five): prices as bps from the mid of the window's last snapshot, divided per
@@ -65,12 +65,20 @@ NORMALISATION = ("prices: bps from the window's last mid / train std of (px - mi
                  f"window {WINDOW} snapshots within segment and session, left-padded with the session's first")
 
 
+def _act() -> nn.Module:
+    return nn.LeakyReLU(0.01)
+
+
 def _conv_block(c_in: int, c: int, width: int, stride: int) -> nn.Sequential:
     """1 x width conv over book values (stride along them), then two 4x1 convs over time; LeakyReLU after each."""
-    act = lambda: nn.LeakyReLU(0.01)  # noqa: E731
-    return nn.Sequential(nn.Conv2d(c_in, c, (1, width), stride=(1, stride)), act(),
-                         nn.ZeroPad2d((0, 0, 1, 2)), nn.Conv2d(c, c, (4, 1)), act(),
-                         nn.ZeroPad2d((0, 0, 1, 2)), nn.Conv2d(c, c, (4, 1)), act())
+    return nn.Sequential(nn.Conv2d(c_in, c, (1, width), stride=(1, stride)), _act(),
+                         nn.ZeroPad2d((0, 0, 1, 2)), nn.Conv2d(c, c, (4, 1)), _act(),
+                         nn.ZeroPad2d((0, 0, 1, 2)), nn.Conv2d(c, c, (4, 1)), _act())
+
+
+def _inception_branch(c_in: int, c: int, k: int) -> nn.Sequential:
+    """1x1 conv, then k x 1 over time (padded to keep the length)."""
+    return nn.Sequential(nn.Conv2d(c_in, c, 1), _act(), nn.Conv2d(c, c, (k, 1), padding=((k - 1) // 2, 0)), _act())
 
 
 class DeepLOB(nn.Module):
@@ -81,11 +89,9 @@ class DeepLOB(nn.Module):
         self.n_horizons = n_horizons
         self.convs = nn.Sequential(_conv_block(1, conv, 2, 2), _conv_block(conv, conv, 2, 2),
                                    _conv_block(conv, conv, 10, 1))
-        act = lambda: nn.LeakyReLU(0.01)  # noqa: E731
         self.branches = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(conv, inception, 1), act(), nn.Conv2d(inception, inception, (3, 1), padding=(1, 0)), act()),
-            nn.Sequential(nn.Conv2d(conv, inception, 1), act(), nn.Conv2d(inception, inception, (5, 1), padding=(2, 0)), act()),
-            nn.Sequential(nn.MaxPool2d((3, 1), stride=1, padding=(1, 0)), nn.Conv2d(conv, inception, 1), act()),
+            _inception_branch(conv, inception, 3), _inception_branch(conv, inception, 5),
+            nn.Sequential(nn.MaxPool2d((3, 1), stride=1, padding=(1, 0)), nn.Conv2d(conv, inception, 1), _act()),
         ])
         self.lstm = nn.LSTM(3 * inception, hidden, batch_first=True)
         self.head = nn.Linear(hidden, n_horizons * 3)
@@ -156,7 +162,8 @@ class Normaliser:
         present = px > 0
         px_n = np.where(present, (px - ref) / ref * 1e4 / self.px_scale, 0.0)
         sz_n = np.where(present, (np.log1p(sz) - self.sz_mean) / self.sz_std, 0.0)
-        x = np.stack([px_n, sz_n], axis=3).reshape(len(ticks), self.window, 40)  # per level: ask px, ask sz, bid px, bid sz
+        # per level: ask px, ask sz, bid px, bid sz
+        x = np.stack([px_n, sz_n], axis=3).reshape(len(ticks), self.window, 40)
         return torch.from_numpy(x.astype(np.float32))
 
 

@@ -121,8 +121,8 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False,
     stack = lambda part, a: np.concatenate([getattr(s, a) for s in segs[part]])  # noqa: E731
     dir_base = DirectionBaselines.fit(stack("train", "features"), stack("train", "labels"),
                                       val=(stack("val", "features"), stack("val", "labels")), seed=training["seed"])
-    deeplob_steps = DEFAULT_STEPS if deeplob_steps is None else deeplob_steps
-    deeplob = DeepLOBBaseline.fit(segs["train"], segs["val"], deeplob_steps, training["seed"]) if deeplob_steps else None
+    steps = DEFAULT_STEPS if deeplob_steps is None else deeplob_steps
+    deeplob = DeepLOBBaseline.fit(segs["train"], segs["val"], steps, training["seed"]) if steps else None
 
     # per segment: {system: (N, H, 3)} direction probabilities on validation and test
     proba = {}
