@@ -62,7 +62,8 @@ VAL_WINDOWS = 2048  # validation ticks (evenly spaced) the early stopping measur
 PREDICT_BATCH = 512
 NORMALISATION = ("prices: bps from the window's last mid / train std of (px - mid)/mid bps per column; "
                  "sizes: log1p z-scored per column (train mean, std); empty levels 0; "
-                 f"window {WINDOW} snapshots within segment and session, left-padded with the session's first")
+                 "a tick's window: its last `window` snapshots within its segment and session, left-padded "
+                 "with the session's first")
 
 
 def _act() -> nn.Module:
