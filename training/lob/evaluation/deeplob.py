@@ -52,7 +52,7 @@ from lob.training.labels import IGNORE, session_ids
 from lob.training.segments import Segment
 
 WINDOW = 100  # snapshots per input window
-DEFAULT_STEPS = 400  # Adam steps at most (lob evaluate --deeplob-steps; 0 = no DeepLOB)
+DEFAULT_STEPS = 300  # Adam steps at most (lob evaluate --deeplob-steps; 0 = no DeepLOB)
 MAX_EPOCHS = 4  # passes over the train ticks at most (binds on small data)
 BATCH = 64
 LR = 1e-3
