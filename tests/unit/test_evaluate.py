@@ -29,7 +29,7 @@ def data_and_run(tmp_path_factory):
 
 def test_writes_every_metric_and_the_report(data_and_run):
     data, run = data_and_run
-    evaluate(run, data, n_boot=50, quiet=True)
+    evaluate(run, data, n_boot=50, quiet=True, deeplob_steps=2)
     m = json.loads((run / "metrics.json").read_text())
     ne = m["next_event"]
     assert 0 <= ne["top1"] <= ne["top5"] <= 1 and ne["perplexity"] >= 1
@@ -40,7 +40,8 @@ def test_writes_every_metric_and_the_report(data_and_run):
     for h, d in m["direction"].items():
         assert scores <= set(d) and 0 <= d["accuracy"] <= 1 and 0 <= d["macro_f1"] <= 1 and d["log_loss"] > 0
         assert 0 <= d["brier"] <= 2 and 0 <= d["ece"] <= 1
-        assert set(d["baselines"]) == {"majority", "logreg", "hgb"}
+        assert set(d["baselines"]) == {"majority", "logreg", "hgb", "deeplob"}
+        assert set(m["backtest"][h]) == {"model", "logreg", "hgb", "deeplob"}
         for b in d["baselines"].values():
             assert scores <= set(b)
         for key, better in (("macro_f1", max), ("log_loss", min)):
@@ -57,6 +58,9 @@ def test_writes_every_metric_and_the_report(data_and_run):
     assert m["test_ticks"] == test_ticks
     assert all(d["n"] == test_ticks - 2 * h[k] for k, d in m["direction"].items())  # 2 symbols, last h masked each
     assert (run / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # DeepLOB's budget as asked, and what it ran: 2 steps, then early stopping's one validation measurement
+    assert m["deeplob"]["steps"] == 2 == m["deeplob"]["steps_run"] == m["deeplob"]["best_step"]
+    assert m["deeplob"]["val_loss"] > 0 and "normalisation" in m["deeplob"]
 
 
 def test_refuses_data_other_than_the_training_data(data_and_run, tmp_path):

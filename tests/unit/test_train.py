@@ -234,11 +234,14 @@ def test_untrained_run_is_accepted_by_export_predict_and_evaluate(data, tmp_path
     run = untrained_run(tmp_path / "run", data, seed=2)
     for args in (["export", "--run", run, "--repo", tmp_path / "repo"],
                  ["predict", "--run", run, "--data", data, "--out", tmp_path / "p.parquet"],
-                 ["evaluate", "--run", run, "--data", data, "--n-boot", "100"]):
+                 ["evaluate", "--run", run, "--data", data, "--n-boot", "100", "--deeplob-steps", "0"]):
         res = CliRunner().invoke(app, [str(a) for a in args])
         assert res.exit_code == 0, res.output
     assert pq.read_metadata(tmp_path / "p.parquet").num_rows == sum(len(t) for t in load_dataset(data).values())
-    assert json.loads((run / "metrics.json").read_text())["direction"]  # scored on the held-out split
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["direction"]  # scored on the held-out split
+    # --deeplob-steps 0: no DeepLOB baseline, and metrics.json says so
+    assert metrics["deeplob"] == {"steps": 0} and "deeplob" not in metrics["direction"]["h50"]["baselines"]
     again = untrained_run(tmp_path / "again", data, seed=2)
     a, b = _tensors(run), _tensors(again)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -28,7 +28,7 @@ def test_walk_forward_trains_on_the_past_only(tmp_path):
     simulate_dataset(tmp_path / "data", n_symbols=2, n_days=2, seed=4, events_per_day=2500, start_date="2024-01-02")
     run = train(tmp_path / "data", tmp_path / "run", TrainConfig(max_steps=2, window=64, batch_size=4, eval_every=2,
                                                                  max_val_windows=4))
-    out = walk_forward(run, tmp_path / "data", 2, n_boot=100)
+    out = walk_forward(run, tmp_path / "data", 2, n_boot=100, deeplob_steps=2)
     assert json.loads((run / "walk_forward.json").read_text()) == out
     full = load_dataset(tmp_path / "data")
     f0, f1 = out["folds"]

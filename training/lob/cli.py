@@ -230,16 +230,19 @@ def evaluate(
     walk_forward: Optional[int] = typer.Option(None, min=2, help="Instead: retrain and evaluate on K expanding "
                                                "time folds with the run's arguments (RUN/walk_forward.json)."),
     n_boot: int = typer.Option(1000, min=100, help="Block-bootstrap resamples of the 95% intervals."),
+    deeplob_steps: Optional[int] = typer.Option(None, min=0, help="Adam steps at most for the DeepLOB baseline, "
+                                                "early-stopped on validation (default: lob.evaluation.deeplob."
+                                                "DEFAULT_STEPS; 0 = no DeepLOB)."),
 ):
-    """Score the held-out test split against baselines with 95% intervals and a cost-aware backtest;
-    writes RUN/metrics.json and RUN/report.png."""
+    """Score the held-out test split against baselines (majority, logistic regression, trees, DeepLOB) with
+    95% intervals and a cost-aware backtest; writes RUN/metrics.json and RUN/report.png."""
     from lob.evaluation.evaluate import evaluate as run_evaluate
     from lob.evaluation.walk_forward import walk_forward as run_walk_forward
 
     if walk_forward is not None:
-        run_walk_forward(run, data, walk_forward, n_boot=n_boot)
+        run_walk_forward(run, data, walk_forward, n_boot=n_boot, deeplob_steps=deeplob_steps)
     else:
-        run_evaluate(run, data, n_boot=n_boot)
+        run_evaluate(run, data, n_boot=n_boot, deeplob_steps=deeplob_steps)
 
 
 @app.command("compare")

@@ -11,8 +11,11 @@ Direction (per horizon), as probabilities (N, 3) from the tokenizer's standardis
     ``mean CE + l2 · ||W||²`` (bias unpenalised), i.e. ``C = 1 / (2 · l2 · N)`` (the objective of the torch
     L-BFGS fit it replaced; tests/unit/test_evaluate.py checks both agree);
   * hgb: gradient-boosted trees (``HistGradientBoostingClassifier``), early-stopped on the validation split
-    (chronologically after train; without validation ticks of its classes, all 200 iterations run).
-A horizon whose train labels hold one class only gets that class's prior from every baseline.
+    (chronologically after train; without validation ticks of its classes, all 200 iterations run);
+  * deeplob: the field's reference model (`lob.evaluation.deeplob`: convolutions, inception and an LSTM over
+    the last 100 book snapshots, not the tokenizer's features), trained with Adam on the train split's ticks
+    and early-stopped on validation; fitted by ``lob evaluate`` itself, within a step budget.
+A horizon whose train labels hold one class only gets that class's prior from every feature baseline.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from sklearn.linear_model import LogisticRegression
 
 from lob.training.labels import IGNORE
 
-DIRECTION_BASELINES = ("majority", "logreg", "hgb")
+FEATURE_BASELINES = ("majority", "logreg", "hgb")  # fitted on the tokenizer's features of tick t
+DIRECTION_BASELINES = (*FEATURE_BASELINES, "deeplob")  # every direction baseline metrics.json scores
 L2 = 1e-4
 
 
@@ -73,7 +77,7 @@ class DirectionBaselines:
 
     @staticmethod
     def fit(features: np.ndarray, labels: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None = None,
-            l2: float = L2, seed: int = 0, names: tuple[str, ...] = DIRECTION_BASELINES) -> "DirectionBaselines":
+            l2: float = L2, seed: int = 0, names: tuple[str, ...] = FEATURE_BASELINES) -> "DirectionBaselines":
         """features (N, F) float32 standardised, labels (N, H) int64 with IGNORE for masked ticks;
         ``val`` the validation split's (features, labels) alike, for the trees' early stopping."""
         models: dict[str, list] = {name: [] for name in names}

@@ -11,14 +11,17 @@ Metrics pool the ticks of every symbol.
 
     next_event: top1, top5, perplexity, n, baselines.{majority,copy_prev,markov1}.top1
     direction.hH: accuracy, macro_f1, log_loss, brier, ece, n, label_counts, confusion[true][pred],
-                  baselines.{majority,logreg,hgb}.{accuracy,macro_f1,log_loss,brier,ece},
+                  baselines.{majority,logreg,hgb,deeplob}.{accuracy,macro_f1,log_loss,brier,ece},
                   best_baseline.{macro_f1,log_loss} (name), block (bootstrap block, ticks),
                   ci95.{macro_f1,log_loss} = [lo, hi] of model - best baseline (``lob.evaluation.bootstrap``;
                   null with fewer than 5 blocks of test ticks),
                   significant.{macro_f1,log_loss}: +1 model better (interval excludes 0), -1 worse, 0 no edge
-    backtest.hH.{model,logreg,hgb}: threshold, trades, hit_rate, mean_pnl_bps, total_pnl_bps, total_pnl,
+    backtest.hH.{model,logreg,hgb,deeplob}: threshold, trades, hit_rate, mean_pnl_bps, total_pnl_bps, total_pnl,
                                     per_day (``lob.evaluation.backtest``)
     margins: model - best baseline per metric (log-loss: best - model, so > 0 is a model win), information
+    deeplob: its training budget and outcome (steps asked and run, best step, validation loss, seconds) and its
+             input normalisation (`lob.evaluation.deeplob`); ``{"steps": 0}`` when turned off, and then no
+             ``deeplob`` baseline or backtest
 
 Accuracy against the majority class is information, not a target: ~96% of h10 labels are flat.
 
@@ -38,6 +41,7 @@ from lob.contract import CLASSES, HORIZONS
 from lob.data.schema import dataset_files, load_dataset
 from lob.evaluation.backtest import Touch, backtest, segment_run
 from lob.evaluation.baselines import DirectionBaselines, TokenBaselines
+from lob.evaluation.deeplob import DEFAULT_STEPS, DeepLOBBaseline
 from lob.evaluation.bootstrap import block_length, paired_ci
 from lob.evaluation.metrics import accuracy, confusion, direction_scores, reliability
 from lob.io import atomic_write, sha256_file, write_json
@@ -46,7 +50,7 @@ from lob.training.run import RunError, load_run
 from lob.training.segments import segments
 from lob.training.split import split_from_boundaries
 
-TRADED = ("model", "logreg", "hgb")  # systems the backtest runs on
+TRADED = ("model", "logreg", "hgb", "deeplob")  # systems the backtest runs on
 
 
 def check_data(run: Path, data: Path, manifest: dict) -> None:
@@ -92,8 +96,10 @@ def _significance(ci: list[float] | None, higher_is_better: bool) -> int:
     return 0
 
 
-def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False) -> dict:
-    """Write RUN/metrics.json and RUN/report.png; returns the metrics."""
+def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False,
+             deeplob_steps: int | None = None) -> dict:
+    """Write RUN/metrics.json and RUN/report.png; returns the metrics. ``deeplob_steps``: DeepLOB's Adam
+    step budget (None: ``lob.evaluation.deeplob.DEFAULT_STEPS``; 0: no DeepLOB baseline)."""
     run = Path(run)
     model, tokenizer, manifest = load_run(run)
     check_data(run, data, manifest)
@@ -115,6 +121,8 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False) -> 
     stack = lambda part, a: np.concatenate([getattr(s, a) for s in segs[part]])  # noqa: E731
     dir_base = DirectionBaselines.fit(stack("train", "features"), stack("train", "labels"),
                                       val=(stack("val", "features"), stack("val", "labels")), seed=training["seed"])
+    steps = DEFAULT_STEPS if deeplob_steps is None else deeplob_steps
+    deeplob = DeepLOBBaseline.fit(segs["train"], segs["val"], steps, training["seed"]) if steps else None
 
     # per segment: {system: (N, H, 3)} direction probabilities on validation and test
     proba = {}
@@ -125,7 +133,8 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False) -> 
             out = _model_outputs(model, seg)
             if part == "test":
                 test_out.append(out)
-            proba[part].append({"model": out[3], **dir_base.predict_proba(seg.features)})
+            proba[part].append({"model": out[3], **dir_base.predict_proba(seg.features),
+                                **({"deeplob": deeplob.predict_proba(seg)} if deeplob else {})})
     hit1, hit5, logp = (np.concatenate([o[k] for o in test_out]) for k in range(3))
     test_segs = segs["test"]
     next_true = np.concatenate([seg.tokens[1:] for seg in test_segs])  # (N - S,)
@@ -136,7 +145,8 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False) -> 
                                     "perplexity": float(math.exp(-logp.mean())), "n": int(logp.size),
                                     "baselines": {name: {"top1": accuracy(next_true, np.concatenate(
                                         [p[name] for p in tok_preds]))} for name in tok_preds[0]}},
-                     "direction": {}, "backtest": {}}
+                     "direction": {}, "backtest": {},
+                     "deeplob": deeplob.budget if deeplob else {"steps": 0}}
     labels = np.concatenate([seg.labels for seg in test_segs])  # (N, H)
     systems = list(proba["test"][0])
     pooled = {name: np.concatenate([p[name] for p in proba["test"]]) for name in systems}  # (N, H, 3)

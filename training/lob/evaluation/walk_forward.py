@@ -59,7 +59,7 @@ def fold_fractions(i: int, k: int) -> tuple[float, tuple[float, float, float]]:
     return keep, ((1 - test) * (1 - VAL_SHARE), (1 - test) * VAL_SHARE, test)
 
 
-def walk_forward(run: Path, data: Path, k: int, n_boot: int = 1000) -> dict:
+def walk_forward(run: Path, data: Path, k: int, n_boot: int = 1000, deeplob_steps: int | None = None) -> dict:
     """Train and evaluate K folds under RUN/walk_forward/; write and return RUN/walk_forward.json's content."""
     if k < 2:
         raise ValueError(f"--walk-forward needs at least 2 folds, got {k}")
@@ -80,7 +80,7 @@ def walk_forward(run: Path, data: Path, k: int, n_boot: int = 1000) -> dict:
         args = {**{f: v for f, v in training.items() if f in TrainConfig.__dataclass_fields__},
                 "split": tuple(fractions)}
         fold_run = train(fold / "data", fold / "run", TrainConfig(**args), force=True)
-        m = evaluate(fold_run, fold / "data", n_boot=n_boot, quiet=True)
+        m = evaluate(fold_run, fold / "data", n_boot=n_boot, quiet=True, deeplob_steps=deeplob_steps)
         spans = read_manifest(fold_run)["split"]["symbols"]
         folds.append({"fold": i, "test_ticks": m["test_ticks"],
                       "test_start_ts": {s: v["test_start_ts"] for s, v in spans.items()},
