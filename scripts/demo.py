@@ -127,7 +127,8 @@ def main() -> None:
                         "model - best baseline with its 95% block-bootstrap interval")
     for col in ("horizon", "Mamba-LOB", "logreg", "hgb", "macro-F1 diff [95% CI]", "log-loss diff [95% CI]"):
         table.add_column(col)
-    for h, d in metrics_json["direction"].items():
+    for h in (f"h{horizon}" for horizon in HORIZONS):  # metrics.json's keys are sorted as text
+        d = metrics_json["direction"][h]
         b = d["baselines"]
         ci = {k: "too few ticks" if d["ci95"][k] is None else "[{:+.4f}, {:+.4f}]".format(*d["ci95"][k])
               for k in ("macro_f1", "log_loss")}
