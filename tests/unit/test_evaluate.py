@@ -187,3 +187,25 @@ def test_default_tiny_run_has_the_documented_edges(tmp_path):
     assert got == documented_edges()
     # next event: the model's top-1 beats every baseline (markov-1 is the best)
     assert m["margins"]["next_event.top1"] > 0
+
+
+def test_markov1_perplexity_is_a_proper_distribution_tuned_on_validation():
+    rng = np.random.default_rng(0)
+    chain = np.array([[0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.8, 0.1, 0.1]])  # a 3-token Markov chain
+
+    def draw(n):
+        t = [0]
+        for _ in range(n - 1):
+            t.append(rng.choice(3, p=chain[t[-1]]))
+        return np.array(t)
+
+    b = TokenBaselines.fit([draw(3000)], vocab_size=4, val_tokens=[draw(1000)])
+    probs = np.exp(b.markov_logp)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-12)  # every row, the unseen token 3 too
+    assert (probs > 0).all()  # smoothing: no next token is impossible
+    # with plenty of data the fitted chain is the true one, and its perplexity beats the unigram's (3)
+    np.testing.assert_allclose(probs[:3, :3], chain, atol=0.05)
+    test = draw(2000)
+    ppl = np.exp(-b.markov_log_prob(test).mean())
+    entropy = -(chain * np.log(chain)).sum(1).mean()  # the chain's own perplexity is exp(entropy)
+    assert ppl == pytest.approx(np.exp(entropy), rel=0.05) and ppl < 2.5

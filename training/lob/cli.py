@@ -233,6 +233,12 @@ def evaluate(
     deeplob_steps: Optional[int] = typer.Option(None, min=0, help="Adam steps at most for the DeepLOB baseline, "
                                                 "early-stopped on validation (default: lob.evaluation.deeplob."
                                                 "DEFAULT_STEPS; 0 = no DeepLOB)."),
+    on: str = typer.Option("test", help="Split to score: test (RUN/metrics.json) | val (for tuning: "
+                           "RUN/metrics.val.json; the test split is not read)."),
+    score_data: Optional[Path] = typer.Option(None, exists=True, file_okay=False, help="Out of sample across "
+                                              "names: score the model and the baselines fitted on --data on "
+                                              "this dataset's names (split alike) instead: "
+                                              "RUN/metrics.on-<NAMES>.json."),
 ):
     """Score the held-out test split against baselines (majority, logistic regression, trees, DeepLOB) with
     95% intervals and a cost-aware backtest; writes RUN/metrics.json and RUN/report.png."""
@@ -242,7 +248,7 @@ def evaluate(
     if walk_forward is not None:
         run_walk_forward(run, data, walk_forward, n_boot=n_boot, deeplob_steps=deeplob_steps)
     else:
-        run_evaluate(run, data, n_boot=n_boot, deeplob_steps=deeplob_steps)
+        run_evaluate(run, data, n_boot=n_boot, deeplob_steps=deeplob_steps, part=on, score_data=score_data)
 
 
 @app.command("compare")

@@ -9,7 +9,8 @@ Metrics pool the ticks of every symbol.
 
 ``RUN/metrics.json``::
 
-    next_event: top1, top5, perplexity, n, baselines.{majority,copy_prev,markov1}.top1
+    next_event: top1, top5, perplexity, n, baselines.{majority,copy_prev,markov1}.top1,
+                baselines.markov1.{perplexity, beta} (smoothed bigrams, `lob.evaluation.baselines`)
     direction.hH: accuracy, macro_f1, log_loss, brier, ece, n, label_counts, confusion[true][pred],
                   baselines.{majority,logreg,hgb,deeplob}.{accuracy,macro_f1,log_loss,brier,ece},
                   best_baseline.{macro_f1,log_loss} (name), block (bootstrap block, ticks),
@@ -48,7 +49,7 @@ from lob.io import atomic_write, sha256_file, write_json
 from lob.training.labels import IGNORE, LabelSpec
 from lob.training.run import RunError, load_run
 from lob.training.segments import segments
-from lob.training.split import split_from_boundaries
+from lob.training.split import split_from_boundaries, split_symbol
 
 TRADED = ("model", "logreg", "hgb", "deeplob")  # systems the backtest runs on
 
@@ -97,9 +98,20 @@ def _significance(ci: list[float] | None, higher_is_better: bool) -> int:
 
 
 def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False,
-             deeplob_steps: int | None = None) -> dict:
+             deeplob_steps: int | None = None, part: str = "test", score_data: Path | None = None) -> dict:
     """Write RUN/metrics.json and RUN/report.png; returns the metrics. ``deeplob_steps``: DeepLOB's Adam
-    step budget (None: ``lob.evaluation.deeplob.DEFAULT_STEPS``; 0: no DeepLOB baseline)."""
+    step budget (None: ``lob.evaluation.deeplob.DEFAULT_STEPS``; 0: no DeepLOB baseline).
+
+    ``part="val"`` scores the validation split instead (for tuning: the test split is then never read by
+    any score) into RUN/metrics.val.json and RUN/report.val.png; DeepLOB and the trees early-stop on that
+    same split, so their validation scores lean optimistic.
+
+    ``score_data``: out of sample across names. The model and every baseline stay fitted on ``data`` (the
+    run's training data); they are scored on the names of ``score_data`` instead, each split by the run's
+    fractions (its ``part`` scored, its validation part choosing the backtest thresholds), tokenized with the
+    run's tokenizer. Written to RUN/metrics.on-<NAMES>.json (with ``.val`` before ``.json`` for ``part="val"``)."""
+    if part not in ("val", "test"):
+        raise ValueError(f"part must be 'val' or 'test', got {part!r}")
     run = Path(run)
     model, tokenizer, manifest = load_run(run)
     check_data(run, data, manifest)
@@ -115,9 +127,18 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False,
     if horizons != HORIZONS:
         raise RunError(f"{run}: the model's horizons {horizons} are not lob.contract.HORIZONS {HORIZONS}, "
                        "which the labels use; retrain it")
-    segs = {part: segments(dataset, splits, part, tokenizer, spec) for part in ("train", "val", "test")}
+    fit_parts = ("train", "val") if score_data is not None else ("train", "val", part)
+    segs = {q: segments(dataset, splits, q, tokenizer, spec) for q in dict.fromkeys(fit_parts)}
+    scored = segs  # the segments scored (val: backtest thresholds; part: the scores)
+    if score_data is not None:
+        other = load_dataset(score_data)
+        if not other:
+            raise RunError(f"{score_data}: no tick files (expected DIR/<SYMBOL>/<YYYY-MM-DD>.parquet)")
+        other_splits = {sym: split_symbol(t, tuple(training["split"])) for sym, t in other.items()}
+        scored = {q: segments(other, other_splits, q, tokenizer, spec) for q in dict.fromkeys(("val", part))}
 
-    tok_base = TokenBaselines.fit([s.tokens for s in segs["train"]], tokenizer.vocab_size)
+    tok_base = TokenBaselines.fit([s.tokens for s in segs["train"]], tokenizer.vocab_size,
+                                  [s.tokens for s in segs["val"]])
     stack = lambda part, a: np.concatenate([getattr(s, a) for s in segs[part]])  # noqa: E731
     dir_base = DirectionBaselines.fit(stack("train", "features"), stack("train", "labels"),
                                       val=(stack("val", "features"), stack("val", "labels")), seed=training["seed"])
@@ -127,19 +148,21 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False,
     # per segment: {system: (N, H, 3)} direction probabilities on validation and test
     proba = {}
     test_out = []
-    for part in ("val", "test"):
-        proba[part] = []
-        for seg in segs[part]:
+    for p in dict.fromkeys(("val", part)):
+        proba[p] = []
+        for seg in scored[p]:
             out = _model_outputs(model, seg)
-            if part == "test":
+            if p == part:
                 test_out.append(out)
-            proba[part].append({"model": out[3], **dir_base.predict_proba(seg.features),
-                                **({"deeplob": deeplob.predict_proba(seg)} if deeplob else {})})
+            proba[p].append({"model": out[3], **dir_base.predict_proba(seg.features),
+                             **({"deeplob": deeplob.predict_proba(seg)} if deeplob else {})})
     hit1, hit5, logp = (np.concatenate([o[k] for o in test_out]) for k in range(3))
-    test_segs = segs["test"]
+    markov_logp = np.concatenate([tok_base.markov_log_prob(seg.tokens) for seg in scored[part]])  # (N - S,)
+    test_segs = scored[part]
     next_true = np.concatenate([seg.tokens[1:] for seg in test_segs])  # (N - S,)
     tok_preds = [tok_base.predict(seg.tokens[:-1]) for seg in test_segs]
-    metrics: dict = {"run": run.name, "labels": spec.mode, "fee_bps": spec.fee_bps,
+    metrics: dict = {"run": run.name, "part": part, "scored": sorted({s.symbol for s in test_segs}),
+                     "labels": spec.mode, "fee_bps": spec.fee_bps,
                      "test_ticks": int(sum(len(s.tokens) for s in test_segs)),
                      "next_event": {"top1": float(hit1.mean()), "top5": float(hit5.mean()),
                                     "perplexity": float(math.exp(-logp.mean())), "n": int(logp.size),
@@ -147,9 +170,11 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False,
                                         [p[name] for p in tok_preds]))} for name in tok_preds[0]}},
                      "direction": {}, "backtest": {},
                      "deeplob": deeplob.budget if deeplob else {"steps": 0}}
+    metrics["next_event"]["baselines"]["markov1"].update(perplexity=float(math.exp(-markov_logp.mean())),
+                                                         beta=tok_base.beta)
     labels = np.concatenate([seg.labels for seg in test_segs])  # (N, H)
-    systems = list(proba["test"][0])
-    pooled = {name: np.concatenate([p[name] for p in proba["test"]]) for name in systems}  # (N, H, 3)
+    systems = list(proba[part][0])
+    pooled = {name: np.concatenate([p[name] for p in proba[part]]) for name in systems}  # (N, H, 3)
     curves, reliab = {}, {}
     for j, h in enumerate(horizons):
         keep = labels[:, j] != IGNORE
@@ -174,12 +199,14 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False,
         bt, curves[f"h{h}"] = {}, {}
         for name in (s for s in TRADED if s in systems):
             runs = {part: [segment_run(Touch.of_ticks(seg.ticks), p[name][:, j], seg.labels[:, j], h, spec.fee_bps)
-                           for seg, p in zip(segs[part], proba[part])] for part in ("val", "test")}
-            bt[name], curves[f"h{h}"][name] = backtest(runs["val"], runs["test"], h)
+                           for seg, p in zip(scored[q], proba[q])] for q in dict.fromkeys(("val", part))}
+            bt[name], curves[f"h{h}"][name] = backtest(runs["val"], runs[part], h)
         metrics["backtest"][f"h{h}"] = bt
     metrics["margins"] = _margins(metrics)
-    write_json(run / "metrics.json", metrics)
-    write_report(run / "report.png", metrics, reliab, curves)
+    suffix = "" if score_data is None else f".on-{'+'.join(metrics['scored'])}"
+    suffix += "" if part == "test" else f".{part}"
+    write_json(run / f"metrics{suffix}.json", metrics)
+    write_report(run / f"report{suffix}.png", metrics, reliab, curves)
     if not quiet:
         _print_summary(metrics)
     return metrics
@@ -196,11 +223,16 @@ def _margins(metrics: dict) -> dict[str, float]:
     return out
 
 
+def _title(metrics: dict) -> str:
+    return (f"{metrics['run']}: held-out {metrics['part']} of {', '.join(metrics['scored'])} "
+            f"({metrics['test_ticks']:,} ticks, {metrics['labels']} labels)")
+
+
 def _print_summary(metrics: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{metrics['run']}: held-out test ({metrics['test_ticks']:,} ticks, {metrics['labels']} labels)")
+    table = Table(title=_title(metrics))
     for col in ("horizon", "metric", "model", "best baseline", "model - best, 95% CI", "edge"):
         table.add_column(col, justify="left" if col in ("horizon", "metric") else "right")
     edge = {1: "[green]model[/]", -1: "[red]baseline[/]", 0: "none"}
@@ -212,7 +244,7 @@ def _print_summary(metrics: dict) -> None:
                           f"{d[key] - d['baselines'][b][key]:+.4f} {ci}", edge[d["significant"][key]])
     console = Console(stderr=True)
     console.print(table)
-    bt = Table(title="backtest on test (threshold chosen on validation; spread both ways, fee twice)")
+    bt = Table(title=f"backtest on {metrics['part']} (threshold chosen on validation; spread both ways, fee twice)")
     for col in ("horizon", "system", "trades", "hit rate", "mean bps", "total bps"):
         bt.add_column(col, justify="left" if col in ("horizon", "system") else "right")
     for h, systems in metrics["backtest"].items():
@@ -268,8 +300,8 @@ def write_report(path: Path, metrics: dict, reliab: dict, curves: dict) -> None:
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("trade")
         ax.set_ylabel("cumulative PnL (bps)")
-        ax.set_title(f"{h} backtest on test", fontsize=9)
+        ax.set_title(f"{h} backtest on {metrics['part']}", fontsize=9)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{metrics['run']}: held-out test, {metrics['test_ticks']:,} ticks, {metrics['labels']} labels")
+    fig.suptitle(_title(metrics))
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
     plt.close(fig)

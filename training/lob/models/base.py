@@ -3,8 +3,10 @@
 Input per tick: an event token and F standardised features, embedded as
 ``token_embedding(token) + Linear(features)`` (d_model). Output: a final RMSNorm, then next-event logits
 (V, tied to the token embedding, as mamba_ssm's MambaLMHeadModel and nanoGPT) and direction logits
-(H horizons x 3 classes, `lob.contract.CLASSES`). An architecture subclasses `TickModel`, builds its
-layers between ``embed`` and ``heads``, and keeps the attribute names (they are the checkpoint keys).
+(H horizons x 3 classes, `lob.contract.CLASSES`; with ``feature_skip`` plus a linear map of the tick's
+features, so the direction heads contain the logistic-regression baseline). An architecture subclasses
+`TickModel`, builds its layers between ``embed`` and ``heads``, and keeps the attribute names (they are the
+checkpoint keys).
 
 An architecture's config is composed of field groups, each a dataclass over `TickConfig` that checks its
 own fields in ``__post_init__`` (after ``super().__post_init__()``)::
@@ -68,11 +70,15 @@ class HeadConfig(TickConfig):
     horizons: tuple[int, ...] = HORIZONS  # ticks ahead of each direction head
     n_classes: int = 3  # down / flat / up
     topk: int = 5  # next-token candidates the served step model returns
+    feature_skip: int = 0  # 1: direction logits add a linear map of the tick's own features (a logistic
+    #                        regression beside the sequence model, zero at initialisation)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.horizons = tuple(int(h) for h in self.horizons)
         self.check_positive("n_classes", "topk")
+        if self.feature_skip not in (0, 1):
+            raise ValueError(f"{type(self).__name__}.feature_skip must be 0 or 1, got {self.feature_skip!r}")
         name = type(self).__name__
         if not self.horizons or min(self.horizons) < 1:
             raise ValueError(f"{name}.horizons must be positive tick counts, got {self.horizons!r}")
@@ -106,15 +112,21 @@ class TickModel(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.embedding.weight  # tied
         self.dir_head = nn.Linear(cfg.d_model, len(cfg.horizons) * cfg.n_classes)
+        if cfg.feature_skip:
+            self.dir_skip = nn.Linear(cfg.n_features, len(cfg.horizons) * cfg.n_classes, bias=False)
+            nn.init.zeros_(self.dir_skip.weight)
 
     def embed(self, tokens: Tensor, features: Tensor) -> Tensor:
         """tokens (...) int64, features (..., F) -> h (..., d_model)."""
         return self.embedding(tokens) + self.feature_proj(features)
 
-    def heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """h (..., d_model) -> next logits (..., V), direction logits (..., H, 3)."""
+    def heads(self, h: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        """h (..., d_model), the tick's features (..., F) -> next logits (..., V), direction logits (..., H, 3)."""
         h = self.norm_f(h)
-        return self.lm_head(h), self.dir_head(h).unflatten(-1, (len(self.config.horizons), self.config.n_classes))
+        dir_logits = self.dir_head(h)
+        if self.config.feature_skip:
+            dir_logits = dir_logits + self.dir_skip(features)
+        return self.lm_head(h), dir_logits.unflatten(-1, (len(self.config.horizons), self.config.n_classes))
 
     def check_inputs(self, tokens: Tensor, features: Tensor) -> None:
         """Refuse what ``forward`` cannot run: tokens (B, L) int64 in [0, V), features (B, L, F)."""

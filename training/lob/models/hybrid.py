@@ -108,11 +108,11 @@ class HybridLOB(TickModel):
             conv, ssm, _, _, _ = self.allocate_inference_cache(B, features.dtype, cache="full")
         h, conv, ssm, k, v = self._run(self.embed(tokens, features), conv, ssm, k, v, pos, step=False)
         p0 = torch.zeros(B, 1, dtype=torch.int64, device=h.device) if pos is None else pos
-        return *self.heads(h), conv, ssm, k, v, p0 + tokens.shape[1]
+        return *self.heads(h, features), conv, ssm, k, v, p0 + tokens.shape[1]
 
     def step(self, token: Tensor, features: Tensor, conv: Tensor, ssm: Tensor, k: Tensor, v: Tensor, pos: Tensor,
              cache: str = "ring") -> tuple[Tensor, ...]:
         """One tick: token (B,), features (B, F), the five states -> next_logits (B, V), dir_logits (B, H, 3),
         new CONV, SSM, K, V, POS + 1. The input states are not modified."""
         h, conv, ssm, k, v = self._run(self.embed(token, features), conv, ssm, k, v, pos, step=True, cache=cache)
-        return *self.heads(h), conv, ssm, k, v, pos + 1
+        return *self.heads(h, features), conv, ssm, k, v, pos + 1

@@ -184,7 +184,7 @@ class MambaLOB(TickModel):
             h, c, s = layer(h, conv_state[:, i], ssm_state[:, i])
             conv_out.append(c)
             ssm_out.append(s)
-        return *self.heads(h), torch.stack(conv_out, dim=1), torch.stack(ssm_out, dim=1)
+        return *self.heads(h, features), torch.stack(conv_out, dim=1), torch.stack(ssm_out, dim=1)
 
     def step(self, token: Tensor, features: Tensor, conv_state: Tensor,
              ssm_state: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -196,4 +196,4 @@ class MambaLOB(TickModel):
             h, c, s = layer.step(h, conv_state[:, i], ssm_state[:, i])
             conv_out.append(c)
             ssm_out.append(s)
-        return *self.heads(h), torch.stack(conv_out, dim=1), torch.stack(ssm_out, dim=1)
+        return *self.heads(h, features), torch.stack(conv_out, dim=1), torch.stack(ssm_out, dim=1)

@@ -282,7 +282,7 @@ class TransformerLOB(TickModel):
             k_out.append(k_i)
             v_out.append(v_i)
         p0 = torch.zeros(tokens.shape[0], 1, dtype=torch.int64, device=h.device) if pos is None else pos
-        return *self.heads(h), torch.stack(k_out, dim=1), torch.stack(v_out, dim=1), p0 + tokens.shape[1]
+        return *self.heads(h, features), torch.stack(k_out, dim=1), torch.stack(v_out, dim=1), p0 + tokens.shape[1]
 
     def step(self, token: Tensor, features: Tensor, k: Tensor, v: Tensor, pos: Tensor,
              cache: str = "ring") -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -294,4 +294,4 @@ class TransformerLOB(TickModel):
             h, k_i, v_i = layer.step(h, k[:, i], v[:, i], pos, cache)
             k_out.append(k_i)
             v_out.append(v_i)
-        return *self.heads(h), torch.stack(k_out, dim=1), torch.stack(v_out, dim=1), pos + 1
+        return *self.heads(h, features), torch.stack(k_out, dim=1), torch.stack(v_out, dim=1), pos + 1
