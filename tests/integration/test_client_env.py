@@ -1,7 +1,8 @@
 """lobclient in the environment a quant already has: its wheel installed into .venv-client beside the newest
 numpy 2, tritonclient, protobuf and grpcio (`make client-venv`), streaming to the Triton 2.51 server this
 environment starts (numpy<2). The client side runs there through `client_driver.py`; the server, the reference
-(this environment's lobclient) and the assertions run here.
+(this environment's lobclient) and the assertions run here. The client's own tests that need no server package
+(`CLIENT_TESTS`) run there with its pytest.
 
 ``make test`` sets ``LOB_CLIENT_PYTHON`` (that venv's python): a missing venv fails there; a bare ``pytest``
 without .venv-client skips this module with the command that builds it.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -32,6 +34,8 @@ DRIVER = Path(__file__).with_name("client_driver.py")
 N_TICKS = 120  # per symbol, 4 symbols (the session dataset)
 KILL_AT = 240  # input index of the tick before which the server is killed (~60 ticks into each symbol)
 REWARM = 32  # < ticks per symbol at the kill: the re-warmed state is approximate
+CLIENT_TESTS = ("tests/unit/test_lobclient_mux.py", "tests/integration/test_client.py")
+NEEDS_LOB = ("synthetic_books_pass_the_servers_validation", "direct_path_tokenizes")  # they import lob: not there
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +116,17 @@ def test_the_client_env_holds_the_wheel_beside_numpy_2_and_todays_tritonclient(c
     assert (installed / "py.typed").is_file()  # package data made it into the wheel
     assert v["lobclient"] == v["lobclient.__version__"] == lobclient.__version__
     assert Path(lobclient.__file__).parent != installed
+
+
+def test_the_clients_own_tests_pass_in_the_client_env(client_python):
+    # --noconftest: tests/unit/conftest.py imports torch; test_client.py imports free_port from its conftest itself
+    proc = subprocess.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest",
+                           "-k", " and ".join(f"not {name}" for name in NEEDS_LOB), *CLIENT_TESTS],
+                          cwd=ROOT, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    n_tests = sum(len(re.findall(r"^def test_", (ROOT / f).read_text(), re.M)) for f in CLIENT_TESTS)
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert re.match(rf"{n_tests - len(NEEDS_LOB)} passed, {len(NEEDS_LOB)} deselected in ", summary), summary
 
 
 def test_several_symbols_streamed_from_the_client_env_equal_this_envs_client(server, client_python, ticks, tmp_path):
