@@ -33,7 +33,7 @@ $(CLIENT_STAMP): client/pyproject.toml $(shell find client/lobclient -name '*.py
 	$(CLIENT_VENV)/bin/pip install -q "numpy>=2"
 	$(CLIENT_VENV)/bin/pip wheel -q --no-deps -w build/client-wheel ./client
 	rm -rf client/build
-	$(CLIENT_VENV)/bin/pip install -q build/client-wheel/lobclient-*.whl "pytest>=8" "pytest-timeout>=2"
+	$(CLIENT_VENV)/bin/pip install -q build/client-wheel/lobclient-*.whl "pytest>=8" "pytest-timeout>=2" mypy
 	touch $(CLIENT_STAMP)
 
 client-venv: $(CLIENT_STAMP)

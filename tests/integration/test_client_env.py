@@ -118,6 +118,18 @@ def test_the_client_env_holds_the_wheel_beside_numpy_2_and_todays_tritonclient(c
     assert Path(lobclient.__file__).parent != installed
 
 
+def test_a_users_type_checker_sees_tick_and_prediction(client_python, tmp_path):
+    (tmp_path / "user.py").write_text(
+        "import lobclient\n\n\ndef f(t: lobclient.Tick) -> None:\n    a: int = t\n"
+        "    for p in lobclient.stream([t]):\n        b: int = p\n")
+    proc = subprocess.run([str(client_python), "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
+                           "user.py"], cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=300)
+    # without py.typed, mypy skips lobclient ("missing library stubs or py.typed marker") and reports neither
+    assert 'user.py:5: error: Incompatible types in assignment (expression has type "Tick"' in proc.stdout, proc.stdout
+    assert 'user.py:7: error: Incompatible types in assignment (expression has type "Prediction"' in proc.stdout
+    assert "Found 2 errors in 1 file" in proc.stdout
+
+
 def test_the_clients_own_tests_pass_in_the_client_env(client_python):
     # --noconftest: tests/unit/conftest.py imports torch; test_client.py imports free_port from its conftest itself
     proc = subprocess.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest",
