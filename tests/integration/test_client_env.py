@@ -46,7 +46,7 @@ def client_python() -> Path:
         if not path.exists():
             pytest.skip("no .venv-client: `make client-venv` builds it (`make test` does)")
     assert Path(path).exists(), f"LOB_CLIENT_PYTHON={path} does not exist"
-    return Path(path)
+    return Path(path).absolute()  # not resolve(): the venv's python is a symlink out of the venv
 
 
 def _env() -> dict:
