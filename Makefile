@@ -4,9 +4,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The client alone, as a quant installs it: its wheel beside the newest numpy 2, tritonclient, protobuf, grpcio
+CLIENT_VENV := .venv-client
+CLIENT_STAMP := $(CLIENT_VENV)/.installed
 DEMO ?= out/demo
 
-.PHONY: venv backend demo test test-fast bench bench-step bench-kernels soak validate clean system-packages
+.PHONY: venv client-venv backend demo test test-fast bench bench-step bench-kernels soak validate clean system-packages
 
 # Real proxies and stores the scale-out tests start: Debian packages, installed with apt when missing
 # (as root or with sudo); without them those tests skip and say why.
@@ -21,6 +24,19 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# numpy first, as in a user's environment: installing the wheel must keep numpy 2 (tests/integration/test_client_env.py)
+$(CLIENT_STAMP): client/pyproject.toml $(shell find client/lobclient -name '*.py' -o -name py.typed)
+	rm -rf $(CLIENT_VENV) client/build build/client-wheel
+	$(PY) -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/pip install -q --upgrade pip
+	$(CLIENT_VENV)/bin/pip install -q "numpy>=2"
+	$(CLIENT_VENV)/bin/pip wheel -q --no-deps -w build/client-wheel ./client
+	rm -rf client/build
+	$(CLIENT_VENV)/bin/pip install -q build/client-wheel/lobclient-*.whl "pytest>=8" "pytest-timeout>=2" mypy
+	touch $(CLIENT_STAMP)
+
+client-venv: $(CLIENT_STAMP)
 
 # Triton's onnxruntime backend for the wheel's CPU server (build/triton_backends); skipped when built
 backend: $(STAMP)
@@ -38,9 +54,11 @@ system-packages:
 	  else $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing \
 	       || echo "warning: apt-get could not install$$missing; their tests skip"; fi; fi
 
-test: backend system-packages
+test: backend system-packages client-venv
 	$(BIN)/lob validate model_repository
-	$(BIN)/python -m pytest -q -ra
+	@for py in $(BIN)/python $(CLIENT_VENV)/bin/python; do \
+	  echo "lobclient environment: $$(env -u PYTHONPATH $$py tests/integration/client_driver.py --versions)"; done
+	LOB_CLIENT_PYTHON=$(CLIENT_VENV)/bin/python $(BIN)/python -m pytest -q -ra
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m "not slow and not server"
@@ -63,4 +81,4 @@ validate: $(STAMP)
 	$(BIN)/lob validate model_repository
 
 clean:
-	rm -rf $(VENV) out build .pytest_cache
+	rm -rf $(VENV) $(CLIENT_VENV) out build .pytest_cache

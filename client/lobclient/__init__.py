@@ -23,6 +23,8 @@ Modules:
 - `signals`: `RedisSink`, `SignalReader`, `run_sidecar` (extra ``lobclient[redis]``)
 - `synthetic`: valid synthetic books for load and soak tests (locust, `make soak`)
 """
+__version__ = "0.1.0"
+
 from .contract import HORIZONS, N_LEVELS
 from .drivers import astream, stream
 from .errors import classify_error

@@ -120,7 +120,14 @@ class DirectRequests:
     """
 
     def __init__(self, tokenizer: Any, model: Optional[str] = None):
-        from lob.tokenizer import TickError, TickInput, Tokenizer
+        try:
+            from lob.tokenizer import TickError, TickInput, Tokenizer
+        except ModuleNotFoundError as err:
+            if err.name != "lob":
+                raise
+            raise ImportError("the direct path (tokenizer=) tokenizes with lob.tokenizer, from the server package "
+                              "mamba-lob (`pip install .` of the project; numpy<2), which this environment lacks; "
+                              "without it stream raw ticks to the ensemble (no tokenizer=)") from None
 
         self.tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(Path(tokenizer))
         self.model = model or c.STEP_MODEL

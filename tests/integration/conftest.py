@@ -5,12 +5,14 @@ Session fixtures: a small simulated dataset (4 symbols), a random-initialised ru
 `lob export` of it into a temporary build repository, and the server started by the launcher on free
 ports. The repository also holds `mamba_lob_onnx_small` (the step config with 2 candidate sequences and
 a 1.5 s idle timeout), `lob_tokenizer_small` (the tokenizer with that idle timeout) and `lob_stream_small`
-(the ensemble of both), for the idle and candidate tests.
+(the ensemble of both), for the idle and candidate tests. `pki`: a throwaway CA and certificates (openssl) for
+the TLS tests.
 """
 from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,26 @@ def offline(run_dir, dataset_dir, tmp_path_factory):
     out = predict(run_dir, dataset_dir, tmp_path_factory.mktemp("offline") / "predictions.parquet")
     table = pq.read_table(out)
     return {s: table.filter(pc.equal(table["symbol"], s)) for s in sorted(set(table["symbol"].to_pylist()))}
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """ca.pem; server.{pem,key} for localhost/127.0.0.1; client.{pem,key}; other-ca.pem (trusted by nobody)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    d = tmp_path_factory.mktemp("pki")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-days", "1", "-subj",
+                f"/CN=lob test {ca}")
+    for name, ext in (("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        (d / f"{name}.ext").write_text(ext + "\n")
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext")
+    return d

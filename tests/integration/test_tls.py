@@ -1,8 +1,7 @@
-"""gRPC over mutual TLS on a real tritonserver, with a throwaway CA made by openssl for this test."""
+"""gRPC over mutual TLS on a real tritonserver, with the throwaway CA of the `pki` fixture (conftest)."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 
 import numpy as np
@@ -16,27 +15,6 @@ from .conftest import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")]
-
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    """ca.pem; server.{pem,key} for localhost/127.0.0.1; client.{pem,key}; other-ca.pem (trusted by nobody)."""
-    d = tmp_path_factory.mktemp("pki")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for ca in ("ca", "other-ca"):
-        _openssl("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-days", "1", "-subj",
-                 f"/CN=lob test {ca}", cwd=d)
-    for name, ext in (("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
-                      ("client", "extendedKeyUsage=clientAuth")):
-        (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=d)
-    return d
 
 
 @pytest.fixture(scope="module")
