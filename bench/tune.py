@@ -64,6 +64,22 @@ def run_trial(data: Path, out: Path, name: str, options: dict) -> dict:
     return row
 
 
+def markdown(rows: list[dict]) -> str:
+    """The sweep as a markdown table: per horizon model log-loss - best baseline's [95% CI] and macro-F1."""
+    head = ["trial", "options", *(f"h{h} log-loss: model − best [95% CI]; F1" for h in HORIZONS),
+            "perplexity (Markov-1)", "steps (best)", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["trial"], f"`{r['options']}`"]
+        for h in HORIZONS:
+            cells.append(f"{float(r[f'h{h}_diff']):+.4f} [{float(r[f'h{h}_ci_lo']):+.4f}, {float(r[f'h{h}_ci_hi']):+.4f}]"
+                         f" vs {r[f'h{h}_best_name']}; {float(r[f'h{h}_f1']):.3f}")
+        cells += [f"{r['perplexity']} ({r.get('markov1_perplexity') or '-'})", f"{r['steps_run']} ({r['best_step']})",
+                  r["train_s"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -85,6 +101,7 @@ def main() -> None:
                 w.writerows(rows)
 
         atomic_write(table, write)
+        atomic_write(args.out / "tuning.md", lambda tmp, rows=rows: Path(tmp).write_text(markdown(rows)))
         print(json.dumps(rows[-1]))
 
 

@@ -195,6 +195,13 @@ def train(
                                help="cost (round-trip band, default) | smoothed (DeepLOB/FI-2010 protocol)."),
     smooth_bps: float = typer.Option(TrainConfig.smooth_bps, min=0.0, help="Threshold of the smoothed labels, bps "
                                      "of mid."),
+    lr: float = typer.Option(TrainConfig.lr, min=0.0, help="Peak learning rate (AdamW, warmup then cosine)."),
+    lambda_next: float = typer.Option(TrainConfig.lambda_next, min=0.0, help="Weight of the next-event loss "
+                                      "beside the direction loss."),
+    w_max: float = typer.Option(TrainConfig.w_max, min=1.0, help="Cap of the cost labels' move-size weight "
+                                "(1: plain cross-entropy)."),
+    window: int = typer.Option(TrainConfig.window, min=2, help="Ticks per training window."),
+    batch_size: int = typer.Option(TrainConfig.batch_size, min=1, help="Windows per optimiser step."),
     force: bool = typer.Option(False, help="Replace an existing run folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted run (same arguments) from its last evaluation."),
 ):
@@ -202,7 +209,8 @@ def train(
     from lob.training.train import train as run_train
 
     cfg = TrainConfig(arch=arch, preset=preset, model_options=_model_options(model_opt), max_steps=max_steps,
-                      seed=seed, fee_bps=fee_bps, labels=labels, smooth_bps=smooth_bps)
+                      seed=seed, fee_bps=fee_bps, labels=labels, smooth_bps=smooth_bps, lr=lr,
+                      lambda_next=lambda_next, w_max=w_max, window=window, batch_size=batch_size)
     run_train(data, out, cfg, force=force, resume=resume)
 
 
