@@ -108,3 +108,16 @@ def test_same_seed_same_probabilities():
     first = fit(0)
     assert np.array_equal(first, fit(0))
     assert not np.allclose(first, fit(1))
+
+
+def test_saved_baseline_predicts_what_the_fitted_one_did(tmp_path):
+    """RUN/deeplob.pt: a later evaluation of the run reuses the fitted DeepLOB; it must be the same model."""
+    t = book(120, seed=3)
+    seg = segment(t, imbalance_labels(t))
+    fitted = DeepLOBBaseline.fit([seg], [seg], steps=3, seed=0, batch=16)
+    fitted.save(tmp_path / "deeplob.pt")
+    loaded = DeepLOBBaseline.load(tmp_path / "deeplob.pt")
+    assert loaded.budget == fitted.budget
+    proba = fitted.predict_proba(seg)
+    assert proba.std(axis=0).max() > 0  # not a constant forecast: the comparison below could fail
+    np.testing.assert_array_equal(loaded.predict_proba(seg), proba)

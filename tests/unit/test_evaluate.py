@@ -63,6 +63,32 @@ def test_writes_every_metric_and_the_report(data_and_run):
     assert m["deeplob"]["val_loss"] > 0 and "normalisation" in m["deeplob"]
 
 
+def test_validation_and_cross_name_scoring(data_and_run, tmp_path):
+    """--on val scores the validation split into its own file; --score-data scores other names with the model
+    and the baselines fitted on the run's data (scoring the run's own data that way is the plain evaluation)."""
+    data, run = data_and_run
+    test = evaluate(run, data, n_boot=100, quiet=True, deeplob_steps=2)
+    assert (run / "deeplob.pt").exists()
+    split = json.loads((run / "manifest.json").read_text())["split"]["symbols"]
+    val = evaluate(run, data, n_boot=100, quiet=True, deeplob_steps=2, part="val")
+    assert json.loads((run / "metrics.val.json").read_text()) == val and val["part"] == "val"
+    assert val["test_ticks"] == sum(s["n_val"] for s in split.values()) != test["test_ticks"]
+    assert val["direction"]["h10"]["log_loss"] != test["direction"]["h10"]["log_loss"]
+    assert json.loads((run / "metrics.json").read_text()) == test  # the test scores are left as they were
+
+    one = sorted(split)[0]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / one).symlink_to(data / one, target_is_directory=True)
+    cross = evaluate(run, data, n_boot=100, quiet=True, deeplob_steps=2, score_data=tmp_path / "one")
+    assert cross["scored"] == [one] and (run / f"metrics.on-{one}.json").exists()
+    assert cross["test_ticks"] == split[one]["n_test"]
+    both = evaluate(run, data, n_boot=100, quiet=True, deeplob_steps=2, score_data=data)
+    for h, d in test["direction"].items():  # same fits, same ticks: the same scores, DeepLOB's included
+        assert both["direction"][h]["log_loss"] == pytest.approx(d["log_loss"], abs=1e-12)
+        for name, b in d["baselines"].items():
+            assert both["direction"][h]["baselines"][name]["log_loss"] == pytest.approx(b["log_loss"], abs=1e-12)
+
+
 def test_refuses_data_other_than_the_training_data(data_and_run, tmp_path):
     data, run = data_and_run
     for sym, t in load_dataset(data).items():

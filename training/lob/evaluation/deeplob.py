@@ -226,6 +226,23 @@ class DeepLOBBaseline:
                   "seconds": round(time.perf_counter() - t0, 1), "normalisation": NORMALISATION}
         return DeepLOBBaseline(model, norm, budget)
 
+    def save(self, path) -> None:
+        """Weights, normaliser and budget to ``path`` (atomically): what ``load`` restores."""
+        from dataclasses import asdict
+
+        from lob.io import atomic_write
+
+        state = {"model": self.model.state_dict(), "norm": asdict(self.norm), "budget": self.budget}
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    @staticmethod
+    def load(path) -> "DeepLOBBaseline":
+        st = torch.load(path, map_location="cpu", weights_only=False)
+        model = DeepLOB()
+        model.load_state_dict(st["model"])
+        model.eval()
+        return DeepLOBBaseline(model, Normaliser(**st["norm"]), st["budget"])
+
     @torch.no_grad()
     def predict_proba(self, seg: Segment) -> np.ndarray:
         """(N, H, 3) float64 direction probabilities of every tick of one segment (its windows never leave it)."""

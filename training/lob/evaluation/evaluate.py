@@ -22,7 +22,8 @@ Metrics pool the ticks of every symbol.
     margins: model - best baseline per metric (log-loss: best - model, so > 0 is a model win), information
     deeplob: its training budget and outcome (steps asked and run, best step, validation loss, seconds) and its
              input normalisation (`lob.evaluation.deeplob`); ``{"steps": 0}`` when turned off, and then no
-             ``deeplob`` baseline or backtest
+             ``deeplob`` baseline or backtest. DeepLOB is fitted once per run and step budget and kept in
+             RUN/deeplob.pt, which later evaluations of the run (``--on``, ``--score-data``) reuse
 
 Accuracy against the majority class is information, not a target: ~96% of h10 labels are flat.
 
@@ -52,6 +53,7 @@ from lob.training.segments import segments
 from lob.training.split import split_from_boundaries, split_symbol
 
 TRADED = ("model", "logreg", "hgb", "deeplob")  # systems the backtest runs on
+DEEPLOB_FILE = "deeplob.pt"  # the DeepLOB baseline a run's evaluations fit once and share
 
 
 def check_data(run: Path, data: Path, manifest: dict) -> None:
@@ -86,6 +88,18 @@ def _model_outputs(model, seg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         hit5[start:stop] = (top5 == tgt[:, None]).any(-1).numpy()
         logp[start:stop] = lp.gather(-1, tgt[:, None])[:, 0].double().numpy()
     return hit1, hit5, logp, dir_proba
+
+
+def _deeplob(path: Path, segs: dict, steps: int, seed: int) -> DeepLOBBaseline:
+    """DeepLOB fitted on the run's train split (early-stopped on validation), or the one an earlier evaluation
+    of this run fitted with the same step budget (RUN/deeplob.pt; the run's data and labels are fixed)."""
+    if path.exists():
+        cached = DeepLOBBaseline.load(path)
+        if cached.budget["steps"] == steps:
+            return cached
+    fitted = DeepLOBBaseline.fit(segs["train"], segs["val"], steps, seed)
+    fitted.save(path)
+    return fitted
 
 
 def _significance(ci: list[float] | None, higher_is_better: bool) -> int:
@@ -143,7 +157,7 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False,
     dir_base = DirectionBaselines.fit(stack("train", "features"), stack("train", "labels"),
                                       val=(stack("val", "features"), stack("val", "labels")), seed=training["seed"])
     steps = DEFAULT_STEPS if deeplob_steps is None else deeplob_steps
-    deeplob = DeepLOBBaseline.fit(segs["train"], segs["val"], steps, training["seed"]) if steps else None
+    deeplob = _deeplob(run / DEEPLOB_FILE, segs, steps, training["seed"]) if steps else None
 
     # per segment: {system: (N, H, 3)} direction probabilities on validation and test
     proba = {}
@@ -198,7 +212,7 @@ def evaluate(run: Path, data: Path, n_boot: int = 1000, quiet: bool = False,
 
         bt, curves[f"h{h}"] = {}, {}
         for name in (s for s in TRADED if s in systems):
-            runs = {part: [segment_run(Touch.of_ticks(seg.ticks), p[name][:, j], seg.labels[:, j], h, spec.fee_bps)
+            runs = {q: [segment_run(Touch.of_ticks(seg.ticks), p[name][:, j], seg.labels[:, j], h, spec.fee_bps)
                            for seg, p in zip(scored[q], proba[q])] for q in dict.fromkeys(("val", part))}
             bt[name], curves[f"h{h}"][name] = backtest(runs["val"], runs[part], h)
         metrics["backtest"][f"h{h}"] = bt
