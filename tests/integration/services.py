@@ -25,8 +25,9 @@ def find_binary(name: str) -> str:
     path = shutil.which(name) or next((p for d in ("/usr/sbin", "/usr/local/sbin", "/sbin")
                                        if os.access(p := f"{d}/{name}", os.X_OK)), None)
     if path is None:
+        package = {"promtool": "prometheus"}.get(name, name)  # the Debian package that ships it
         pytest.skip(f"{name} is not installed and `make test` could not install it "
-                    f"(apt-get install -y {'nginx' if name == 'nginx' else 'redis-server'} needs root)")
+                    f"(apt-get install -y {package} needs root)")
     return path
 
 

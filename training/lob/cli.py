@@ -390,6 +390,9 @@ def signal(
     model: str = typer.Option(STREAM_MODEL, help="Ensemble to stream through."),
     shards: Optional[int] = typer.Option(None, min=1, help="Spread symbols over N inner streams, each routed "
                                          "by its x-lob-shard header."),
+    metrics_port: Optional[int] = typer.Option(None, min=1, max=65535, help="Serve Prometheus metrics (the "
+                                               "heartbeat's time) on this port: http://ADDR:PORT/metrics."),
+    metrics_addr: str = typer.Option("0.0.0.0", help="Address the metrics server binds."),
 ):
     """The signal sidecar: stream ticks through the server, keep each symbol's latest prediction in Redis."""
     from importlib.util import find_spec
@@ -399,7 +402,7 @@ def signal(
     from lob.serving.signal import run_signal
 
     run_signal(url, redis, data=data, stdin=stdin, symbols=_symbols(symbols), limit=limit, prefix=prefix,
-               ttl_s=ttl, model=model, shards=shards)
+               ttl_s=ttl, model=model, shards=shards, metrics_port=metrics_port, metrics_addr=metrics_addr)
 
 
 @app.command()
