@@ -84,6 +84,15 @@ def server(repo, tmp_path_factory):
         yield srv
 
 
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free port, one per test module (skips when redis-server is not installed)."""
+    from .services import RedisServer
+
+    with RedisServer(tmp_path_factory.mktemp("redis"), free_port()) as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def offline(run_dir, dataset_dir, tmp_path_factory):
     """`lob predict` of the whole dataset: {symbol: pyarrow table sorted by seq}."""

@@ -1,4 +1,4 @@
-"""Real nginx and redis-server processes for the scale-out tests: own config in a temp dir, free ports,
+"""Real nginx, redis-server and prometheus processes for the scale-out and monitoring tests: own config in a temp dir, free ports,
 foreground (``daemon off`` / ``--daemonize no``) under subprocess, stopped by process id.
 
 The binaries come from Debian (``make test`` installs them with apt when missing and it may); a test
@@ -157,6 +157,77 @@ class RedisServer:
             self._proc = None
 
     def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class Prometheus:
+    """A real Prometheus on 127.0.0.1:``port`` running ``config`` (a prometheus.yml as a dict) with the rule
+    files ``rules`` ({file name: rules dict}) beside it; its TSDB in ``workdir``. ``query``/``alerts`` use its
+    HTTP API (/api/v1)."""
+
+    def __init__(self, workdir: Path, port: int, config: dict, rules: dict[str, dict]):
+        import yaml
+
+        self.dir, self.port = Path(workdir), port
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.api, self.log = f"http://127.0.0.1:{port}/api/v1", self.dir / "prometheus.log"
+        for name, doc in rules.items():
+            (self.dir / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.binary = find_binary("prometheus")
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> "Prometheus":
+        cmd = [self.binary, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
+               f"--web.listen-address=127.0.0.1:{self.port}"]
+        self._proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        wait_listening(self.port, self._proc, "prometheus", self.log)
+        deadline = time.monotonic() + 15
+        while not self._ready():  # listening comes before the TSDB and rules are loaded
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                raise RuntimeError(f"prometheus not ready; log {self.log}:\n{_tail(self.log)}")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:  # 503 until ready
+            return False
+
+    def _get(self, path: str, **params) -> object:
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.api}/{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict]:
+        """Instant vector of ``expr`` now: [{"metric": {labels}, "value": [t, "v"]}, ...]."""
+        data = self._get("query", query=expr)
+        assert data["resultType"] == "vector", (expr, data)
+        return data["result"]
+
+    def alerts(self) -> list[dict]:
+        """Active alerts (pending and firing): [{"labels", "annotations", "state", ...}, ...]."""
+        return self._get("alerts")["alerts"]
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop_process(self._proc)
+            self._proc = None
+
+    def __enter__(self) -> "Prometheus":
         return self.start()
 
     def __exit__(self, *exc) -> None:
