@@ -10,7 +10,7 @@ DEMO ?= out/demo
 
 # Real proxies, stores and monitoring the scale-out and Prometheus tests start: Debian packages, installed with apt when missing
 # (as root or with sudo); without them those tests skip and say why.
-SYSTEM_PACKAGES := nginx:nginx redis-server:redis-server prometheus:prometheus
+SYSTEM_PACKAGES := nginx:nginx redis-server:redis-server prometheus:prometheus tmux:tmux
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -406,6 +406,24 @@ def signal(
 
 
 @app.command()
+@user_errors
+def top(
+    url: str = typer.Option("localhost:8001", help="Triton gRPC endpoint (statistics)."),
+    metrics_url: Optional[str] = typer.Option(None, help="The server's Prometheus endpoint (default: "
+                                              "http://<url's host>:8002/metrics)."),
+    redis: Optional[str] = typer.Option(None, "--redis", help="Also show the signals `lob signal` keeps in this Redis."),
+    prefix: str = typer.Option("lob", help="Redis key prefix of the signals."),
+    max_age: float = typer.Option(1.0, min=0.001, help="A signal older than this (s) shows as neutral, as "
+                                  "lobclient.SignalReader reads it."),
+    interval: float = typer.Option(1.0, min=0.1, help="Seconds between readings."),
+):
+    """Live view of a server: ticks/s, latency, open sequences, refusals; with --redis the latest signals."""
+    from lob.serving.top import run_top
+
+    run_top(url, metrics_url=metrics_url, redis_url=redis, prefix=prefix, max_age_s=max_age, interval_s=interval)
+
+
+@app.command()
 def validate(repo: Path = typer.Argument(..., exists=True, file_okay=False, help="Model repository.")):
     """Check a model repository's configs, files and wiring; non-zero exit on any fault."""
     from lob.export.validate import validate_repository

@@ -9,8 +9,8 @@ carries END still ends the sequence in the step models named by the ``end_step_m
 (the ensemble stops at this error, so they would otherwise hold it until their idle timeout).
 
 Custom metrics on the server's /metrics: ``lob_tokenizer_open_sequences`` (gauge),
-``lob_tokenizer_max_candidate_sequences`` (gauge: the config's ``oldest.max_candidate_sequences``, the
-capacity the open sequences fill), ``lob_tokenizer_refused_ticks_total{reason}``, ``lob_tokenizer_idle_reclaimed_total``,
+``lob_tokenizer_max_candidate_sequences`` (gauge: the config's ``oldest.max_candidate_sequences``, the slots
+of this instance's sequence batcher; Triton keeps one per model instance, the model's capacity is their sum), ``lob_tokenizer_refused_ticks_total{reason}``, ``lob_tokenizer_idle_reclaimed_total``,
 ``lob_tokenizer_batch_size`` (histogram of requests per execute).
 """
 import json
@@ -45,7 +45,7 @@ class TritonPythonModel:
             "open": pb_utils.MetricFamily("lob_tokenizer_open_sequences", "Sequences with tokenizer state",
                                           pb_utils.MetricFamily.GAUGE),
             "capacity": pb_utils.MetricFamily("lob_tokenizer_max_candidate_sequences",
-                                              "Sequences the sequence batcher holds at once (oldest strategy)",
+                                              "Sequence slots of this instance's sequence batcher (oldest strategy)",
                                               pb_utils.MetricFamily.GAUGE),
             "refused": pb_utils.MetricFamily("lob_tokenizer_refused_ticks_total", "Ticks refused, by reason",
                                              pb_utils.MetricFamily.COUNTER),

@@ -1,14 +1,19 @@
-"""deploy/prometheus and deploy/grafana against the real thing: a real Prometheus, configured by
+"""Monitoring against the real thing. deploy/prometheus and deploy/grafana: a real Prometheus, configured by
 deploy/prometheus/prometheus.yml (targets, 1 s intervals and alert ``for: 0s`` set by the test), scrapes the
 session's tritonserver (the launcher `lob serve` runs) and a real `lob signal --metrics-port` writing to a
 real redis-server, and evaluates lob.rules.yml. Good and bad ticks go through the server; the recording
 rules return their series, the refused-ticks alert fires (and the others stay quiet), and every query of
-the Grafana dashboard returns data."""
+the Grafana dashboard returns data. `lob top`: run in a tmux pseudo-terminal beside them, its screen shows
+the live rates, the server's counts and the signals in Redis."""
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import shlex
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +23,7 @@ import lobclient
 from lob.data.schema import load_dataset
 from lob.serving.replay import interleave
 
-from .conftest import free_port
+from .conftest import _config, free_port
 from .services import Prometheus, find_binary, stop_process, wait_listening
 from .test_signal import LOB, tick_line, wait_for
 
@@ -148,3 +153,70 @@ def test_every_dashboard_query_returns_data(prometheus, traffic):
         assert "$" not in query, (title, expr)
         values = [float(s["value"][1]) for s in prometheus.query(query)]
         assert values and not all(math.isnan(v) for v in values), f"panel {title!r}: {query} returned no data"
+
+
+def cells(screen: str, first: str, table: str = "") -> list[str]:
+    """The cells of the first table row whose first cell is ``first`` on a captured screen, below the line
+    holding ``table`` (a table's title)."""
+    lines = screen.splitlines()
+    for line in lines[next((i for i, line in enumerate(lines) if table in line), len(lines)):]:
+        row = [c.strip() for c in line.split("│")[1:-1]]
+        if row and row[0] == first:
+            return row
+    raise AssertionError(f"no row {first!r} on the screen:\n{screen}")
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def test_lob_top_shows_live_rates_counts_and_signals(server, redis_server, sidecar, traffic, ticks, tmp_path):
+    import tritonclient.grpc as grpcclient
+
+    tmux, sock = find_binary("tmux"), tmp_path / "tmux.sock"
+    top = [LOB, "top", "--url", server.url, "--metrics-url", f"http://127.0.0.1:{server.ports['metrics']}/metrics",
+           "--redis", redis_server.url, "--prefix", "prom", "--max-age", "3600", "--interval", "0.5"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}  # rich reads the pane's size
+    subprocess.run([tmux, "-S", sock, "new-session", "-d", "-x", "220", "-y", "50", shlex.join(top)], check=True, env=env)
+
+    def screen() -> str:
+        return subprocess.run([tmux, "-S", sock, "capture-pane", "-p"], capture_output=True, text=True).stdout
+
+    stop = threading.Event()
+
+    def feed():  # fresh sequences (a new namespace per call) until told to stop
+        while not stop.is_set():
+            list(lobclient.stream(ticks[:40], url=server.url))
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    try:
+        feeder.start()
+        wait_for(lambda: "lob_stream" in (s := screen()) and cells(s, "lob_stream")[1] not in ("–", "0.0"), 30,
+                 "lob top showing lob_stream ticks/s > 0 while ticks flow", poll_s=0.2)
+        stop.set()
+        feeder.join(30)
+        with grpcclient.InferenceServerClient(server.url) as client:  # what the server says it has done
+            done = {s.name: s.inference_count for s in client.get_inference_statistics().model_stats}
+        shown = wait_for(lambda: all(number(cells(s := screen(), m)[6]) == done[m] for m in done) and s, 10,
+                         f"lob top showing the server's inference counts {done}", poll_s=0.2)
+        assert set(done) >= {"lob_stream", "lob_tokenizer", "mamba_lob_onnx"}
+        # the tokenizer: the sidecar's 2 sequences open, the config's capacity, the bad ticks counted
+        _, open_now, capacity, *_, refused_total, _, _ = cells(shown, "lob_tokenizer", table="Tokenizers")
+        assert number(open_now) >= 2
+        assert number(capacity) == _config(server.repo / "lob_tokenizer" / "config.pbtxt") \
+            .sequence_batching.oldest.max_candidate_sequences
+        assert number(refused_total) >= traffic["client"]
+        # the signals: what a reader of the sidecar's Redis gets, and a fresh heartbeat
+        beat = re.search(r"heartbeat (\d+\.\d) s old", shown)
+        assert beat and float(beat.group(1)) < 5, shown
+        reader = lobclient.SignalReader(redis_server.url, prefix="prom", max_age_s=3600)
+        symbols = sorted({t.symbol for t in ticks})
+        for symbol in symbols:
+            sig = reader.latest(symbol)
+            assert not sig.neutral, sig.reason
+            row = cells(shown, symbol, table="Signals")
+            assert row[1:4] == [f"{p:.3f}" for p in sig.dir_probs[:, 2]], row
+            assert row[5:] == ["yes" if sig.warm else "no", "live"], row
+    finally:
+        stop.set()
+        subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True)  # its own server: ends lob top
