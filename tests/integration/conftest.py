@@ -5,7 +5,7 @@ Session fixtures: a small simulated dataset (4 symbols), a random-initialised ru
 `lob export` of it into a temporary build repository, and the server started by the launcher on free
 ports. The repository also holds `mamba_lob_onnx_small` (the step config with 2 candidate sequences and
 a 1.5 s idle timeout), `lob_tokenizer_small` (the tokenizer with that idle timeout) and `lob_stream_small`
-(the ensemble of both), for the idle and candidate tests.
+(the ensemble of both), for the idle and candidate tests. ``redis_server``: a real redis-server per module.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def run_dir(tmp_path_factory, dataset_dir) -> Path:
     return untrained_run(tmp_path_factory.mktemp("run") / "run", dataset_dir)
 
 
-def _config(path: Path) -> model_config_pb2.ModelConfig:
+def read_config(path: Path) -> model_config_pb2.ModelConfig:
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
@@ -55,18 +55,18 @@ def repo(tmp_path_factory, run_dir) -> Path:
     repo = tmp_path_factory.mktemp("build") / "model_repository"
     export_repository(run_dir, repo)
     shutil.copytree(repo / "mamba_lob_onnx", repo / "mamba_lob_onnx_small", ignore=shutil.ignore_patterns("configs"))
-    step = _config(repo / "mamba_lob_onnx_small" / "config.pbtxt")
+    step = read_config(repo / "mamba_lob_onnx_small" / "config.pbtxt")
     step.name = "mamba_lob_onnx_small"
     step.sequence_batching.oldest.max_candidate_sequences = SMALL_CANDIDATES
     step.sequence_batching.max_sequence_idle_microseconds = int(SMALL_IDLE_S * 1e6)
     (repo / "mamba_lob_onnx_small" / "config.pbtxt").write_text(text_format.MessageToString(step))
     shutil.copytree(repo / "lob_tokenizer", repo / "lob_tokenizer_small", ignore=shutil.ignore_patterns("configs"))
-    tok = _config(repo / "lob_tokenizer_small" / "config.pbtxt")
+    tok = read_config(repo / "lob_tokenizer_small" / "config.pbtxt")
     tok.name = "lob_tokenizer_small"
     tok.sequence_batching.max_sequence_idle_microseconds = int(SMALL_IDLE_S * 1e6)
     (repo / "lob_tokenizer_small" / "config.pbtxt").write_text(text_format.MessageToString(tok))
     shutil.copytree(repo / "lob_stream", repo / "lob_stream_small")  # the ensemble over both
-    ensemble = _config(repo / "lob_stream_small" / "config.pbtxt")
+    ensemble = read_config(repo / "lob_stream_small" / "config.pbtxt")
     ensemble.name = "lob_stream_small"
     ensemble.ensemble_scheduling.step[0].model_name = "lob_tokenizer_small"
     ensemble.ensemble_scheduling.step[1].model_name = "mamba_lob_onnx_small"

@@ -23,7 +23,7 @@ import lobclient
 from lob.data.schema import load_dataset
 from lob.serving.replay import interleave
 
-from .conftest import _config, free_port
+from .conftest import free_port, read_config
 from .services import Prometheus, find_binary, stop_process, wait_listening
 from .test_signal import LOB, tick_line, wait_for
 
@@ -203,7 +203,7 @@ def test_lob_top_shows_live_rates_counts_and_signals(server, redis_server, sidec
         # the tokenizer: the sidecar's 2 sequences open, the config's capacity, the bad ticks counted
         _, open_now, capacity, *_, refused_total, _, _ = cells(shown, "lob_tokenizer", table="Tokenizers")
         assert number(open_now) >= 2
-        assert number(capacity) == _config(server.repo / "lob_tokenizer" / "config.pbtxt") \
+        assert number(capacity) == read_config(server.repo / "lob_tokenizer" / "config.pbtxt") \
             .sequence_batching.oldest.max_candidate_sequences
         assert number(refused_total) >= traffic["client"]
         # the signals: what a reader of the sidecar's Redis gets, and a fresh heartbeat
