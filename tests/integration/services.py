@@ -1,5 +1,5 @@
-"""Real nginx, redis-server and prometheus processes for the scale-out and monitoring tests: own config in a temp dir, free ports,
-foreground (``daemon off`` / ``--daemonize no``) under subprocess, stopped by process id.
+"""Real nginx, redis-server and prometheus processes for the scale-out and monitoring tests: own config in a
+temp dir, free ports, foreground (``daemon off`` / ``--daemonize no``) under subprocess, stopped by process id.
 
 The binaries come from Debian (``make test`` installs them with apt when missing and it may); a test
 needing one skips with the reason only when it is absent.
@@ -61,10 +61,29 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-class Nginx:
+class _Service:
+    """Start/stop plumbing of the processes below: ``start()`` sets ``_proc``; ``stop()`` sends ``stop_signal``
+    to that process id (SIGKILL after 10 s); a context manager (start on enter, stop on exit)."""
+    stop_signal = signal.SIGTERM
+    _proc: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop_process(self._proc, self.stop_signal)
+            self._proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class Nginx(_Service):
     """nginx running the project's ``deploy/nginx/lob-shards.conf`` on ``port`` in front of ``replicas``
     (``host:grpc_port``). The access log records, per gRPC stream, its ``x-lob-shard`` header and the
     replica(s) nginx sent it to (``routes()``)."""
+    stop_signal = signal.SIGQUIT  # graceful: finish open streams, then exit
 
     def __init__(self, workdir: Path, port: int, replicas: list[str]):
         self.dir, self.port, self.url = Path(workdir), port, f"127.0.0.1:{port}"
@@ -89,7 +108,6 @@ http {{
 }}
 """)
         self.binary = find_binary("nginx")
-        self._proc: subprocess.Popen | None = None
 
     def start(self) -> "Nginx":
         cmd = [self.binary, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"), "-e", str(self.error_log)]
@@ -99,10 +117,6 @@ http {{
         wait_listening(self.port, self._proc, "nginx", self.error_log)
         return self
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc, signal.SIGQUIT)  # graceful: finish open streams, then exit
-            self._proc = None
 
     def routes(self, since: int = 0) -> list[tuple[str, list[str], str]]:
         """(shard header, replicas tried in order, HTTP status) per finished stream, from log line ``since``."""
@@ -126,14 +140,9 @@ http {{
     def log_lines(self) -> int:
         return len(self.access_log.read_text().splitlines()) if self.access_log.exists() else 0
 
-    def __enter__(self) -> "Nginx":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
-class RedisServer:
+class RedisServer(_Service):
     """redis-server on 127.0.0.1:``port``, no persistence, its files in ``workdir``."""
 
     def __init__(self, workdir: Path, port: int):
@@ -142,7 +151,6 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{port}/0"
         self.log = self.dir / "redis.log"
         self.binary = find_binary("redis-server")
-        self._proc: subprocess.Popen | None = None
 
     def start(self) -> "RedisServer":
         cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
@@ -151,19 +159,9 @@ class RedisServer:
         wait_listening(self.port, self._proc, "redis-server", self.log)
         return self
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc)
-            self._proc = None
-
-    def __enter__(self) -> "RedisServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
-class Prometheus:
+class Prometheus(_Service):
     """A real Prometheus on 127.0.0.1:``port`` running ``config`` (a prometheus.yml as a dict) with the rule
     files ``rules`` ({file name: rules dict}) beside it; its TSDB in ``workdir``. ``query``/``alerts`` use its
     HTTP API (/api/v1)."""
@@ -178,7 +176,6 @@ class Prometheus:
             (self.dir / name).write_text(yaml.safe_dump(doc, sort_keys=False))
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.binary = find_binary("prometheus")
-        self._proc: subprocess.Popen | None = None
 
     def start(self) -> "Prometheus":
         cmd = [self.binary, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
@@ -222,13 +219,3 @@ class Prometheus:
         """Active alerts (pending and firing): [{"labels", "annotations", "state", ...}, ...]."""
         return self._get("alerts")["alerts"]
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc)
-            self._proc = None
-
-    def __enter__(self) -> "Prometheus":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
