@@ -182,6 +182,14 @@ def test_lob_top_shows_live_rates_counts_and_signals(server, redis_server, sidec
     def screen() -> str:
         return subprocess.run([tmux, "-S", sock, "capture-pane", "-p"], capture_output=True, text=True).stdout
 
+    def showing(check) -> str | None:
+        """The screen when ``check(screen)`` holds, else None (also while a row is missing: a frame not yet drawn)."""
+        s = screen()
+        try:
+            return s if check(s) else None
+        except (AssertionError, ValueError):
+            return None
+
     stop = threading.Event()
 
     def feed():  # fresh sequences (a new namespace per call) until told to stop
@@ -191,13 +199,13 @@ def test_lob_top_shows_live_rates_counts_and_signals(server, redis_server, sidec
     feeder = threading.Thread(target=feed, daemon=True)
     try:
         feeder.start()
-        wait_for(lambda: "lob_stream" in (s := screen()) and cells(s, "lob_stream")[1] not in ("–", "0.0"), 30,
+        wait_for(lambda: showing(lambda s: number(cells(s, "lob_stream")[1]) > 0), 30,
                  "lob top showing lob_stream ticks/s > 0 while ticks flow", poll_s=0.2)
         stop.set()
         feeder.join(30)
         with grpcclient.InferenceServerClient(server.url) as client:  # what the server says it has done
             done = {s.name: s.inference_count for s in client.get_inference_statistics().model_stats}
-        shown = wait_for(lambda: all(number(cells(s := screen(), m)[6]) == done[m] for m in done) and s, 10,
+        shown = wait_for(lambda: showing(lambda s: all(number(cells(s, m)[6]) == done[m] for m in done)), 10,
                          f"lob top showing the server's inference counts {done}", poll_s=0.2)
         assert set(done) >= {"lob_stream", "lob_tokenizer", "mamba_lob_onnx"}
         # the tokenizer: the sidecar's 2 sequences open, the config's capacity, the bad ticks counted
