@@ -11,9 +11,9 @@ DEMO ?= out/demo
 
 .PHONY: venv client-venv backend demo test test-fast bench bench-step bench-kernels soak validate clean system-packages
 
-# Real proxies and stores the scale-out tests start: Debian packages, installed with apt when missing
+# Real proxies, stores and monitoring the scale-out and Prometheus tests start: Debian packages, installed with apt when missing
 # (as root or with sudo); without them those tests skip and say why.
-SYSTEM_PACKAGES := nginx:nginx redis-server:redis-server
+SYSTEM_PACKAGES := nginx:nginx redis-server:redis-server prometheus:prometheus tmux:tmux
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

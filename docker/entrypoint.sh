@@ -39,5 +39,6 @@ models=$(python3 -c "import sys; from lob.serving.launcher import PROFILES; prin
 load=()
 for m in $models; do load+=("--load-model=$m"); done
 # configs/gpu.pbtxt where a model has one (KIND_GPU step, tokenizer sized for the GPU), else config.pbtxt
+# summary_latencies: p50/p99 queue and compute time on /metrics (the dashboard's panels), as `lob serve` does
 exec tritonserver --model-repository="$repo" --model-control-mode=explicit --disable-auto-complete-config \
-  --model-config-name=gpu "${load[@]}" "$@"
+  --model-config-name=gpu --metrics-config=summary_latencies=true "${load[@]}" "$@"

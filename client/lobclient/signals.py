@@ -4,7 +4,8 @@ execution side uses (Redis only: it never talks to Triton, and never waits on th
 Keys (``prefix`` default ``lob``)::
 
     {prefix}:signal:{symbol}  hash  p_down_h10 p_flat_h10 p_up_h10 ... p_up_h100  (float, repr)
-                                    model_version, ts_ns (tick time, ns UTC), seq, written_at_ns (wall clock)
+                                    model_version, ts_ns (tick time, ns UTC), seq, written_at_ns (wall clock),
+                                    warm ("1"/"0": `Prediction.warm`; "" when unknown)
     {prefix}:symbols          set   every symbol that has a signal
     {prefix}:heartbeat        string JSON {pid, host, url, model, written_at_ns, ttl_s}, expires after ttl_s
 
@@ -48,6 +49,7 @@ class RedisSink:
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
         self.redis, self.prefix, self.ttl_s = _redis(url), prefix, ttl_s
+        self.last_beat_s: float | None = None  # wall clock (s) of the last heartbeat Redis accepted
         self._beat = {"pid": os.getpid(), "host": socket.gethostname(), "url": source, "model": model, "ttl_s": ttl_s}
 
     def write(self, predictions: Iterable[Prediction]) -> int:
@@ -61,19 +63,23 @@ class RedisSink:
         pipe = self.redis.pipeline(transaction=True)
         for symbol, p in latest.items():
             mapping = dict(zip(PROB_COLUMNS, (repr(float(x)) for x in np.asarray(p.dir_probs).reshape(-1))))
-            mapping.update(model_version=p.model_version or "", ts_ns=p.ts_ns, seq=p.seq, written_at_ns=now)
+            mapping.update(model_version=p.model_version or "", ts_ns=p.ts_ns, seq=p.seq, written_at_ns=now,
+                           warm="" if p.warm is None else str(int(p.warm)))
             pipe.hset(f"{self.prefix}:signal:{symbol}", mapping=mapping)
         if latest:
             pipe.sadd(f"{self.prefix}:symbols", *latest)
         self._add_beat(pipe, now)
         pipe.execute()
+        self.last_beat_s = now / 1e9
         return len(latest)
 
     def beat(self) -> None:
         """Refresh the heartbeat alone (no new ticks)."""
+        now = time.time_ns()
         pipe = self.redis.pipeline(transaction=True)
-        self._add_beat(pipe, time.time_ns())
+        self._add_beat(pipe, now)
         pipe.execute()
+        self.last_beat_s = now / 1e9
 
     def stop(self) -> None:
         """A clean exit: delete the heartbeat now (readers go neutral at once, saying why)."""
@@ -157,6 +163,7 @@ class Signal:
     ts_ns: Optional[int] = None
     seq: Optional[int] = None
     written_at_ns: Optional[int] = None
+    warm: Optional[bool] = None
 
 
 class SignalReader:
@@ -184,7 +191,8 @@ class SignalReader:
         known = dict(model_version=fields.get("model_version") or None,
                      ts_ns=int(fields["ts_ns"]) if "ts_ns" in fields else None,
                      seq=int(fields["seq"]) if "seq" in fields else None,
-                     written_at_ns=int(fields["written_at_ns"]) if "written_at_ns" in fields else None)
+                     written_at_ns=int(fields["written_at_ns"]) if "written_at_ns" in fields else None,
+                     warm=bool(int(fields["warm"])) if fields.get("warm") else None)
         if beat is None:
             return self._neutral(symbol, f"no heartbeat at {self.prefix}:heartbeat: the signal process is down "
                                          f"or has not started", **known)

@@ -6,7 +6,7 @@ Session fixtures: a small simulated dataset (4 symbols), a random-initialised ru
 ports. The repository also holds `mamba_lob_onnx_small` (the step config with 2 candidate sequences and
 a 1.5 s idle timeout), `lob_tokenizer_small` (the tokenizer with that idle timeout) and `lob_stream_small`
 (the ensemble of both), for the idle and candidate tests. `pki`: a throwaway CA and certificates (openssl) for
-the TLS tests.
+the TLS tests. ``redis_server``: a real redis-server per module.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def run_dir(tmp_path_factory, dataset_dir) -> Path:
     return untrained_run(tmp_path_factory.mktemp("run") / "run", dataset_dir)
 
 
-def _config(path: Path) -> model_config_pb2.ModelConfig:
+def read_config(path: Path) -> model_config_pb2.ModelConfig:
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
@@ -57,18 +57,18 @@ def repo(tmp_path_factory, run_dir) -> Path:
     repo = tmp_path_factory.mktemp("build") / "model_repository"
     export_repository(run_dir, repo)
     shutil.copytree(repo / "mamba_lob_onnx", repo / "mamba_lob_onnx_small", ignore=shutil.ignore_patterns("configs"))
-    step = _config(repo / "mamba_lob_onnx_small" / "config.pbtxt")
+    step = read_config(repo / "mamba_lob_onnx_small" / "config.pbtxt")
     step.name = "mamba_lob_onnx_small"
     step.sequence_batching.oldest.max_candidate_sequences = SMALL_CANDIDATES
     step.sequence_batching.max_sequence_idle_microseconds = int(SMALL_IDLE_S * 1e6)
     (repo / "mamba_lob_onnx_small" / "config.pbtxt").write_text(text_format.MessageToString(step))
     shutil.copytree(repo / "lob_tokenizer", repo / "lob_tokenizer_small", ignore=shutil.ignore_patterns("configs"))
-    tok = _config(repo / "lob_tokenizer_small" / "config.pbtxt")
+    tok = read_config(repo / "lob_tokenizer_small" / "config.pbtxt")
     tok.name = "lob_tokenizer_small"
     tok.sequence_batching.max_sequence_idle_microseconds = int(SMALL_IDLE_S * 1e6)
     (repo / "lob_tokenizer_small" / "config.pbtxt").write_text(text_format.MessageToString(tok))
     shutil.copytree(repo / "lob_stream", repo / "lob_stream_small")  # the ensemble over both
-    ensemble = _config(repo / "lob_stream_small" / "config.pbtxt")
+    ensemble = read_config(repo / "lob_stream_small" / "config.pbtxt")
     ensemble.name = "lob_stream_small"
     ensemble.ensemble_scheduling.step[0].model_name = "lob_tokenizer_small"
     ensemble.ensemble_scheduling.step[1].model_name = "mamba_lob_onnx_small"
@@ -83,6 +83,15 @@ def server(repo, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
     with TritonServer(repo, "cpu", grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
                       log_file=log, extra_models=("mamba_lob_onnx_small", "lob_tokenizer_small", "lob_stream_small")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free port, one per test module (skips when redis-server is not installed)."""
+    from .services import RedisServer
+
+    with RedisServer(tmp_path_factory.mktemp("redis"), free_port()) as srv:
         yield srv
 
 

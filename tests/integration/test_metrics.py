@@ -13,7 +13,7 @@ from tritonclient.utils import InferenceServerException
 from lob.data.schema import load_dataset
 from lob.serving.replay import interleave
 
-from .conftest import SMALL_IDLE_S
+from .conftest import SMALL_IDLE_S, read_config
 from .test_errors import NO_SEQUENCE, infer, step, with_level
 
 pytestmark = pytest.mark.server
@@ -60,6 +60,11 @@ def test_open_refused_and_batch_metrics(server, client, ticks):
         infer(client, "lob_stream", ticks[1], 4999)
     during = scrape(server)
     assert value(during, "lob_tokenizer_open_sequences", model="lob_tokenizer") >= 3
+    config = read_config(server.repo / "lob_tokenizer" / "config.pbtxt")
+    capacity = config.sequence_batching.oldest.max_candidate_sequences  # per instance: one batcher each
+    assert capacity > 0 and [value(during, "lob_tokenizer_max_candidate_sequences", model="lob_tokenizer",
+                                   instance=f"lob_tokenizer_0_{i}") for i in range(config.instance_group[0].count)] \
+        == [capacity] * config.instance_group[0].count
     assert value(during, "lob_tokenizer_refused_ticks_total", model="lob_tokenizer", reason="bad_tick") == refused0 + 2
     assert value(during, "lob_tokenizer_refused_ticks_total", model="lob_tokenizer", reason="no_state") == no_state0 + 1
     assert value(during, "lob_tokenizer_batch_size_count", model="lob_tokenizer") >= batches0 + 5

@@ -22,7 +22,6 @@ from lob.data.schema import load_dataset
 from lob.serving.replay import interleave
 
 from .conftest import free_port
-from .services import RedisServer
 from .test_stream import offline_rows
 
 pytestmark = pytest.mark.server
@@ -30,12 +29,6 @@ pytestmark = pytest.mark.server
 K = 30  # ticks per symbol and phase
 TTL_S = 2.0  # beats every TTL/3: 1.3 s of slack for a starved sidecar on a loaded machine
 LOB = str(Path(sys.executable).parent / "lob")
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    with RedisServer(tmp_path_factory.mktemp("redis"), free_port()) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +65,7 @@ def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.02):
 def assert_signal_is(sig: lobclient.Signal, served: lobclient.Prediction, t_written: tuple[int, int]):
     assert not sig.neutral and sig.reason is None
     np.testing.assert_array_equal(sig.dir_probs, served.dir_probs)  # written as repr(float): exact
-    assert (sig.ts_ns, sig.model_version) == (served.ts_ns, served.model_version)
+    assert (sig.ts_ns, sig.model_version, sig.warm) == (served.ts_ns, served.model_version, served.warm)
     assert t_written[0] <= sig.written_at_ns <= t_written[1]
 
 

@@ -2,6 +2,7 @@
 cluster, no Envoy here): parsed, cross-referenced with each other and with the code they deploy."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def objects(kustomization) -> dict[tuple[str, str], dict]:
     """Every object kustomize would apply, by (kind, name)."""
     out = {}
     for name in kustomization["resources"]:
+        if (K8S / name).is_dir():  # another kustomization (deploy/prometheus, deploy/grafana): its generators
+            continue
         for doc in load_all(K8S / name):
             assert {"apiVersion", "kind", "metadata"} <= set(doc), (name, doc)
             key = (doc["kind"], doc["metadata"]["name"])
@@ -67,7 +70,8 @@ def test_every_yaml_under_deploy_parses_and_every_resource_is_listed(kustomizati
     files = sorted(p.relative_to(K8S).as_posix() for p in K8S.rglob("*.yaml"))
     for f in files:
         load_all(K8S / f)
-    listed = {*kustomization["resources"], "kustomization.yaml", "envoy/envoy.yaml", "istio-destinationrule.yaml"}
+    listed = {*(r for r in kustomization["resources"] if not (K8S / r).is_dir()), "kustomization.yaml",
+              "envoy/envoy.yaml", "istio-destinationrule.yaml"}
     assert set(files) == listed, "a manifest that kustomization.yaml does not apply (or a missing one)"
 
 
@@ -448,3 +452,44 @@ def test_signal_and_redis_pods_run_restricted(objects, kustomization):
                 assert c["image"] in images, c["image"]  # retagged by the kustomization
         if kind == "Deployment":
             assert pod["spec"]["securityContext"]["runAsUser"] == int(user)
+
+
+# --- monitoring: the rules and the dashboard as ConfigMaps, the targets Prometheus scrapes ---
+
+
+def generated_configmap(folder: str) -> tuple[dict, list[Path]]:
+    """(the one ConfigMap generator of deploy/<folder>/kustomization.yaml, the files it packs)."""
+    root = ROOT / "deploy" / folder
+    kust = yaml.safe_load((root / "kustomization.yaml").read_text())
+    (generator,) = kust["configMapGenerator"]
+    assert kust["generatorOptions"]["disableNameSuffixHash"] is True  # mounted by name from outside
+    return generator, [root / f for f in generator["files"]]
+
+
+def test_k8s_applies_the_tested_rules_and_dashboard_as_configmaps(kustomization):
+    assert {"../prometheus", "../grafana"} <= set(kustomization["resources"])
+    rules, (rules_file,) = generated_configmap("prometheus")
+    assert rules["name"] == "lob-prometheus-rules" and rules_file.name == "lob.rules.yml"
+    tested = yaml.safe_load((rules_file.parent / "lob.rules_test.yml").read_text())["rule_files"]
+    served = yaml.safe_load((rules_file.parent / "prometheus.yml").read_text())["rule_files"]
+    assert tested == served == [rules_file.name]  # the file promtool tests is the file shipped
+    dashboard, (dashboard_file,) = generated_configmap("grafana")
+    assert dashboard["options"]["labels"]["grafana_dashboard"] == "1"  # the Grafana chart sidecar's label
+    assert dashboard_file == ROOT / "deploy" / "grafana" / "lob.json" and json.loads(dashboard_file.read_text())["panels"]
+
+
+def test_prometheus_jobs_are_the_workloads_it_scrapes_on_their_annotated_ports(objects):
+    """prometheus.yml's job names are what the alerts select on (up{job=...}); on Kubernetes `job` comes from
+    the pods' app.kubernetes.io/name label (prometheus.yml's relabel note), so the two must agree."""
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {j["job_name"] for j in config["scrape_configs"]}
+    annotated = {}  # app.kubernetes.io/name -> the port Prometheus scrapes
+    for (kind, name), w in workloads(objects).items():
+        pod = w["spec"]["template"]
+        notes = pod["metadata"].get("annotations", {})
+        if notes.get("prometheus.io/scrape") == "true":
+            port = int(notes["prometheus.io/port"])
+            assert port in [p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])]
+            annotated[pod["metadata"]["labels"]["app.kubernetes.io/name"]] = port
+    assert jobs == {"lob-triton", "lob-signal"} and jobs <= set(annotated)  # (Envoy is scraped too: its own job)
+    assert signal_params(objects)["metrics_port"] == annotated["lob-signal"]

@@ -404,6 +404,9 @@ def signal(
     model: str = typer.Option(STREAM_MODEL, help="Ensemble to stream through."),
     shards: Optional[int] = typer.Option(None, min=1, help="Spread symbols over N inner streams, each routed "
                                          "by its x-lob-shard header."),
+    metrics_port: Optional[int] = typer.Option(None, min=1, max=65535, help="Serve Prometheus metrics (the "
+                                               "heartbeat's time) on this port: http://ADDR:PORT/metrics."),
+    metrics_addr: str = typer.Option("0.0.0.0", help="Address the metrics server binds."),
 ):
     """The signal sidecar: stream ticks through the server, keep each symbol's latest prediction in Redis."""
     from importlib.util import find_spec
@@ -413,7 +416,25 @@ def signal(
     from lob.serving.signal import run_signal
 
     run_signal(url, redis, data=data, stdin=stdin, symbols=_symbols(symbols), limit=limit, prefix=prefix,
-               ttl_s=ttl, model=model, shards=shards)
+               ttl_s=ttl, model=model, shards=shards, metrics_port=metrics_port, metrics_addr=metrics_addr)
+
+
+@app.command()
+@user_errors
+def top(
+    url: str = typer.Option("localhost:8001", help="Triton gRPC endpoint (statistics)."),
+    metrics_url: Optional[str] = typer.Option(None, help="The server's Prometheus endpoint (default: "
+                                              "http://<url's host>:8002/metrics)."),
+    redis: Optional[str] = typer.Option(None, "--redis", help="Also show the signals `lob signal` keeps in this Redis."),
+    prefix: str = typer.Option("lob", help="Redis key prefix of the signals."),
+    max_age: float = typer.Option(1.0, min=0.001, help="A signal older than this (s) shows as neutral, as "
+                                  "lobclient.SignalReader reads it."),
+    interval: float = typer.Option(1.0, min=0.1, help="Seconds between readings."),
+):
+    """Live view of a server: ticks/s, latency, open sequences, refusals; with --redis the latest signals."""
+    from lob.serving.top import run_top
+
+    run_top(url, metrics_url=metrics_url, redis_url=redis, prefix=prefix, max_age_s=max_age, interval_s=interval)
 
 
 @app.command()

@@ -9,7 +9,8 @@ carries END still ends the sequence in the step models named by the ``end_step_m
 (the ensemble stops at this error, so they would otherwise hold it until their idle timeout).
 
 Custom metrics on the server's /metrics: ``lob_tokenizer_open_sequences`` (gauge),
-``lob_tokenizer_refused_ticks_total{reason}``, ``lob_tokenizer_idle_reclaimed_total``,
+``lob_tokenizer_max_candidate_sequences`` (gauge: the config's ``oldest.max_candidate_sequences``, the slots
+of this instance's sequence batcher; Triton keeps one per model instance, the model's capacity is their sum), ``lob_tokenizer_refused_ticks_total{reason}``, ``lob_tokenizer_idle_reclaimed_total``,
 ``lob_tokenizer_batch_size`` (histogram of requests per execute).
 """
 import json
@@ -43,6 +44,9 @@ class TritonPythonModel:
         self.families = {
             "open": pb_utils.MetricFamily("lob_tokenizer_open_sequences", "Sequences with tokenizer state",
                                           pb_utils.MetricFamily.GAUGE),
+            "capacity": pb_utils.MetricFamily("lob_tokenizer_max_candidate_sequences",
+                                              "Sequence slots of this instance's sequence batcher (oldest strategy)",
+                                              pb_utils.MetricFamily.GAUGE),
             "refused": pb_utils.MetricFamily("lob_tokenizer_refused_ticks_total", "Ticks refused, by reason",
                                              pb_utils.MetricFamily.COUNTER),
             "reclaimed": pb_utils.MetricFamily("lob_tokenizer_idle_reclaimed_total",
@@ -52,6 +56,10 @@ class TritonPythonModel:
                                            pb_utils.MetricFamily.HISTOGRAM),
         }
         self.m_open = self.families["open"].Metric(labels=labels)
+        capacity = config["sequence_batching"].get("oldest", {}).get("max_candidate_sequences")
+        if capacity is not None:  # the direct strategy has no candidate limit
+            self.m_capacity = self.families["capacity"].Metric(labels=labels)
+            self.m_capacity.set(int(capacity))
         self.m_refused = {r: self.families["refused"].Metric(labels={**labels, "reason": r})
                           for r in ("bad_tick", "no_state", "error")}
         self.m_reclaimed = self.families["reclaimed"].Metric(labels=labels)

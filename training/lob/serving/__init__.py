@@ -1,5 +1,6 @@
 """Serving glue: the tritonserver launcher (`launcher`), the replay client (`replay`, over `lobclient`) and
-the signal sidecar that keeps each symbol's latest prediction in Redis (`signal`).
+the signal sidecar that keeps each symbol's latest prediction in Redis (`signal`), and the live terminal view of
+a server and its signals (`top`, `lob top`).
 
 May import `lob.contract`, `lob.io`, `lob.data`, `lob.tokenizer`; never models, training, evaluation or export
 (a serving host installs no torch).

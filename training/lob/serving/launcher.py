@@ -170,7 +170,10 @@ class TritonServer:
                f"--backend-directory={backends}", "--model-control-mode=explicit",
                *(f"--load-model={m}" for m in self.models), "--disable-auto-complete-config",
                f"--grpc-port={self.ports['grpc']}", f"--http-port={self.ports['http']}",
-               f"--metrics-port={self.ports['metrics']}", "--exit-on-error=true",
+               # summary_latencies: p50/p99 request, queue and compute time per model on /metrics
+               # (nv_inference_*_summary_us, last 60 s: `lob top`, deploy/grafana/lob.json)
+               f"--metrics-port={self.ports['metrics']}", "--metrics-config=summary_latencies=true",
+               "--exit-on-error=true",
                f"--exit-timeout-secs={self.exit_timeout_s}",
                *([f"--model-config-name={self.profile.config_name}"] if self.profile.config_name else []),
                f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}",

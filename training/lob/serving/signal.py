@@ -6,6 +6,10 @@ A stdin line is one tick: ``{"symbol": "AAPL", "ts_ns": 1704205800000000000, "bi
 (books best level first, up to 10 levels; trade fields optional). A malformed line stops the sidecar
 with an error naming the line and field. Whenever it stops (input ended, bad line, SIGTERM, Ctrl-C) it
 deletes its heartbeat, and readers fall back to neutral at once; killed, its heartbeat expires in the TTL.
+
+With ``metrics_port`` it serves Prometheus metrics on ``http://<metrics_addr>:<port>/metrics``:
+``lob_signal_heartbeat_timestamp_seconds`` (gauge, Unix time of the last heartbeat Redis accepted; the
+``LobSignalHeartbeatStale`` alert of deploy/prometheus/lob.rules.yml watches ``time()`` minus it).
 """
 from __future__ import annotations
 
@@ -56,7 +60,8 @@ def ticks_from_lines(lines: IO[str], source: str = "stdin") -> Iterator[lobclien
 
 def run_signal(url: str, redis_url: str, data: Optional[Path] = None, stdin: bool = False,
                symbols: list[str] | None = None, limit: int | None = None, prefix: str = "lob",
-               ttl_s: float = 2.0, model: str = STREAM_MODEL, shards: int | None = None) -> dict:
+               ttl_s: float = 2.0, model: str = STREAM_MODEL, shards: int | None = None,
+               metrics_port: int | None = None, metrics_addr: str = "0.0.0.0") -> dict:
     """Run the sidecar until the input ends; returns the counts of `lobclient.run_sidecar`."""
     from rich.console import Console
 
@@ -74,8 +79,16 @@ def run_signal(url: str, redis_url: str, data: Optional[Path] = None, stdin: boo
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sink = lobclient.RedisSink(redis_url, prefix=prefix, ttl_s=ttl_s, source=url, model=model)
     sink.beat()  # fails fast, before any tick, when Redis is unreachable
+    if metrics_port is not None:
+        from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+        registry = CollectorRegistry()  # ours alone: no process/platform collectors
+        Gauge("lob_signal_heartbeat_timestamp_seconds", "Unix time of the last heartbeat Redis accepted",
+              registry=registry).set_function(lambda: sink.last_beat_s)
+        start_http_server(metrics_port, metrics_addr, registry=registry)
     err.print(f"lob signal: {url} ({model}) -> {redis_url} keys {prefix}:signal:<symbol>, "
-              f"heartbeat {prefix}:heartbeat (TTL {ttl_s:g} s)")
+              f"heartbeat {prefix}:heartbeat (TTL {ttl_s:g} s)"
+              + (f", metrics http://{metrics_addr}:{metrics_port}/metrics" if metrics_port is not None else ""))
     counts = lobclient.run_sidecar(
         ticks, url, sink, model=model, transport=lobclient.Transport(shards=shards),
         on_error=lambda p: err.print(f"[yellow]refused:[/] {p.symbol} tick {p.seq} (ts_ns={p.ts_ns}): {p.error}"))
