@@ -95,7 +95,7 @@ def main() -> None:
         rows.append(run_trial(args.data, args.out, name, options))
 
         def write(tmp: Path, rows=rows) -> None:
-            with tmp.open("w", newline="") as f:
+            with Path(tmp).open("w", newline="") as f:
                 w = csv.DictWriter(f, COLUMNS, restval="")
                 w.writeheader()
                 w.writerows(rows)

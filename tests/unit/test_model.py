@@ -150,3 +150,28 @@ def test_block_initialisation_follows_mamba():
     assert dt.min() >= 1e-3 * (1 - 1e-5) and dt.max() <= 1e-1 * (1 + 1e-5)
     A = -torch.exp(mixer.A_log)
     torch.testing.assert_close(A[0], -torch.arange(1.0, 17.0))  # S4D-real
+
+
+@pytest.mark.parametrize("arch", ["mamba", "transformer", "hybrid"])
+def test_feature_skip_adds_a_linear_map_of_the_tick_features_to_the_direction_logits(arch):
+    """The recipe's head: direction logits = sequence head + W · features of the same tick, W zero at init
+    (so the skip starts as the plain model), in forward and in step alike; next-event logits untouched."""
+    from lob.models.registry import arch as arch_of
+
+    torch.manual_seed(0)
+    plain_cfg = config_from_preset(arch, "tiny", vocab_size=20, n_features=5)
+    skip_cfg = config_from_preset(arch, "tiny", vocab_size=20, n_features=5, feature_skip=1)
+    plain, skip = arch_of(arch).model(plain_cfg), arch_of(arch).model(skip_cfg)
+    skip.load_state_dict({**plain.state_dict(), "dir_skip.weight": skip.dir_skip.weight}, strict=True)
+    tokens, feats = torch.randint(0, 20, (2, 9)), torch.randn(2, 9, 5)
+    with torch.no_grad():
+        assert torch.equal(skip(tokens, feats)[1], plain(tokens, feats)[1])  # zero at initialisation
+        skip.dir_skip.weight.normal_()
+        w = skip.dir_skip.weight  # (H*3, F)
+        nxt_p, dir_p = plain(tokens, feats)[:2]
+        nxt_s, dir_s = skip(tokens, feats)[:2]
+        torch.testing.assert_close(dir_s, dir_p + (feats @ w.T).unflatten(-1, dir_p.shape[-2:]))
+        assert torch.equal(nxt_s, nxt_p)
+        state = skip.allocate_inference_cache(2)
+        stepped = skip.step(tokens[:, 0], feats[:, 0], *state)[1]
+        torch.testing.assert_close(stepped, dir_s[:, 0], atol=1e-5, rtol=1e-5)

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from lob.contract import STEP_MODEL, STREAM_MODEL
-from lob.training.config import TrainConfig  # numpy only: the train options' defaults
+from lob.training.config import RECIPE_MODEL_OPTIONS, TrainConfig  # numpy only: the train options' defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Mamba-LOB: simulate or import L2 ticks, train, evaluate, export, serve on Triton.")
@@ -186,7 +186,8 @@ def train(
     arch: str = typer.Option(TrainConfig.arch, help="Architecture: mamba | transformer | hybrid."),
     preset: str = typer.Option(TrainConfig.preset, help="Model preset: tiny | small | base."),
     model_opt: list[str] = typer.Option([], "--model-opt", help="KEY=VALUE replacing a preset's config field, "
-                                        "repeatable (e.g. window=128 attn_every=2 n_layer=4)."),
+                                        "repeatable (e.g. window=128 attn_every=2 n_layer=4); the recipe sets "
+                                        "feature_skip=1 (give feature_skip=0 to turn it off)."),
     max_steps: int = typer.Option(TrainConfig.max_steps, min=1, help="Stop after this many optimiser steps."),
     seed: int = typer.Option(TrainConfig.seed, help="Seed for initialisation and batching."),
     fee_bps: float = typer.Option(TrainConfig.fee_bps, min=0.0,
@@ -208,7 +209,8 @@ def train(
     """Train a model (Mamba-LOB, Transformer or hybrid) with a chronological train/validation/test split."""
     from lob.training.train import train as run_train
 
-    cfg = TrainConfig(arch=arch, preset=preset, model_options=_model_options(model_opt), max_steps=max_steps,
+    cfg = TrainConfig(arch=arch, preset=preset, model_options={**RECIPE_MODEL_OPTIONS, **_model_options(model_opt)},
+                      max_steps=max_steps,
                       seed=seed, fee_bps=fee_bps, labels=labels, smooth_bps=smooth_bps, lr=lr,
                       lambda_next=lambda_next, w_max=w_max, window=window, batch_size=batch_size)
     run_train(data, out, cfg, force=force, resume=resume)

@@ -1,6 +1,11 @@
 """``TrainConfig``: every argument of a training run and its default, in one place (numpy only, so the CLI
 can read the defaults without loading torch). ``lob train`` builds it from its options; the run records it
-as ``config.json`` ``training``."""
+as ``config.json`` ``training``.
+
+The defaults are the recipe recommended for a real 5- or 10-level day imported by ``lob import lobster``,
+chosen on the validation splits of two NASDAQ days (docs/tuning.md): tiny Mamba-LOB whose direction heads
+also read the tick's features linearly (``RECIPE_MODEL_OPTIONS``), cost-aware labels, λ = 0.3, 700 steps.
+The simulator results recorded before that choice were trained with ``--model-opt feature_skip=0``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -9,11 +14,15 @@ from lob.training.labels import SMOOTH_BPS, W_MAX, LabelSpec
 from lob.training.split import DEFAULT_FRACTIONS
 
 
+RECIPE_MODEL_OPTIONS = {"feature_skip": 1}  # model fields the recipe sets beside the preset's
+
+
 @dataclass
 class TrainConfig:
     arch: str = "mamba"  # lob.models.registry.ARCHS
     preset: str = "tiny"
-    model_options: dict = field(default_factory=dict)  # preset fields replaced, e.g. {"window": 128, "attn_every": 2}
+    # preset fields replaced, e.g. {"window": 128, "attn_every": 2}; `lob train --model-opt` adds to the recipe's
+    model_options: dict = field(default_factory=lambda: dict(RECIPE_MODEL_OPTIONS))
     seed: int = 0
     fee_bps: float = 0.5  # fee per side (bps of mid); the label band pays it on both legs
     labels: str = "cost"  # "cost" (round-trip band) | "smoothed" (literature protocol), `lob.training.labels`
