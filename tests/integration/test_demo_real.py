@@ -35,7 +35,8 @@ def head_zip(src: Path, dst: Path, n: int) -> Path:
 
 
 def run_demo(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}  # rich wraps at the terminal width: keep each printed line whole
+    # one OpenMP thread: the trees' fit in `lob evaluate` ran 2-5x slower with a thread per core on 2 busy cores
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
                           env=env)
 
