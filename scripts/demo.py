@@ -130,7 +130,7 @@ def print_evaluation(metrics: dict) -> None:
         d = metrics["direction"][h]
         for key, label in (("macro_f1", "macro-F1"), ("log_loss", "log-loss")):
             best = d["best_baseline"][key]
-            ci = "too few ticks" if d["ci95"][key] is None else "[{:+.3f}, {:+.3f}]".format(*d["ci95"][key])
+            ci = "too few ticks" if d["ci95"][key] is None else "[{:+.4f}, {:+.4f}]".format(*d["ci95"][key])
             table.add_row(h, label, f"{d[key]:.4f}",
                           *((f"[bold]{d['baselines'][b][key]:.4f}[/]" if b == best else f"{d['baselines'][b][key]:.4f}")
                             for b in names), ci)
