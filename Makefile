@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 CLIENT_VENV := .venv-client
 CLIENT_STAMP := $(CLIENT_VENV)/.installed
 DEMO ?= out/demo
+# make demo-real [ZIP=LOBSTER zip, default scripts/demo_real.py's] [STEPS=N DEEPLOB_STEPS=N: quick checks only]
+DEMO_REAL ?= out/demo-real
 
-.PHONY: venv client-venv backend demo test test-fast bench bench-step bench-kernels soak validate clean system-packages
+.PHONY: venv client-venv backend demo demo-real test test-fast bench bench-step bench-kernels soak validate clean system-packages
 
 # Real proxies, stores and monitoring the scale-out and Prometheus tests start: Debian packages, installed with apt when missing
 # (as root or with sudo); without them those tests skip and say why.
@@ -44,6 +46,10 @@ backend: $(STAMP)
 
 demo: backend
 	$(BIN)/python scripts/demo.py --out $(DEMO)
+
+demo-real: backend
+	$(BIN)/python scripts/demo_real.py --out $(DEMO_REAL) $(if $(ZIP),--zip $(ZIP)) \
+	  $(if $(STEPS),--steps $(STEPS)) $(if $(DEEPLOB_STEPS),--deeplob-steps $(DEEPLOB_STEPS))
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
