@@ -11,7 +11,7 @@ DEMO ?= out/demo
 # make demo-real [ZIP=LOBSTER zip, default scripts/demo_real.py's] [STEPS=N DEEPLOB_STEPS=N: quick checks only]
 DEMO_REAL ?= out/demo-real
 
-.PHONY: venv client-venv backend demo demo-real test test-fast bench bench-step bench-kernels soak validate clean system-packages
+.PHONY: venv client-venv backend demo demo-real test test-fast bench bench-step bench-kernels gpu-check soak validate clean system-packages
 
 # Real proxies, stores and monitoring the scale-out and Prometheus tests start: Debian packages, installed with apt when missing
 # (as root or with sudo); without them those tests skip and say why.
@@ -82,6 +82,12 @@ bench-step: $(STAMP)
 
 bench-kernels: $(STAMP)
 	$(BIN)/python kernels/bench/bench_kernels.py
+
+# On a lent GPU machine's image, from a plain checkout (nothing installed; docs/gpu.md): kernels, mixed precision and
+# step throughput in one bounded run. CPU=1: the CPU mode (tiny shapes, Triton's interpreter; make test runs it too)
+GPU_OUT ?= out/gpu-check
+gpu-check:
+	$(PY) scripts/gpu_check.py --out $(GPU_OUT) $(if $(CPU),--cpu)
 
 validate: $(STAMP)
 	$(BIN)/lob validate model_repository
