@@ -45,17 +45,18 @@ def sizes(gpu: bool) -> dict:
                     decode_shapes=[(1, 5, 1), (3, 40, 16), (2, 33, 16)], serving_batches=SERVING_BATCHES,
                     presets=PRESETS, pool_extra=1024, mp_preset="small", mp_ticks=100_000, mp_streams=4,
                     mp_windows=10, throughput_batches=SERVING_BATCHES, cpu_throughput_batches=(1, 64, 1024),
-                    throughput_s=0.5, speed_scan_L=(256, 2048), speed_dims=(64, 192, 384))
-    return dict(scan_shapes=[(1, 5, 1, 1), (2, 6, 9, 16)], decode_shapes=[(1, 5, 1), (3, 8, 16)],
-                serving_batches=(1, 3), presets=("tiny",), pool_extra=5, mp_preset="tiny", mp_ticks=48, mp_streams=2,
-                mp_windows=4, throughput_batches=(1, 4), cpu_throughput_batches=(), throughput_s=0.05,
-                speed_scan_L=(), speed_dims=())
+                    throughput_s=0.5, speed_scan_L=(256, 2048), speed_scan_batch_dim=(4, 384),
+                    speed_dims=tuple(d_inner(p) for p in PRESETS), speed_batches=SERVING_BATCHES)
+    return dict(scan_shapes=[(2, 6, 9, 16)], decode_shapes=[(1, 5, 1), (3, 8, 16)],
+                serving_batches=(3,), presets=("tiny",), pool_extra=5, mp_preset="tiny", mp_ticks=4, mp_streams=2,
+                mp_windows=2, throughput_batches=(1, 4), cpu_throughput_batches=(), throughput_s=0.05,
+                speed_scan_L=(9,), speed_scan_batch_dim=(1, 8), speed_dims=(8,), speed_batches=(2,))
 
 
 class Check:
     """The run's state: device, deadline, the sections' results."""
 
-    def __init__(self, gpu: bool, budget_s: float):
+    def __init__(self, gpu: bool, budget_s: float, out: Path | None = None):
         import torch
 
         self.torch = torch
@@ -63,14 +64,19 @@ class Check:
         self.device = "cuda" if gpu else "cpu"
         self.size = sizes(gpu)
         self.start = time.monotonic()
-        self.deadline = self.start + budget_s
+        self.deadline = self.section_deadline = self.start + budget_s
+        self.out = out
         self.sections: dict[str, dict] = {}
 
     def left(self) -> float:
-        return self.deadline - time.monotonic()
+        """Seconds left to the running section (its share of the budget)."""
+        return min(self.deadline, self.section_deadline) - time.monotonic()
 
-    def section(self, name: str, fn, gpu_only: str | None = None) -> None:
-        """Run fn(rows) into section ``name``; ``gpu_only`` (the reason) skips it without a GPU."""
+    def section(self, name: str, fn, gpu_only: str | None = None, share: float = 1.0) -> None:
+        """Run fn(rows) into section ``name`` within ``share`` of the time left (unused time passes on);
+        ``gpu_only`` (the reason) skips it without a GPU. The report is rewritten after each section, so a run
+        stopped from outside still leaves the sections done."""
+        self.section_deadline = time.monotonic() + share * (self.deadline - time.monotonic())
         rows: list[dict] = []
         entry = {"status": "ok", "rows": rows}
         if gpu_only and not self.gpu:
@@ -88,6 +94,8 @@ class Check:
                 entry["status"] = "failed"
         self.sections[name] = entry
         print(f"[gpu_check] {name}: {entry['status']} ({len(rows)} rows)", flush=True)
+        if self.out is not None:
+            write_report(self, self.out)
 
     def guarded(self, rows: list, what: dict, fn) -> None:
         """Append ``what`` + fn()'s fields as one row; an exception becomes a failed row naming the error."""
@@ -164,7 +172,8 @@ def state_update_row(c: Check, batch: int, dim: int, dstate: int, dtype: str, po
     def randn(*shape, to=dt):
         return torch.randn(*shape, generator=g).to(c.device, to)
 
-    inputs = dict(x=randn(batch, dim), dt=randn(batch, dim), A=(-torch.rand(dim, dstate, generator=g) - 0.1).to(c.device),
+    A = (-torch.rand(dim, dstate, generator=g) - 0.1).to(c.device)
+    inputs = dict(x=randn(batch, dim), dt=randn(batch, dim), A=A,
                   B=randn(batch, dstate), C=randn(batch, dstate), D=randn(dim, to=torch.float32), z=randn(batch, dim),
                   dt_bias=randn(dim, to=torch.float32))
     state = randn(pool, dim, dstate)
@@ -221,46 +230,52 @@ def kernels(c: Check, rows: list) -> None:
 
 # ------------------------------------------------------------------------------------------------ kernel speed
 
-def kernel_speed(c: Check, rows: list) -> None:
-    """State update: effective GB/s against a device-to-device copy of the same bytes; scan: ms against the
-    reference (forward, fp32, batch 4, dim 384)."""
-    import lobkernels
+def do_bench_ms(fn) -> float:
+    """Median milliseconds per call (triton.testing.do_bench: CUDA events, L2 flushed between calls)."""
     import triton
 
-    torch = c.torch
+    return triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
 
-    def ms(fn) -> float:
-        return triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
 
-    for dim in c.size["speed_dims"]:
-        for batch in SERVING_BATCHES:
-            def one():
-                st = torch.randn(batch, dim, 16, device="cuda")
-                x, dt, z = (torch.randn(batch, dim, device="cuda") for _ in range(3))
-                B, C = (torch.randn(batch, 16, device="cuda") for _ in range(2))
-                A = -torch.rand(dim, 16, device="cuda") - 0.1
-                D, bias = torch.randn(dim, device="cuda"), torch.randn(dim, device="cuda")
-                t = ms(lambda: lobkernels.selective_state_update(st, x, dt, A, B, C, D, z, dt_bias=bias,
-                                                                 dt_softplus=True))
-                nbytes = 4 * (2 * st.numel() + 4 * x.numel() + 2 * B.numel() + A.numel() + 2 * dim)
-                src = torch.empty(nbytes // 8, dtype=torch.float32, device="cuda")  # read + write = nbytes
-                dst = torch.empty_like(src)
-                t_copy = ms(lambda: dst.copy_(src))
-                return dict(ms=t, GBps=nbytes / t / 1e6, copy_ms=t_copy, ratio_to_copy=t_copy / t, status="ok")
-            c.guarded(rows, dict(kernel="selective_state_update", batch=batch, dim=dim), one)
-    for L in c.size["speed_scan_L"]:
-        def scan():
-            g = torch.Generator(device="cuda").manual_seed(0)
-            u, delta, z = (torch.randn(4, 384, L, device="cuda", generator=g) for _ in range(3))
-            B, C = (torch.randn(4, 16, L, device="cuda", generator=g) for _ in range(2))
-            A = -torch.rand(384, 16, device="cuda", generator=g) - 0.1
-            args = dict(u=u, delta=delta.sigmoid(), A=A, B=B, C=C, D=torch.ones(384, device="cuda"), z=z)
-            with torch.no_grad():
-                t = ms(lambda: lobkernels.selective_scan_fn(**args))
-                t_ref = ms(lambda: lobkernels.selective_scan_ref(**args))
-            return dict(ms=t, ref_ms=t_ref, speedup_vs_ref=t_ref / t, status="ok",
-                        note="mamba_ssm's CUDA scan: no published figure at this shape to compare with")
-        c.guarded(rows, dict(kernel="selective_scan fwd", batch=4, dim=384, L=L), scan)
+def kernel_speed(c: Check, rows: list, ms=do_bench_ms) -> None:
+    """State update (fp32, plain form, softplus, D, z, dt_bias): effective GB/s and time against a device-to-device
+    copy of the same bytes; scan forward (fp32): time against selective_scan_ref."""
+    import lobkernels
+
+    torch, dev, s = c.torch, c.device, c.size
+
+    def state_update(batch: int, dim: int) -> dict:
+        st = torch.randn(batch, dim, 16, device=dev)
+        x, dt, z = (torch.randn(batch, dim, device=dev) for _ in range(3))
+        B, C = (torch.randn(batch, 16, device=dev) for _ in range(2))
+        A = -torch.rand(dim, 16, device=dev) - 0.1
+        D, bias = torch.randn(dim, device=dev), torch.randn(dim, device=dev)
+        t = ms(lambda: lobkernels.selective_state_update(st, x, dt, A, B, C, D, z, dt_bias=bias, dt_softplus=True))
+        # state read + written, x/dt/z read and out written, B/C per request, A/D/dt_bias once
+        nbytes = 4 * (2 * st.numel() + 4 * x.numel() + 2 * B.numel() + A.numel() + 2 * dim)
+        src = torch.empty(nbytes // 8, dtype=torch.float32, device=dev)  # copied: nbytes read + written
+        dst = torch.empty_like(src)
+        t_copy = ms(lambda: dst.copy_(src))
+        return dict(ms=t, bytes=nbytes, GBps=nbytes / t / 1e6, copy_ms=t_copy, copy_time_ratio=t_copy / t,
+                    status="ok")
+
+    def scan(batch: int, dim: int, L: int) -> dict:
+        u, delta, z = (torch.randn(batch, dim, L, device=dev) for _ in range(3))
+        B, C = (torch.randn(batch, 16, L, device=dev) for _ in range(2))
+        args = dict(u=u, delta=delta.sigmoid(), A=-torch.rand(dim, 16, device=dev) - 0.1, B=B, C=C,
+                    D=torch.ones(dim, device=dev), z=z)
+        with torch.no_grad():
+            t = ms(lambda: lobkernels.selective_scan_fn(**args))
+            t_ref = ms(lambda: lobkernels.selective_scan_ref(**args))
+        return dict(ms=t, ref_ms=t_ref, speedup_vs_ref=t_ref / t, status="ok")
+
+    for dim in s["speed_dims"]:
+        for batch in s["speed_batches"]:
+            c.guarded(rows, dict(kernel="selective_state_update", batch=batch, dim=dim),
+                      lambda: state_update(batch, dim))
+    batch, dim = s["speed_scan_batch_dim"]
+    for L in s["speed_scan_L"]:
+        c.guarded(rows, dict(kernel="selective_scan fwd", batch=batch, dim=dim, L=L), lambda: scan(batch, dim, L))
 
 
 # ------------------------------------------------------------------------------ simulated stream, models
@@ -268,7 +283,6 @@ def kernel_speed(c: Check, rows: list) -> None:
 def simulated_stream(n_streams: int, ticks: int):
     """tokens (S, T) int64, features (S, T, F) float32, vocab size: one simulated day per symbol, tokenized."""
     import numpy as np
-
     from lob.data.simulator import simulate_symbol, symbol_specs
     from lob.tokenizer.tokenizer import Tokenizer
 
@@ -282,7 +296,8 @@ def simulated_stream(n_streams: int, ticks: int):
 
 
 def model(c: Check, arch: str, preset: str, vocab: int, n_features: int):
-    from lob.models.registry import arch as get_arch, config_from_preset
+    from lob.models.registry import arch as get_arch
+    from lob.models.registry import config_from_preset
 
     c.torch.manual_seed(0)
     return get_arch(arch).model(config_from_preset(arch, preset, vocab, n_features)).to(c.device).eval()
@@ -292,7 +307,9 @@ def model(c: Check, arch: str, preset: str, vocab: int, n_features: int):
 
 def mixed_precision(c: Check, rows: list) -> None:
     """Each architecture's step in FP16 and BF16 autocast against FP32, in lock step over one simulated day per
-    stream: per window of ticks, max |dp| of direction and next-event probabilities and top-1 agreement."""
+    stream: per window of ticks, max |dp| of direction and next-event probabilities and top-1 agreement. The step
+    runs lobkernels' kernels, as on a GPU (on the CPU under the interpreter)."""
+    from lob.models.ops import kernel_backend
     from lob.models.registry import ARCHS
 
     torch, s = c.torch, c.size
@@ -300,16 +317,16 @@ def mixed_precision(c: Check, rows: list) -> None:
     tokens, features = torch.as_tensor(tokens, device=c.device), torch.as_tensor(features, device=c.device)
     n_ticks = tokens.shape[1]
     window = math.ceil(n_ticks / s["mp_windows"])
-    per_arch = c.left() / (len(ARCHS) + 1)  # leave a share for the throughput section
-    for arch in ARCHS:
+    for i, arch in enumerate(ARCHS):
+        per_arch = c.left() / (len(ARCHS) - i)
         m = model(c, arch, s["mp_preset"], vocab, features.shape[-1])
         states = {d: m.allocate_inference_cache(tokens.shape[0]) for d in DTYPES}
-        # per window: max |dp| of direction / next-event probabilities, top-1 agreements; on the device (no sync per tick)
+        # per window: max |dp| of direction / next-event probabilities, top-1 agreements; on the device (no sync)
         worst = {d: torch.zeros(3, s["mp_windows"], device=c.device) for d in DTYPES[1:]}
         stop = time.monotonic() + per_arch
         t = 0
         try:
-            with torch.no_grad():
+            with torch.no_grad(), kernel_backend("triton"):
                 while t < n_ticks and time.monotonic() < stop:
                     probs = {}
                     for d in DTYPES:
@@ -332,7 +349,7 @@ def mixed_precision(c: Check, rows: list) -> None:
             for w in range(min(s["mp_windows"], math.ceil(t / window))):
                 lo, hi = w * window, min((w + 1) * window, t)
                 rows.append(dict(arch=arch, preset=s["mp_preset"], dtype=d, ticks_from=lo, ticks_to=hi,
-                                 streams=tokens.shape[0], max_abs_dp_dir=float(worst[d][0, w]),
+                                 stream_ticks=n_ticks, streams=tokens.shape[0], max_abs_dp_dir=float(worst[d][0, w]),
                                  max_abs_dp_next=float(worst[d][1, w]),
                                  top1_agreement=float(worst[d][2, w]) / ((hi - lo) * tokens.shape[0]),
                                  status="ok" if t == n_ticks else f"ok: {t} of {n_ticks} ticks in the time budget"))
@@ -404,12 +421,13 @@ def step_throughput(c: Check, rows: list) -> None:
 
 # ------------------------------------------------------------------------------------------------- report
 
+# name, function, reason it needs a GPU (None: runs in both modes), weight in the time budget
 SECTIONS = (
-    ("kernels", kernels, None),
-    ("kernel_speed", kernel_speed, "interpreter timings say nothing about GPU speed"),
-    ("mixed_precision", mixed_precision, None),
-    ("step_throughput", step_throughput, None),
-    ("cuda_graphs", None, "CUDA graphs need a CUDA device; on a GPU they are rows of step_throughput"),
+    ("kernels", kernels, None, 0.35),
+    ("kernel_speed", kernel_speed, "interpreter timings say nothing about GPU speed", 0.12),
+    ("mixed_precision", mixed_precision, None, 0.33),
+    ("step_throughput", step_throughput, None, 0.2),
+    ("cuda_graphs", None, "CUDA graphs need a CUDA device; on a GPU they are rows of step_throughput", 0.0),
 )
 
 
@@ -427,7 +445,6 @@ def fmt(v) -> str:
 def write_report(c: Check, out: Path) -> dict:
     import torch
     import triton
-
     from lob.io import atomic_write
 
     report = dict(device=device_name(c), mode="gpu" if c.gpu else "cpu", torch=torch.__version__,
@@ -473,11 +490,12 @@ def main(argv=None) -> int:
 
     if not args.cpu and not torch.cuda.is_available():
         ap.error("no CUDA GPU visible to torch; run with --cpu for the CPU mode")
-    c = Check(gpu=not args.cpu, budget_s=args.budget_s)
-    for name, fn, gpu_only in SECTIONS:
+    c = Check(gpu=not args.cpu, budget_s=args.budget_s, out=args.out)
+    for i, (name, fn, gpu_only, weight) in enumerate(SECTIONS):
         if fn is None and c.gpu:
             continue
-        c.section(name, lambda rows, fn=fn: fn(c, rows), gpu_only)
+        rest = sum(w for *_, w in SECTIONS[i:])
+        c.section(name, lambda rows, fn=fn: fn(c, rows), gpu_only, share=weight / rest if rest else 1.0)
     report = write_report(c, args.out)
     failed = [n for n, s in report["sections"].items() if s["status"] == "failed"]
     print(f"[gpu_check] {report['device']}: {report['seconds']} s; report in {args.out}/report.md"
