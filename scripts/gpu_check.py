@@ -107,10 +107,6 @@ class Check:
         except Exception as err:  # noqa: BLE001
             rows.append({**what, "status": "failed", "error": f"{type(err).__name__}: {err}"[:500]})
 
-    def sync(self) -> None:
-        if self.gpu:
-            self.torch.cuda.synchronize()
-
 
 # ------------------------------------------------------------------------------------ kernels vs references
 
