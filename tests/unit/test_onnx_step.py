@@ -15,10 +15,12 @@ VOCAB, N_FEATURES = 1000, 12
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    model = MambaLOB(config_from_preset("mamba", "tiny", VOCAB, N_FEATURES)).eval()
+    # the default recipe's head: the feature skip, given weights (it starts at zero) so the export must carry it
+    model = MambaLOB(config_from_preset("mamba", "tiny", VOCAB, N_FEATURES, feature_skip=1)).eval()
     with torch.no_grad():  # sharpen the untrained heads so top-k and probabilities are far from uniform
         model.embedding.weight *= 30.0
         model.dir_head.weight *= 10.0
+        model.dir_skip.weight.normal_(0.0, 0.5)
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_step_onnx(model, path)
     return model, path
