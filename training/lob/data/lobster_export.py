@@ -61,16 +61,19 @@ class Messages:
 
 
 class OrderBookIds:
-    """Synthetic orders behind a visible L2 book: ``queues[side][price]`` is a deque of [id, size], oldest first."""
+    """Synthetic orders behind a visible L2 book: ``queues[side][price]`` is a deque of [id, size], oldest first;
+    ``held[side][price]`` its total."""
 
     def __init__(self):
         self.queues: dict[int, dict[int, deque]] = {BUY: {}, SELL: {}}
+        self.held: dict[int, dict[int, float]] = {BUY: {}, SELL: {}}
         self.next_id = 1
 
     def add(self, side: int, price: int, size: float) -> int:
         oid = self.next_id
         self.next_id += 1
         self.queues[side].setdefault(price, deque()).append([oid, size])
+        self.held[side][price] = self.held[side].get(price, 0.0) + size
         return oid
 
     def take(self, side: int, price: int, size: float, oldest: bool) -> tuple[int, bool]:
@@ -80,6 +83,7 @@ class OrderBookIds:
         if not q:
             return 0, False
         first, whole = (q[0] if oldest else q[-1])[0], False
+        self.held[side][price] -= size
         while size > 1e-12 and q:
             order = q[0] if oldest else q[-1]
             used = min(size, order[1])
@@ -89,26 +93,26 @@ class OrderBookIds:
                 whole = whole or order[0] == first
                 q.popleft() if oldest else q.pop()
         if not q:
-            del self.queues[side][price]
+            del self.queues[side][price], self.held[side][price]
         return first, whole
 
     def sync(self, side: int, visible: dict[int, float]) -> None:
         """Make the orders hold exactly the ``visible`` {price: size} of ``side`` (unmessaged volume: new orders
         for rises, falls removed by the cancel rule, prices out of view forgotten)."""
-        q = self.queues[side]
-        for price in [p for p in q if p not in visible]:
-            del q[price]
+        held = self.held[side]
+        for price in [p for p in held if p not in visible]:
+            del self.queues[side][price], held[price]
         for price, size in visible.items():
-            held = sum(o[1] for o in q.get(price, ()))
-            if size > held + 1e-9:
-                self.add(side, price, size - held)
-            elif size < held - 1e-9:
-                self.take(side, price, held - size, oldest=not CANCEL_NEWEST_FIRST)
+            have = held.get(price, 0.0)
+            if size > have + 1e-9:
+                self.add(side, price, size - have)
+            elif size < have - 1e-9:
+                self.take(side, price, have - size, oldest=not CANCEL_NEWEST_FIRST)
 
 
-def _levels(px: np.ndarray, sz: np.ndarray) -> dict[int, float]:
+def _levels(px: list[int], sz: list[float]) -> dict[int, float]:
     """One side's visible book (L,) -> {price x 10,000: size}."""
-    return {int(round(p * PRICE_SCALE)): float(s) for p, s in zip(px, sz) if s > 0}
+    return {p: s for p, s in zip(px, sz) if s > 0}
 
 
 def _comparable(prev: dict[int, float], cur: dict[int, float], side: int, full: bool) -> list[int]:
@@ -131,23 +135,24 @@ def synthesize_messages(t: Ticks, n_levels: int, step: int) -> Messages:
     price = np.zeros(n, np.int64)
     direction = np.zeros(n, np.int8)
     ids = OrderBookIds()
-    books = {BUY: (t.bid_px, t.bid_sz), SELL: (t.ask_px, t.ask_sz)}
+    books = {s: (np.round(px[:, :n_levels] * PRICE_SCALE).astype(np.int64).tolist(), sz[:, :n_levels].tolist())
+             for s, px, sz in ((BUY, t.bid_px, t.bid_sz), (SELL, t.ask_px, t.ask_sz))}
+    trade_side, trade_px, trade_sz = t.trade_side.tolist(), t.trade_px.tolist(), t.trade_sz.tolist()
     prev = {s: {} for s in books}
     for i in range(n):
-        cur = {s: _levels(px[i, :n_levels], sz[i, :n_levels]) for s, (px, sz) in books.items()}
-        full = {s: bool(sz[i, n_levels - 1] > 0 and (i == 0 or sz[i - 1, n_levels - 1] > 0))
-                for s, (px, sz) in books.items()}
+        cur = {s: _levels(px[i], sz[i]) for s, (px, sz) in books.items()}
+        full = {s: sz[i][-1] > 0 and (i == 0 or sz[i - 1][-1] > 0) for s, (px, sz) in books.items()}
         changes = []  # (rank from the touch, side, price, delta)
         for s in books:
             for rank, p in enumerate(_comparable(prev[s], cur[s], s, full[s])):
                 d = cur[s].get(p, 0.0) - prev[s].get(p, 0.0)
                 if abs(d) > 1e-9:
                     changes.append((rank, s, p, d))
-        if t.trade_side[i] != 0:
-            s = -int(t.trade_side[i])
-            p = int(round(t.trade_px[i] * PRICE_SCALE))
+        if trade_side[i] != 0:
+            s = -trade_side[i]
+            p = int(round(trade_px[i] * PRICE_SCALE))
             fell = cur[s].get(p, 0.0) < prev[s].get(p, 0.0)
-            typ[i], size[i], price[i], direction[i] = EXECUTE if fell else HIDDEN, t.trade_sz[i], p, s
+            typ[i], size[i], price[i], direction[i] = EXECUTE if fell else HIDDEN, trade_sz[i], p, s
             if fell:
                 oid[i], _ = ids.take(s, p, prev[s][p] - cur[s].get(p, 0.0), oldest=True)
             else:
