@@ -38,23 +38,23 @@ def ticks(rows: list[tuple], levels: int = 2) -> Ticks:
                  {"date": "2024-01-02", "tick_size": 0.01, "n_levels": levels, "source": "test"})
 
 
-def test_order_ids_adds_cancel_newest_first_executions_take_oldest():
+def test_order_ids_adds_cancels_and_executions_take_the_oldest_volume():
     t = ticks([
         ([100, 50], [80, 60], 0, 0),   # 0: first book: its levels become orders 1 (bid 100) .. 4
         ([150, 50], [80, 60], 0, 0),   # 1: +50 at the best bid: new order 5
         ([170, 50], [80, 60], 0, 0),   # 2: +20: order 6
-        ([160, 50], [80, 60], 0, 0),   # 3: -10: part of the newest (6)
-        ([150, 50], [80, 60], 0, 0),   # 4: -10: the rest of 6: deleted whole
-        ([30, 50], [80, 60], -1, 120),  # 5: a sell of 120 hits the bid: order 1 (100) then 20 of order 5
-        ([30, 50], [80, 60], 1, 7),    # 6: a print that leaves the visible book: hidden execution
-        ([30, 50], [80, 60], 0, 0),    # 7: nothing visible changed: the size-0 placeholder
-        ([30, 40], [80, 60], 0, 0),    # 8: -10 at the second bid level (10 of the first book's order 2)
+        ([150, 50], [80, 60], 0, 0),   # 3: -20: part of the oldest order there (1)
+        ([70, 50], [80, 60], 0, 0),    # 4: -80: the rest of order 1: deleted whole
+        ([10, 50], [80, 60], -1, 60),  # 5: a sell of 60 hits the bid: order 5 (50) then 10 of order 6
+        ([10, 50], [80, 60], 1, 7),    # 6: a print that leaves the visible book: hidden execution
+        ([10, 50], [80, 60], 0, 0),    # 7: nothing visible changed: the size-0 placeholder
+        ([10, 40], [80, 60], 0, 0),    # 8: -10 at the second bid level (10 of the first book's order 2)
     ])
     m = synthesize_messages(t, 2, 100)
     assert m.type.tolist() == [1, 1, 1, 2, 3, 4, 5, 2, 2]
-    assert m.size.tolist() == [100, 50, 20, 10, 10, 120, 7, 0, 10]
-    assert m.order_id[1] != m.order_id[2] and m.order_id[3] == m.order_id[4] == m.order_id[2]  # newest first
-    assert m.order_id[5] == m.order_id[0]  # the oldest order at the touch is executed first
+    assert m.size.tolist() == [100, 50, 20, 20, 80, 60, 7, 0, 10]
+    assert len(set(m.order_id[:3].tolist())) == 3 and m.order_id[3] == m.order_id[4] == m.order_id[0]
+    assert m.order_id[5] == m.order_id[1]  # order 1 is gone: the oldest left at the touch is executed
     assert m.order_id[7] == 0 and m.price[7] == 99_800  # one step beyond the deepest visible bid (9.99)
     assert m.price.tolist()[:6] == [100_000] * 6 and m.price[6] == 100_100 and m.price[8] == 99_900
     assert m.direction.tolist() == [1, 1, 1, 1, 1, 1, -1, 1, 1]  # side of the resting order: a buy trade hits asks
