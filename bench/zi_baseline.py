@@ -23,7 +23,7 @@ from lob.data.lobster_export import ADD, DELETE, EXECUTE, PARTIAL_CANCEL, synthe
 from lob.data.schema import N_LEVELS, Ticks, day_path, write_ticks
 from lob.realism.report import load_days
 
-K = 30  # ticks from the opposite best where orders arrive and are cancelled
+K = 100  # ticks from the opposite best where orders arrive and are cancelled
 
 
 def fit(t: Ticks, levels: int) -> dict:
@@ -98,10 +98,12 @@ def simulate(p: dict, seed: int, symbol: str, date: str, t0_ns: int) -> Ticks:
         elif ev == 5:
             w = theta * asks
             q[b + 1 + rng.choice(K, p=w / w.sum())] += 1
-        while q[b] <= 0:
+        while q[b] <= 0 and b > 0:
             b -= 1
-        while q[a] >= 0:
+        while q[a] >= 0 and a < size - 1:
             a += 1
+        if not (K < b < a < size - K):
+            raise SystemExit(f"event {i}: a side of the book emptied (these rates do not keep a book)")
         bid_lv = b - np.flatnonzero(q[b - 200:b + 1][::-1] > 0)[:N_LEVELS]
         ask_lv = a + np.flatnonzero(q[a:a + 200] < 0)[:N_LEVELS]
         books[i, 0, :bid_lv.size], books[i, 1, :bid_lv.size] = (bid_lv + base) * tick, q[bid_lv] * unit
@@ -122,8 +124,9 @@ def main() -> None:
     symbol, days = load_days(args.data)
     real = days[0]
     p = fit(real, int(real.meta.get("n_levels", N_LEVELS)))
-    print(f"{symbol}: unit {p['unit']:.1f} shares, mu {p['mu']:.3f}/s, lambda(1..5) {np.round(p['lam'][:5], 3)}, "
-          f"theta(1..5) {np.round(p['theta'][:5], 4)}")
+    resting = np.where(p["theta"] > 0, p["lam"] / np.maximum(p["theta"], 1e-12), 0.0)
+    print(f"{symbol}: unit {p['unit']:.1f} shares, mu {p['mu']:.3f}/s, lambda {p['lam'].sum():.3f}/s in all, "
+          f"stationary resting units (lambda/theta) within {K} ticks {resting.sum():.1f}")
     t = simulate(p, args.seed, symbol, real.meta["date"], int(real.ts_ns[0]))
     print(f"wrote {write_ticks(day_path(args.out, symbol, real.meta['date']), t)} ({len(t):,} events)")
 
