@@ -44,12 +44,12 @@ def test_summary_mean_median_and_interquartile_mean():
     assert s["iqm"] == pytest.approx(0.3)  # the middle 50% of 5 values: 0.2, 0.3, 0.4
 
 
-def day(gaps_ms: float, spread: int, size: float, n: int = 1000, cancel_after: int = 1) -> Ticks:
-    """A one-level book: the bid queue alternates +size (a new order) and -size (its cancel ``cancel_after``
-    events later when 1); ``spread`` ticks wide; events ``gaps_ms`` apart."""
+def day(gaps_ms: float, spread: int, size: float, n: int = 1000) -> Ticks:
+    """A one-level book: the bid queue alternates ``size`` and 2 ``size`` (an order of ``size`` added, then the
+    oldest resting one cancelled); ``spread`` ticks wide; events ``gaps_ms`` apart."""
     bid_px, bid_sz, ask_px, ask_sz = Ticks.empty_book(n)
     bid_px[:, 0], ask_px[:, 0] = 10.0, 10.0 + 0.01 * spread
-    bid_sz[:, 0], ask_sz[:, 0] = 100 + size * (np.arange(n) % 2), 300.0
+    bid_sz[:, 0], ask_sz[:, 0] = size * (1 + np.arange(n) % 2), 300.0
     ts = T0 + np.round(np.arange(n) * gaps_ms * 1e6).astype(np.int64)
     return Ticks(ts, bid_px, bid_sz, ask_px, ask_sz, np.zeros(n), np.zeros(n), np.zeros(n, np.int8), "X",
                  {"date": "2024-01-02", "tick_size": 0.01, "n_levels": 1})
@@ -58,8 +58,11 @@ def day(gaps_ms: float, spread: int, size: float, n: int = 1000, cancel_after: i
 def test_scores_of_hand_made_days():
     v = score_values(sequences([day(2.0, 1, 10.0)], 1))
     assert set(v["spread"]) == {1.0} and np.allclose(v["log_inter_arrival_time"], math.log(2.0))
-    assert np.allclose(v["log_time_to_cancel"], math.log(0.002))  # each order cancelled the next event, 2 ms on
-    assert np.allclose(v["orderbook_imbalance"][1::2], (110 - 300) / 410)
+    # oldest first: the order added at odd event j is the older of two from j + 2 on and cancelled at j + 3,
+    # 6 ms later; the first book's order (event 0) goes at event 2, 4 ms
+    ttc = v["log_time_to_cancel"]
+    assert ttc.size > 400 and ttc[0] == pytest.approx(math.log(0.004)) and np.allclose(ttc[1:], math.log(0.006))
+    assert np.allclose(v["orderbook_imbalance"][1::2], (20 - 300) / 320)
     assert set(v["limit_bid_order_levels"]) == {1.0} and v["limit_ask_order_levels"].size == 0
     assert np.allclose(v["limit_bid_order_depth"], 0.5)  # a tick's half spread below the mid
     assert v["ask_volume"].sum() == 300 * 1000 and v["vol_per_min"].size == 0  # no trades
@@ -67,9 +70,10 @@ def test_scores_of_hand_made_days():
     d = lobbench.distances(v, w)
     assert d["spread"]["l1"] == 1.0 and d["log_inter_arrival_time"]["l1"] == 1.0
     assert d["orderbook_imbalance"]["l1"] == 0.0 and d["bid_volume"]["w1"] == 0.0
-    # the same day again: every score 0 (and the floor of a day whose sequences are all alike is 0 too)
+    # the same day again: every score 0; the floor of a day whose sequences are alike (but for the first
+    # one's 4 ms time-to-cancel) is near 0
     same = lobbench.compare(sequences([day(2.0, 1, 10.0)], 1), sequences([day(2.0, 1, 10.0)], 1))
-    assert same["summary"]["l1"]["mean"] == 0.0 and same["summary"]["floor_l1"]["mean"] == 0.0
+    assert same["summary"]["l1"]["mean"] == 0.0 and 0.0 < same["summary"]["floor_l1"]["mean"] < 0.001
     undefined = {k for k, v in same["scores"].items() if math.isnan(v["l1"])}  # empty on both sides
     assert undefined == {"limit_ask_order_depth", "ask_cancellation_depth", "limit_ask_order_levels",
                          "ask_cancellation_levels", "vol_per_min", "ofi_up", "ofi_down"}
