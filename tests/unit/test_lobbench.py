@@ -93,3 +93,22 @@ def test_floor_of_a_real_day_is_below_its_distance_to_a_perturbed_copy(tmp_path)
     assert s["floor_w1"]["mean"] < s["w1"]["mean"]
     for name in ("log_inter_arrival_time", "ask_volume", "bid_volume_touch", "vol_per_min"):
         assert r["scores"][name]["floor_l1"] < r["scores"][name]["l1"], name
+
+
+def test_cli_realism_prints_and_writes_the_scores_beside_the_floor(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lob.cli import app
+    from lob.data.schema import day_path, write_ticks
+
+    write_ticks(day_path(tmp_path / "a", "X", "2024-01-02"), day(2.0, 3, 10.0))
+    write_ticks(day_path(tmp_path / "b", "X", "2024-01-02"), day(2.0, 1, 10.0))
+    res = CliRunner().invoke(app, ["realism", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                                   str(tmp_path / "r.json")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "LOB-Bench scores" in res.output and "floor" in res.output
+    lb = json.loads((tmp_path / "r.json").read_text())["lobbench"]
+    assert lb["scores"]["spread"]["l1"] == 1.0 and lb["scores"]["bid_volume"]["l1"] == 0.0
+    assert lb["sequences"] == [2, 2] and lb["summary"]["floor_l1"]["mean"] < 0.001
