@@ -134,6 +134,19 @@ def import_lobster_cmd(
     import_lobster(message, orderbook, symbol=symbol, date=date, out=out, tick_size=tick_size)
 
 
+@app.command("export-lobster")
+@user_errors
+def export_lobster_cmd(
+    data: Path = typer.Argument(..., exists=True, file_okay=False, help="Dataset folder (imported, simulated, ...)."),
+    out: Path = typer.Option(..., help="Folder for the message + orderbook CSV pairs."),
+    symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (default: all)."),
+):
+    """Write a dataset as LOBSTER message + orderbook CSVs, one pair per symbol-day (order ids synthesised)."""
+    from lob.data.lobster_export import export_lobster
+
+    export_lobster(data, out, symbols=_symbols(symbols))
+
+
 @import_app.command("binance-bookticker")
 @user_errors
 def import_binance_cmd(

@@ -1,5 +1,5 @@
 """Market data: the canonical tick table (`schema`), the L2 simulator (`simulator`) and importers of real
-formats: LOBSTER (`lobster`), Binance bookTicker and aggTrades (`binance`), over one CSV reader that names
+formats: LOBSTER (`lobster`; and back out to LOBSTER CSVs with synthetic order ids: `lobster_export`), Binance bookTicker and aggTrades (`binance`), over one CSV reader that names
 the file, line and field of every fault (`csvio`).
 
 Imports numpy, pyarrow, `lob.contract` and `lob.io` only; never torch, never another `lob` subpackage.

@@ -29,6 +29,10 @@ them; counted in ``n_invisible``), and gaps are floored at the coarser time reso
 Total variation is 0.5 * sum |p - q| over the buckets (0 same, 1 disjoint); W1 is
 ``scipy.stats.wasserstein_distance`` on the samples, in the unit stated. Kurtosis, ACF and both distances
 are `lob.realism.stats`' (its conventions: Pearson kurtosis, NaN where a sample cannot define a fact).
+
+The report also holds LOB-Bench's score set through the same window (``report["lobbench"]``,
+`lob.realism.lobbench`): each score's L1 and W1 beside the reference's real-vs-real floor, and their
+mean / median / IQM.
 """
 from __future__ import annotations
 
@@ -303,6 +307,8 @@ def realism_report(spec_a: str, spec_b: str, out: Path | None = None) -> dict:
     Writes ``out`` (strict JSON: an undefined fact is null) and ``out`` with suffix .png when given;
     returns the report dict (NaN where a fact is undefined, e.g. returns of a mid that never moves).
     """
+    from lob.realism import lobbench  # it builds on this module's window (truncate)
+
     (sym_a, days_a), (sym_b, days_b) = load_days(spec_a), load_days(spec_b)
     levels = min(n_levels(days_a), n_levels(days_b))
     res = max(time_resolution_ns(days_a), time_resolution_ns(days_b), 1000)
@@ -310,7 +316,8 @@ def realism_report(spec_a: str, spec_b: str, out: Path | None = None) -> dict:
     distances = fact_distances(fa, fb)
     report = {"a": {"spec": spec_a, **fa.summary()}, "b": {"spec": spec_b, **fb.summary()},
               "window": {"levels": levels, "time_resolution_ns": res}, "distances": distances,
-              "goal": goal_check(distances, fa.kinds, fb.kinds)}
+              "goal": goal_check(distances, fa.kinds, fb.kinds),
+              "lobbench": lobbench.compare(lobbench.sequences(days_a, levels), lobbench.sequences(days_b, levels))}
     if out is not None:
         out = Path(out)
         text = json.dumps(_strict(report), indent=1, allow_nan=False)  # undefined facts (NaN) as null
@@ -348,6 +355,8 @@ def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from lob.realism.lobbench import SEQ_LEN
+
     a, b = report["a"], report["b"]
     w = report["window"]
     table = Table(title=f"A = {a['spec']} ({a['n_events']:,} events, {a['span_s']:,.0f} s)   "
@@ -367,6 +376,17 @@ def print_report(report: dict) -> None:
         goal.add_row(g["fact"], g["rule"], _fmt(g["a"]), _fmt(g["b"]), _fmt(g["distance"]),
                      "[green]yes[/]" if g["met"] else "[red]no[/]")
     console.print(goal)
+    lb = report["lobbench"]
+    scores = Table(title=f"LOB-Bench scores (lob.realism.lobbench; {lb['sequences'][0]} vs {lb['sequences'][1]} "
+                         f"sequences of {SEQ_LEN}), B the reference; floor: B's even vs odd sequences",
+                   title_justify="left")
+    for col in ("score", "L1", "L1 floor", "W1", "W1 floor"):
+        scores.add_column(col, justify="left" if col == "score" else "right")
+    rows = [(k, v) for k, v in lb["scores"].items()] + [(f"[bold]{k}[/]", {m: s[k] for m, s in lb["summary"].items()})
+                                                        for k in ("mean", "median", "iqm")]
+    for name, v in rows:
+        scores.add_row(name, *(_fmt(v[m]) for m in ("l1", "floor_l1", "w1", "floor_w1")))
+    console.print(scores)
 
 
 def plot(fa: Facts, fb: Facts, path: Path, labels: tuple[str, str]) -> None:
