@@ -133,7 +133,7 @@ class BookBuilder:
         self._touch_at: dict[int, tuple] = {}  # applied diff u -> rebuilt (bid, bid size, ask, ask size)
         self._early: dict[int, tuple] = {}  # bookTicker u ahead of the book -> its touch
         self.counts = {k: 0 for k in ("snapshots", "snapshots_ignored", "diffs_applied", "diffs_stale",
-                                      "diffs_below_top", "gaps", "resyncs", "touch_checked", "touch_mismatches",
+                                      "diffs_below_top", "gaps", "snapshots_too_old", "resyncs", "touch_checked", "touch_mismatches",
                                       "bookticker_ticks", "trades", "trades_unsynced", "one_sided")}
         self.mismatch_examples: list[str] = []
 
@@ -179,8 +179,9 @@ class BookBuilder:
         return out
 
     def reset(self) -> None:
-        """Out of sync (a disconnect, a refused book): counted as a gap; the next snapshot resyncs."""
-        if self.synced or self._snapshot_id is not None:
+        """Out of sync (a disconnect, a broken chain, a refused book; counted as a gap when it was in sync): the
+        next snapshot resyncs."""
+        if self.synced:
             self.counts["gaps"] += 1
         self.synced, self._snapshot_id = False, None
         self._buffer.clear()
@@ -201,6 +202,7 @@ class BookBuilder:
                 self.counts["diffs_stale"] += 1
                 return []
             if not (first <= sid + spot <= last):  # the snapshot is older than the stream: fetch a newer one
+                self.counts["snapshots_too_old"] += 1
                 self._gap(msg, ts_ns)
                 return []
         elif (prev != self.last_u) if not spot else (first != self.last_u + 1):
@@ -329,9 +331,12 @@ class BookBuilder:
 # --------------------------------------------------------------------------------------------------- recordings
 
 def exchange_ns(msg: dict) -> int | None:
-    """A message's exchange time in ns: ``T`` (transaction time), else ``E`` (event time); None when neither."""
+    """A message's exchange time in ns: ``T`` (transaction time), else ``E`` (event time); None when neither
+    and for a snapshot (it arrives when the REST call returns, so it does not move the clock)."""
     data = msg.get("data", msg) if isinstance(msg, dict) else {}
-    ms = data.get("T", data.get("E")) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or "lastUpdateId" in data:
+        return None
+    ms = data.get("T", data.get("E"))
     return int(ms) * NS_PER_MS if isinstance(ms, int) and not isinstance(ms, bool) else None
 
 
