@@ -71,6 +71,7 @@ class BinanceFeed:
         self.builders = {s: BookBuilder(market, ticks_from) for s in self.symbols}
         self.last_ts = {s: 0 for s in self.symbols}
         self.counts = {"connects": 0, "disconnects": 0, "refused": 0, "snapshot_errors": 0}
+        self.session_starts: dict[str, list[int]] = {s: [] for s in self.symbols}  # ts_ns of each (re)sync's first tick
         self._fetching: dict[str, asyncio.Task] = {}
 
     # ---------------------------------------------------------------------------------------------- asyncio
@@ -94,12 +95,15 @@ class BinanceFeed:
                     await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
                     stopper.cancel()
                     if reader.done():
-                        reader.result()  # raises the connection's end
+                        reader.result()  # raises the connection's end; a clean close ends it quietly
                     else:
                         reader.cancel()
+                ended = "closed by the server"
             except (OSError, asyncio.TimeoutError, websockets.ConnectionClosed, websockets.InvalidHandshake) as err:
+                ended = f"{type(err).__name__}: {err}"
+            if not stop.is_set():
                 self.counts["disconnects"] += 1
-                self.log(f"disconnected ({type(err).__name__}: {err}); reconnecting in {wait:.2f} s")
+                self.log(f"disconnected ({ended}); reconnecting in {wait:.2f} s")
             for task in self._fetching.values():
                 task.cancel()
             self._fetching.clear()
@@ -146,6 +150,7 @@ class BinanceFeed:
             self.log(f"{symbol}: gap in the diff chain (after update id {builder.last_u}); resyncing")
         for tick in ticks:
             if tick.session_start:
+                self.session_starts[symbol].append(tick.ts_ns)
                 self.log(f"{symbol}: in sync at update id {builder.last_u}; a new session starts")
             emit(symbol, tick)
 
