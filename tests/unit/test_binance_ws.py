@@ -70,13 +70,15 @@ def test_futures_gap_drops_trades_until_a_new_snapshot_starts_a_session():
     assert b.synced
     assert feed(b, [diff(14, 15, 13, b=[(100.0, 9.0)])]) == []  # pu 13 != previous u 11: a gap
     assert b.counts["gaps"] == 1 and b.needs_snapshot
-    assert feed(b, [trade(101.0, 0.5, False)]) == [] and b.counts["trades_unsynced"] == 1
-    again = feed(b, [snap(15, BIDS, ASKS), diff(15, 16, 15, a=[(101.0, 9.0)]), trade(100.0, 0.25, True)])
-    # the diff that broke the chain was kept: it is the first applied to the new snapshot
-    assert [t.session_start for t in again] == [True, False, False] and b.counts["resyncs"] == 2
-    assert again[0].bid_sz[0] == 9.0 and again[1].ask_sz[0] == 9.0
-    assert (again[2].trade_px, again[2].trade_sz, again[2].trade_side) == (100.0, 0.25, -1)  # buyer maker: a sell
-    assert again[2].ask_sz[0] == 9.0 and again[2].bid_sz[0] == 9.0  # the trade carries the book as it stands
+    assert feed(b, [trade(101.0, 0.5, False)]) == []  # buffered until the book is rebuilt
+    again = feed(b, [snap(20, BIDS, ASKS), diff(18, 21, 17, b=[(100.0, 9.0)]), trade(100.0, 0.25, True),
+                     diff(22, 22, 21, a=[(101.0, 9.0)])])
+    # the diff that broke the chain is older than the new snapshot, and the trade after it met no book
+    assert b.counts["diffs_stale"] == 1 and b.counts["trades_unsynced"] == 1 and b.counts["resyncs"] == 2
+    assert [t.session_start for t in again] == [True, False, False]
+    assert again[0].bid_sz[0] == 9.0 and again[2].ask_sz[0] == 9.0
+    assert (again[1].trade_px, again[1].trade_sz, again[1].trade_side) == (100.0, 0.25, -1)  # buyer maker: a sell
+    assert again[1].bid_sz[0] == 9.0 and again[1].ask_sz[0] == 2.0  # the trade carries the book as it stood
 
 
 def test_spot_rules_differ_from_futures():
@@ -145,8 +147,11 @@ def test_recordings_rebuild_without_mismatch_or_loss(symbol, tmp_path):
     c = t.meta["counts"]
     assert c["touch_checked"] > 500 and c["touch_mismatches"] == 0 and c["gaps"] == 0
     lines = _lines(RECORDINGS[symbol])
-    at = next(i for i, line in enumerate(lines) if '"lastUpdateId"' in line)
-    trades_after = sum('"e":"trade"' in line for line in lines[at:])
+    msgs = [json.loads(line.split(" ", 1)[1]) for line in lines]
+    last_id = next(m["lastUpdateId"] for m in msgs if "lastUpdateId" in m)
+    synced = next(i for i, m in enumerate(msgs) if m.get("data", {}).get("e") == "depthUpdate"
+                  and m["data"]["U"] <= last_id <= m["data"]["u"])  # the first diff applied to the snapshot
+    trades_after = sum(m.get("data", {}).get("e") == "trade" for m in msgs[synced:])
     assert int((t.trade_side != 0).sum()) == trades_after  # every trade after the sync is a tick
     sides = {json.loads(line.split(" ", 1)[1])["data"]["m"] for line in lines if '"e":"trade"' in line}
     assert sides == {True, False} and set(np.unique(t.trade_side)) == {-1, 0, 1}

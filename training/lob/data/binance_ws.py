@@ -4,7 +4,8 @@ builder from the live streams (`lob.serving.live`).
 
 **Book rules** (binance-docs, "How to manage a local order book correctly"). Depth diffs (``depthUpdate``:
 first/last update id ``U``/``u``, futures also ``pu`` = the previous diff's ``u``) that arrive before the
-REST snapshot (``lastUpdateId``, ``bids``, ``asks``) are buffered. USD-M and COIN-M futures: diffs with
+REST snapshot (``lastUpdateId``, ``bids``, ``asks``) are buffered (with the trades and bookTickers between them,
+so these meet the book they arrived with). USD-M and COIN-M futures: diffs with
 ``u < lastUpdateId`` are dropped, the first applied one has ``U <= lastUpdateId <= u`` and each later one
 ``pu`` equal to the previous ``u``. Spot: diffs with ``u <= lastUpdateId`` are dropped, the first applied one
 has ``U <= lastUpdateId + 1 <= u`` and each later one ``U`` equal to the previous ``u + 1``. A size of 0
@@ -53,7 +54,7 @@ from lob.data.schema import TickDataError, Ticks, day_path, validate, write_tick
 MARKETS = ("usdm", "coinm", "spot")
 TICKS_FROM = ("diffs", "touch")
 CLOCKS = ("local", "exchange")
-MAX_BUFFER = 20_000  # diffs kept while waiting for a snapshot (older ones could not be used anyway)
+MAX_BUFFER = 100_000  # messages kept while waiting for a snapshot (minutes of a busy symbol)
 _RECENT = 4096  # applied diffs' touches / early bookTickers kept for the touch check
 _EXAMPLES = 5
 NS_PER_MS = 1_000_000
@@ -106,6 +107,27 @@ def _field(msg: dict, name: str, kind=int):
         raise BookError(f"field {name!r}: {msg[name]!r} is not {kind.__name__}") from None
 
 
+def _parse_diff(msg: dict, market: str) -> tuple:
+    """(U, u, pu or None for spot, bid levels, ask levels) of a depthUpdate."""
+    prev = _field(msg, "pu") if market != "spot" else None
+    return (_field(msg, "U"), _field(msg, "u"), prev, _levels(msg.get("b", ()), "b"), _levels(msg.get("a", ()), "a"))
+
+
+def _parse_ticker(msg: dict, market: str) -> tuple:
+    """(u, (best bid, its size, best ask, its size)) of a bookTicker."""
+    return _field(msg, "u"), tuple(_field(msg, k, float) for k in ("b", "B", "a", "A"))
+
+
+def _parse_trade(msg: dict, market: str) -> tuple:
+    """(price, quantity, aggressor side) of a trade: ``m`` (the buyer is the maker) true is a sell, -1."""
+    px, qty, maker = _field(msg, "p", float), _field(msg, "q", float), msg.get("m")
+    if not isinstance(maker, bool):
+        raise BookError(f"field 'm': {maker!r} is not true/false")
+    if not (px > 0 and qty > 0):
+        raise BookError(f"trade price {px} / quantity {qty} not positive")
+    return px, qty, -1 if maker else 1
+
+
 class BookBuilder:
     """The L2 book of one symbol from a REST snapshot and depth diffs, under ``market``'s rules (module docstring).
 
@@ -126,7 +148,7 @@ class BookBuilder:
         self.synced = False
         self.last_u: int | None = None  # the last applied diff's u (or the snapshot's id before the first)
         self._snapshot_id: int | None = None  # set between a snapshot and its first applied diff
-        self._buffer: deque = deque(maxlen=MAX_BUFFER)  # (diff, ts_ns) waiting for a snapshot
+        self._buffer: deque = deque(maxlen=MAX_BUFFER)  # (kind, fields, ts_ns) waiting for a snapshot
         self._new_session = False
         self._top: tuple | None = None  # the rebuilt top levels (bid_px, bid_sz, ask_px, ask_sz)
         self._view: tuple | None = None  # what the last tick showed (touch mode: maybe a bookTicker overlay)
@@ -134,7 +156,7 @@ class BookBuilder:
         self._early: dict[int, tuple] = {}  # bookTicker u ahead of the book -> its touch
         self.counts = {k: 0 for k in ("snapshots", "snapshots_ignored", "diffs_applied", "diffs_stale",
                                       "diffs_below_top", "gaps", "snapshots_too_old", "resyncs", "touch_checked", "touch_mismatches",
-                                      "bookticker_ticks", "trades", "trades_unsynced", "one_sided")}
+                                      "bookticker_ticks", "trades", "trades_unsynced", "one_sided", "buffer_overflow")}
         self.mismatch_examples: list[str] = []
 
     @property
@@ -152,13 +174,22 @@ class BookBuilder:
         if "lastUpdateId" in msg:
             return self.on_snapshot(msg, ts_ns)
         kind = msg.get("e") or ("bookTicker" if {"u", "b", "a", "B", "A"} <= set(msg) else None)
-        if kind == "depthUpdate":
-            return self._on_diff(msg, ts_ns)
-        if kind == "bookTicker":
-            return self._on_bookticker(msg, ts_ns)
-        if kind == "trade":
-            return self._on_trade(msg, ts_ns)
-        raise BookError(f"unknown message (event {kind!r}): not a snapshot, depthUpdate, bookTicker or trade")
+        parse = {"depthUpdate": _parse_diff, "bookTicker": _parse_ticker, "trade": _parse_trade}.get(kind)
+        if parse is None:
+            raise BookError(f"unknown message (event {kind!r}): not a snapshot, depthUpdate, bookTicker or trade")
+        return self._apply((kind, parse(msg, self.market), ts_ns))  # checked now, applied now or after a snapshot
+
+    def _apply(self, item: tuple) -> list[BookTick]:
+        """One parsed message (kind, fields, ts_ns); while waiting for a snapshot every kind is buffered, so that
+        the trades and bookTickers between the diffs meet the book they arrived with once it is rebuilt."""
+        if self.needs_snapshot:
+            if len(self._buffer) == self._buffer.maxlen:
+                self.counts["buffer_overflow"] += 1
+            self._buffer.append(item)
+            return []
+        kind, fields, ts_ns = item
+        handle = {"depthUpdate": self._on_diff, "bookTicker": self._on_bookticker, "trade": self._on_trade}[kind]
+        return handle(*fields, ts_ns)
 
     def on_snapshot(self, snap: dict, ts_ns: int) -> list[BookTick]:
         """A REST depth snapshot: starts a sync when out of sync (ignored and counted while in sync)."""
@@ -174,8 +205,8 @@ class BookBuilder:
         self._snapshot_id = self.last_u = last_id
         buffered, out = list(self._buffer), []
         self._buffer.clear()
-        for diff, t in buffered:
-            out += self._on_diff(diff, t)
+        for item in buffered:
+            out += self._apply(item)
         return out
 
     def reset(self) -> None:
@@ -189,12 +220,8 @@ class BookBuilder:
 
     # ------------------------------------------------------------------------------------------------ diffs
 
-    def _on_diff(self, msg: dict, ts_ns: int) -> list[BookTick]:
-        first, last = _field(msg, "U"), _field(msg, "u")
-        prev = _field(msg, "pu") if self.market != "spot" else None
-        if not self.synced and self._snapshot_id is None:
-            self._buffer.append((msg, ts_ns))
-            return []
+    def _on_diff(self, first: int, last: int, prev: int | None, bids: list, asks: list, ts_ns: int) -> list[BookTick]:
+        item = ("depthUpdate", (first, last, prev, bids, asks), ts_ns)
         spot = self.market == "spot"
         if not self.synced:  # between a snapshot and its first diff
             sid = self._snapshot_id
@@ -203,12 +230,11 @@ class BookBuilder:
                 return []
             if not (first <= sid + spot <= last):  # the snapshot is older than the stream: fetch a newer one
                 self.counts["snapshots_too_old"] += 1
-                self._gap(msg, ts_ns)
+                self._gap(item)
                 return []
         elif (prev != self.last_u) if not spot else (first != self.last_u + 1):
-            self._gap(msg, ts_ns)
+            self._gap(item)
             return []
-        bids, asks = _levels(msg.get("b", ()), "b"), _levels(msg.get("a", ()), "a")
         for book, prices, levels in ((self.bids, self._prices["bid"], bids), (self.asks, self._prices["ask"], asks)):
             for p, q in levels:
                 if q > 0:
@@ -231,10 +257,10 @@ class BookBuilder:
             return []
         return [self._tick(top, ts_ns)]
 
-    def _gap(self, msg: dict, ts_ns: int) -> None:
+    def _gap(self, item: tuple) -> None:
         """Out of sync; the diff that broke the chain waits for the next snapshot."""
         self.reset()
-        self._buffer.append((msg, ts_ns))
+        self._buffer.append(item)
 
     def _rebuild_top(self) -> tuple | None:
         bid_p, ask_p = self._prices["bid"][:-N_LEVELS - 1:-1], self._prices["ask"][:N_LEVELS]
@@ -275,9 +301,7 @@ class BookBuilder:
                 self.mismatch_examples.append(f"update id {u}: bookTicker bid {shown[0]} x {shown[1]} ask {shown[2]} x "
                                               f"{shown[3]}, rebuilt bid {rebuilt[0]} x {rebuilt[1]} ask {rebuilt[2]} x {rebuilt[3]}")
 
-    def _on_bookticker(self, msg: dict, ts_ns: int) -> list[BookTick]:
-        u = _field(msg, "u")
-        shown = tuple(_field(msg, k, float) for k in ("b", "B", "a", "A"))
+    def _on_bookticker(self, u: int, shown: tuple, ts_ns: int) -> list[BookTick]:
         if not self.synced:
             return []
         if u in self._touch_at:
@@ -304,18 +328,12 @@ class BookBuilder:
         return (_pad(np.r_[bid, bp[keep_b]]), _pad(np.r_[bid_sz, bs[keep_b]]),
                 _pad(np.r_[ask, ap[keep_a]]), _pad(np.r_[ask_sz, az[keep_a]]))
 
-    def _on_trade(self, msg: dict, ts_ns: int) -> list[BookTick]:
-        px, qty = _field(msg, "p", float), _field(msg, "q", float)
-        maker = msg.get("m")
-        if not isinstance(maker, bool):
-            raise BookError(f"field 'm': {maker!r} is not true/false")
-        if not (px > 0 and qty > 0):
-            raise BookError(f"trade price {px} / quantity {qty} not positive")
+    def _on_trade(self, px: float, qty: float, side: int, ts_ns: int) -> list[BookTick]:
         if not self.synced or self._view is None:
             self.counts["trades_unsynced"] += 1
             return []
         self.counts["trades"] += 1
-        return [self._tick(self._view, ts_ns, (px, qty, -1 if maker else 1))]
+        return [self._tick(self._view, ts_ns, (px, qty, side))]
 
     # --------------------------------------------------------------------------------------------- snapshot
 

@@ -101,16 +101,15 @@ class BinanceFeed:
                 ended = "closed by the server"
             except (OSError, asyncio.TimeoutError, websockets.ConnectionClosed, websockets.InvalidHandshake) as err:
                 ended = f"{type(err).__name__}: {err}"
-            if not stop.is_set():
-                self.counts["disconnects"] += 1
-                self.log(f"disconnected ({ended}); reconnecting in {wait:.2f} s")
             for task in self._fetching.values():
                 task.cancel()
             self._fetching.clear()
-            for builder in self.builders.values():
-                builder.reset()  # a disconnect loses diffs: every book resyncs from a fresh snapshot
             if stop.is_set():
                 return
+            self.counts["disconnects"] += 1
+            self.log(f"disconnected ({ended}); reconnecting in {wait:.2f} s")
+            for builder in self.builders.values():
+                builder.reset()  # a disconnect loses diffs: every book resyncs from a fresh snapshot
             try:
                 await asyncio.wait_for(stop.wait(), wait)
             except asyncio.TimeoutError:
