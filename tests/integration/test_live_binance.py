@@ -92,7 +92,7 @@ def test_live_equals_import_and_predict_on_a_model_trained_on_the_recording(tmp_
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
                                  "--max-steps", "3", "--window", "64", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps_run"] == 3
+    assert json.loads((tmp_path / "run" / "train_metrics.json").read_text())["steps_run"] == 3
     offline = pq.read_table(predict(tmp_path / "run", tmp_path / "data", tmp_path / "offline.parquet"))
     export_repository(tmp_path / "run", tmp_path / "repo")
     replay = BinanceReplay(head)
