@@ -79,7 +79,7 @@ def test_feed_resyncs_after_a_dropped_connection_and_a_gap(tmp_path):
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_live_equals_import_and_predict_on_a_model_trained_on_the_recording(tmp_path):
+def test_live_equals_import_and_predict_on_a_model_trained_on_the_recording(tmp_path, request):
     from lob.evaluation.predict import predict
     from lob.export.repository import export_repository
     from lob.serving.launcher import TritonServer
@@ -99,12 +99,24 @@ def test_live_equals_import_and_predict_on_a_model_trained_on_the_recording(tmp_
     try:
         with TritonServer(tmp_path / "repo", "cpu", grpc_port=free_port(), http_port=free_port(),
                           metrics_port=free_port(), log_file=tmp_path / "tritonserver.log") as server:
-            result = runner.invoke(app, ["live", "binance", "--symbols", "BTCUSDT", "--url", server.url,
-                                         "--ws-url", replay.ws_url, "--rest-url", replay.rest_url, "--time", "exchange",
-                                         "--max-ticks", str(n_ticks), "--max-seconds", "300",
-                                         "--out", str(tmp_path / "live.parquet")])
+            live = ["live", "binance", "--symbols", "BTCUSDT", "--url", server.url, "--ws-url", replay.ws_url,
+                    "--rest-url", replay.rest_url, "--time", "exchange", "--max-ticks", str(n_ticks), "--max-seconds", "300"]
+            result = runner.invoke(app, live + ["--out", str(tmp_path / "live.parquet")])
+            replay.close()
+            # the same feed through the signal sidecar: the last signal in Redis is the last tick's prediction
+            redis_server = request.getfixturevalue("redis_server")
+            replay = BinanceReplay(head)
+            live[live.index("--ws-url") + 1], live[live.index("--rest-url") + 1] = replay.ws_url, replay.rest_url
+            sidecar = runner.invoke(app, live + ["--redis", redis_server.url, "--prefix", "live"])
     finally:
         replay.close()
+    assert sidecar.exit_code == 0, sidecar.output
+    import redis
+
+    signal = redis.Redis.from_url(redis_server.url).hgetall("live:signal:BTCUSDT")
+    assert int(signal[b"ts_ns"]) == offline.column("ts_ns")[-1].as_py()
+    for name in (n for n in offline.column_names if n.startswith("p_")):
+        assert abs(float(signal[name.encode()]) - offline[name][-1].as_py()) <= TOL, name
     assert result.exit_code == 0, result.output
     printed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(printed) == n_ticks and all("error" not in p for p in printed)

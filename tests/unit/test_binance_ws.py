@@ -241,3 +241,15 @@ def test_cli_import_names_the_bad_line(tmp_path):
     (tmp_path / "bad.log").write_text("".join(lines[:2]) + "104 {\n")
     result = CliRunner().invoke(app, ["import", "binance-ws", str(tmp_path / "bad.log"), "--out", str(tmp_path / "e")])
     assert result.exit_code == 2 and "bad.log, row 3: not JSON" in " ".join(result.output.split())
+
+
+def test_session_starts_survive_day_concat_and_cut_labels():
+    from lob.data.schema import Ticks
+    from lob.training.labels import session_ids
+
+    ts = np.arange(6, dtype=np.int64) * 10
+    assert session_ids(ts, starts_ns=[25, 40, 99]).tolist() == [0, 0, 0, 1, 2, 2]  # 99: after the last tick
+    empty = np.zeros((3, 10))
+    day = lambda t, starts: Ticks(t, empty, empty, empty, empty, np.zeros(3), np.zeros(3), np.zeros(3, np.int8),  # noqa: E731
+                                  "X", {"session_starts_ns": starts})
+    assert Ticks.concat([day(ts[:3], [10]), day(ts[3:], [40])]).meta["session_starts_ns"] == [10, 40]
