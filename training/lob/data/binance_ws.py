@@ -362,7 +362,8 @@ def recorded_lines(files: list[Path]) -> Iterator[tuple[Path, int, int, dict]]:
     """(file, 1-based line, local receive ns, message) of each recording line; `TickDataError` names a bad one."""
     for file in files:
         file = Path(file)
-        opener = gzip.open if file.read_bytes()[:2] == b"\x1f\x8b" else open
+        with open(file, "rb") as f:
+            opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
         row = 0
         try:
             with opener(file, "rt", encoding="utf-8") as f:
