@@ -7,7 +7,8 @@ The websocket server sends the recording's stream messages in order from a curso
 the first depth request, which is answered with that snapshot (after ``snapshot_delay_s``, so the lines before
 it have been read, as the recorder read them). Later requests are answered with the book as the recording
 stands at the cursor (`BookBuilder.snapshot`). ``drop_after``: abort the connection (no close frame) after
-that line, once; ``skip``: lines not sent (a forced gap), still applied to the server's own book.
+that line, once; ``skip``: lines not sent (a forced gap), still applied to the server's own book; ``inject``:
+{line: text} sent (and not applied) before that line, e.g. a malformed message.
 """
 from __future__ import annotations
 
@@ -41,11 +42,11 @@ def write_head(recording: Path, n_lines: int, out: Path) -> Path:
 
 class BinanceReplay:
     def __init__(self, recording: Path, drop_after: int | None = None, skip: frozenset[int] = frozenset(),
-                 snapshot_delay_s: float = 0.5):
+                 inject: dict[int, str] | None = None, snapshot_delay_s: float = 0.5):
         with gzip.open(recording, "rt") as f:
             self.lines = [line.split(" ", 1)[1] for line in f if line.strip()]
         self.snapshot_line = next(i for i, text in enumerate(self.lines) if '"lastUpdateId"' in text[:40])
-        self.drop_after, self.skip, self.delay = drop_after, skip, snapshot_delay_s
+        self.drop_after, self.skip, self.inject, self.delay = drop_after, skip, inject or {}, snapshot_delay_s
         self.book = BookBuilder("usdm")
         self.cursor = 0
         self.requests = 0
@@ -84,6 +85,8 @@ class BinanceReplay:
             if i == self.snapshot_line:
                 self._at_snapshot.set()
                 await self._snapshot_served.wait()
+            if i in self.inject:
+                await ws.send(self.inject.pop(i))
             text = self.lines[i]
             msg = json.loads(text)
             self.book.on_message(msg, 0)

@@ -1,5 +1,6 @@
 """`lob live binance` against loopback servers replaying a recorded Binance session (`binance_replay`): the
-feed resyncs after a dropped connection and a forced gap without a repeated tick and marks both; and, with a
+feed resyncs after a dropped connection, a forced gap and a malformed message without a repeated tick and
+marks each; and, with a
 real tritonserver serving a model trained a few steps on the imported recording (the smoke of import ->
 train -> serve -> stream on a real crypto book), its predictions equal ``lob import binance-ws`` +
 ``lob predict`` of the same recording."""
@@ -33,13 +34,15 @@ def rows(t) -> list[tuple]:
              float(t.trade_sz[i]), int(t.trade_side[i])) for i in range(len(t))]
 
 
-def test_feed_resyncs_after_a_dropped_connection_and_a_gap(tmp_path):
+def test_feed_resyncs_after_a_drop_a_gap_and_a_bad_message(tmp_path):
     head = write_head(RECORDING, 4000, tmp_path / "head.gz")
     reference = read_ticks(import_binance_ws([head], tmp_path / "data", time="exchange")[0])
     with gzip.open(head, "rt") as f:
         forced_gap = next(i for i, line in enumerate(f) if i > 2500 and '"e":"depthUpdate"' in line)
-    replay = BinanceReplay(head, drop_after=1500, skip=frozenset({forced_gap}))
-    feed = BinanceFeed(["BTCUSDT"], ws_url=replay.ws_url, rest_url=replay.rest_url, time="exchange", log=lambda _: None)
+    malformed = json.dumps({"stream": "btcusdt@depth@100ms", "data": {"e": "depthUpdate", "s": "BTCUSDT", "U": 1}})
+    replay = BinanceReplay(head, drop_after=1500, skip=frozenset({forced_gap}), inject={3300: malformed})
+    log: list[str] = []
+    feed = BinanceFeed(["BTCUSDT"], ws_url=replay.ws_url, rest_url=replay.rest_url, time="exchange", log=log.append)
     got, last = [], rows(reference)[-1]
     try:
         for tick in feed.ticks(max_seconds=120):
@@ -51,7 +54,9 @@ def test_feed_resyncs_after_a_dropped_connection_and_a_gap(tmp_path):
         replay.close()
     assert got and got[-1] == last, "the feed never caught up with the end of the recording"
     counts = feed.builders["BTCUSDT"].counts
-    assert feed.counts["disconnects"] == 1 and counts["gaps"] == 2 and counts["resyncs"] == 3
+    # the drop, the forced gap and the malformed message (named in the log) each resynced the book
+    assert feed.counts["disconnects"] == 1 and feed.counts["refused"] == 1 and counts["gaps"] == 3
+    assert counts["resyncs"] == 4 and any("BTCUSDT: refused message (field 'pu' missing)" in line for line in log)
     starts = set(feed.session_starts["BTCUSDT"])
     # each tick is the next imported tick with the same book and trade (identical rows exist: trades of one ms
     # at one price), except the first of a session (always sent, even when its book made no import tick). Times
@@ -68,9 +73,9 @@ def test_feed_resyncs_after_a_dropped_connection_and_a_gap(tmp_path):
     known = [p for p in positions if p is not None]
     missing = sorted(set(range(known[0], known[-1] + 1)) - set(known))
     assert missing, "nothing was lost: the drop and the gap were not exercised"
-    # ticks were lost in two places (the drop, the gap), and the tick after each loss starts a session
+    # ticks were lost in three places, and the tick after each loss starts a session
     holes = [m for k, m in enumerate(missing) if k == 0 or missing[k - 1] != m - 1]
-    assert len(holes) == 2 and len(starts) == 3
+    assert len(holes) == 3 and len(starts) == 4
     for hole in holes:
         k = next(k for k, p in enumerate(positions) if p is not None and p > hole)  # the first tick after the loss
         first = k - 1 if positions[k - 1] is None else k  # or the session's first tick just before it
