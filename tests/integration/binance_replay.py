@@ -8,7 +8,9 @@ the first depth request, which is answered with that snapshot (after ``snapshot_
 it have been read, as the recorder read them). Later requests are answered with the book as the recording
 stands at the cursor (`BookBuilder.snapshot`). ``drop_after``: abort the connection (no close frame) after
 that line, once; ``skip``: lines not sent (a forced gap), still applied to the server's own book; ``inject``:
-{line: text} sent (and not applied) before that line, e.g. a malformed message.
+{line: text} sent (and not applied) before that line, e.g. a malformed message. ``FAULT_LEAD`` lines after each
+of these faults the replay waits (at most 30 s) for the client's next depth request, so each fault is resynced
+before the next one, whatever the machine's load.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pathlib import Path
 from lob.data.binance_ws import BookBuilder
 
 DEPTH_PATH = "/fapi/v1/depth"
+FAULT_LEAD = 50
 
 
 def _free_port() -> int:
@@ -50,6 +53,7 @@ class BinanceReplay:
         self.book = BookBuilder("usdm")
         self.cursor = 0
         self.requests = 0
+        self._hold: tuple[int, int] | None = None  # (line to wait at, requests seen at the fault)
         self.sent_all = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._at_snapshot = threading.Event()
@@ -82,6 +86,14 @@ class BinanceReplay:
     async def _serve(self, ws) -> None:
         while self.cursor < len(self.lines):
             i = self.cursor
+            if self._hold is not None and i >= self._hold[0]:
+                for _ in range(3000):
+                    if self.requests > self._hold[1]:
+                        break
+                    await asyncio.sleep(0.01)
+                self._hold = None
+            if i in self.inject or i in self.skip or i == self.drop_after:
+                self._hold = (i + FAULT_LEAD, self.requests)
             if i == self.snapshot_line:
                 self._at_snapshot.set()
                 await self._snapshot_served.wait()

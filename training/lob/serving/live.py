@@ -88,8 +88,6 @@ class BinanceFeed:
                     self.counts["connects"] += 1
                     self.log(f"connected to {url}")
                     wait = BACKOFF_S[0]
-                    for symbol in self.symbols:
-                        self._want_snapshot(symbol, emit, stop)
                     reader = asyncio.ensure_future(self._read(ws, emit, stop))
                     stopper = asyncio.ensure_future(stop.wait())
                     await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -127,7 +125,7 @@ class BinanceFeed:
                 self.counts["refused"] += 1
                 self.log(f"refused message {str(raw)[:80]!r}: {err}")
                 continue
-            if symbol in self.builders:
+            if symbol in self.builders:  # a symbol's snapshot is fetched once its stream is buffering
                 self._feed(symbol, msg, received, emit)
                 self._want_snapshot(symbol, emit, stop)
 
