@@ -5,8 +5,9 @@ in one daemon thread each, stopped by `close`.
 The websocket server sends the recording's stream messages in order from a cursor shared by all connections
 (a reconnect continues where the last connection stopped). It stops before the recorded snapshot's line until
 the first depth request, which is answered with that snapshot (after ``snapshot_delay_s``, so the lines before
-it have been read, as the recorder read them). Later requests are answered with the book as the recording
-stands at the cursor (`BookBuilder.snapshot`). ``drop_after``: abort the connection (no close frame) after
+it have been read, as the recorder read them). A later request is answered with the book as the recording
+stands just after the next diff the replay sends (`BookBuilder.snapshot`): that diff, which holds the
+snapshot's ``lastUpdateId``, reaches the client after the request, as Binance's first diff to apply does. ``drop_after``: abort the connection (no close frame) after
 that line, once; ``skip``: lines not sent (a forced gap), still applied to the server's own book; ``inject``:
 {line: text} sent (and not applied) before that line, e.g. a malformed message. ``FAULT_LEAD`` lines after each
 of these faults the replay waits (at most 30 s) for the client's next depth request, so each fault is resynced
@@ -54,6 +55,7 @@ class BinanceReplay:
         self.cursor = 0
         self.requests = 0
         self._hold: tuple[int, int] | None = None  # (line to wait at, requests seen at the fault)
+        self._wanted: list[asyncio.Future] = []  # snapshot requests waiting for the next diff
         self.sent_all = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._at_snapshot = threading.Event()
@@ -102,6 +104,10 @@ class BinanceReplay:
             text = self.lines[i]
             msg = json.loads(text)
             self.book.on_message(msg, 0)
+            if msg.get("data", {}).get("e") == "depthUpdate" and self.book.synced:
+                for wanted in self._wanted:
+                    wanted.set_result(self.book.snapshot())
+                self._wanted.clear()
             self.cursor = i + 1
             if i != self.snapshot_line and i not in self.skip:
                 await ws.send(text.strip())
@@ -145,7 +151,9 @@ class BinanceReplay:
         return Depth
 
     async def _snapshot(self) -> dict:
-        return self.book.snapshot()
+        wanted = asyncio.get_running_loop().create_future()
+        self._wanted.append(wanted)
+        return await wanted
 
     def close(self) -> None:
         self._http.shutdown()

@@ -55,7 +55,7 @@ def test_feed_resyncs_after_a_drop_a_gap_and_a_bad_message(tmp_path):
     assert got and got[-1] == last, "the feed never caught up with the end of the recording"
     counts = feed.builders["BTCUSDT"].counts
     # the drop, the forced gap and the malformed message (named in the log) each resynced the book
-    assert feed.counts["disconnects"] == 1 and feed.counts["refused"] == 1 and counts["gaps"] == 3
+    assert feed.counts["disconnects"] == 1 and feed.counts["refused"] == 1 and counts["gaps"] == 3, log
     assert counts["resyncs"] == 4 and any("BTCUSDT: refused message (field 'pu' missing)" in line for line in log)
     starts = set(feed.session_starts["BTCUSDT"])
     # each tick is the next imported tick with the same book and trade (identical rows exist: trades of one ms
