@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Mamba-LOB: simulate or import L2 ticks, train, evaluate, export, serve on Triton.")
 import_app = typer.Typer(no_args_is_help=True, help="Import real market data into the canonical tick table.")
 app.add_typer(import_app, name="import")
+live_app = typer.Typer(no_args_is_help=True, help="Stream a live market through the server.")
+app.add_typer(live_app, name="live")
 
 
 def _symbols(arg: Optional[str]) -> Optional[list[str]]:
@@ -159,6 +161,27 @@ def import_binance_cmd(
     from lob.data.binance import import_binance_bookticker
 
     import_binance_bookticker(file, symbol=symbol, out=out, tick_size=tick_size)
+
+
+@import_app.command("binance-ws")
+@user_errors
+def import_binance_ws_cmd(
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Recorded websocket files of one "
+                                       "session, in order (lines '<receive ns> <JSON>', gzip or plain); the first "
+                                       "holds the REST snapshot."),
+    out: Path = typer.Option(..., help="Dataset folder to write into."),
+    symbol: Optional[str] = typer.Option(None, help="Symbol (default: the messages' 's'; given, they must match)."),
+    market: str = typer.Option("usdm", help="usdm | coinm | spot: the update-id rules the diffs follow."),
+    time: str = typer.Option("local", help="Tick clock: local (receive time, default) | exchange (T/E, made "
+                             "non-decreasing)."),
+    ticks_from: str = typer.Option("diffs", help="diffs (book ticks from depth diffs, default) | touch (also "
+                                   "from bookTicker's fresher best level)."),
+    tick_size: Optional[float] = typer.Option(None, help="Price grid (default: inferred from the snapshot)."),
+):
+    """Import recorded Binance websocket sessions (snapshot + depthUpdate diffs, bookTicker, trade) as 10-level ticks."""
+    from lob.data.binance_ws import import_binance_ws
+
+    import_binance_ws(files, out, symbol=symbol, market=market, time=time, ticks_from=ticks_from, tick_size=tick_size)
 
 
 @app.command()
@@ -432,6 +455,36 @@ def signal(
 
     run_signal(url, redis, data=data, stdin=stdin, symbols=_symbols(symbols), limit=limit, prefix=prefix,
                ttl_s=ttl, model=model, shards=shards, metrics_port=metrics_port, metrics_addr=metrics_addr)
+
+
+@live_app.command("binance")
+@user_errors
+def live_binance(
+    symbols: str = typer.Option(..., help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT."),
+    market: str = typer.Option("usdm", help="usdm | coinm | spot."),
+    url: str = typer.Option("localhost:8001", help="Triton gRPC endpoint."),
+    redis: Optional[str] = typer.Option(None, "--redis", help="Keep each symbol's latest signal in this Redis "
+                                        "(the `lob signal` sidecar) instead of printing predictions."),
+    out: Optional[Path] = typer.Option(None, help="Also write the predictions parquet (schema of `lob predict`) "
+                                       "when it stops (not with --redis)."),
+    ws_url: Optional[str] = typer.Option(None, help="Websocket base URL (default: Binance's for the market)."),
+    rest_url: Optional[str] = typer.Option(None, help="REST depth endpoint (default: Binance's for the market)."),
+    time: str = typer.Option("local", help="Tick clock: local (receive time) | exchange (T/E, non-decreasing)."),
+    ticks_from: str = typer.Option("diffs", help="diffs | touch (as `lob import binance-ws`)."),
+    max_ticks: Optional[int] = typer.Option(None, min=1, help="Stop after this many ticks (all symbols)."),
+    max_seconds: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many seconds."),
+    model: str = typer.Option(STREAM_MODEL, help="Ensemble to stream through."),
+    prefix: str = typer.Option("lob", help="With --redis: key prefix."),
+    ttl: float = typer.Option(2.0, min=0.05, help="With --redis: heartbeat TTL in seconds."),
+):
+    """Binance websocket streams -> rebuilt books -> the server; predictions printed, written, or kept in Redis."""
+    from lob.serving.live import run_live
+
+    if redis is not None and out is not None:
+        raise typer.BadParameter("--out writes predictions; with --redis the signals go to Redis")
+    run_live(_symbols(symbols) or [], market=market, url=url, redis_url=redis, out=out, ws_url=ws_url,
+             rest_url=rest_url, time=time, ticks_from=ticks_from, max_ticks=max_ticks, max_seconds=max_seconds,
+             model=model, prefix=prefix, ttl_s=ttl)
 
 
 @app.command()

@@ -24,7 +24,9 @@ The book columns hold the book *after* the event. Sources with fewer than 10 lev
 bookTicker has 1) leave the deeper levels empty (price 0, size 0); empty levels are always the
 deepest ones. Level 1 is never empty on either side and the book is never crossed or locked
 (best bid < best ask). File-level metadata (parquet schema metadata, key ``lob``) holds
-``{"symbol", "date", "tick_size", "n_levels", "source"}``.
+``{"symbol", "date", "tick_size", "n_levels", "source"}``, and ``session_starts_ns`` (the times a new
+session starts inside the data, e.g. a book rebuilt after a feed gap) where an importer records them;
+`Ticks.concat` keeps the union of its parts'.
 """
 from __future__ import annotations
 
@@ -88,8 +90,12 @@ class Ticks:
         if not parts:
             raise ValueError("Ticks.concat needs at least one part")
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        meta = dict(parts[0].meta)
+        starts = [s for p in parts for s in p.meta.get("session_starts_ns", ())]
+        if starts:
+            meta["session_starts_ns"] = starts
         return Ticks(cat("ts_ns"), cat("bid_px"), cat("bid_sz"), cat("ask_px"), cat("ask_sz"),
-                     cat("trade_px"), cat("trade_sz"), cat("trade_side"), parts[0].symbol, dict(parts[0].meta))
+                     cat("trade_px"), cat("trade_sz"), cat("trade_side"), parts[0].symbol, meta)
 
     def mid(self) -> np.ndarray:
         """(N,) float64 mid price."""

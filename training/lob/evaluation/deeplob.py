@@ -26,7 +26,7 @@ with the train mean and std. Empty levels (price 0, size 0: books shallower than
 normalisation, both price and size.
 
 Windows are chronological: tick t's window holds snapshots t-99 .. t of its own segment (one symbol's
-train, validation or test part) and session (`lob.training.labels.session_ids`); a tick with fewer than
+train, validation or test part) and session (`lob.training.labels.tick_sessions`); a tick with fewer than
 99 earlier snapshots there is left-padded with the first snapshot of its session.
 
 Training: Adam (lr 1e-3, as the paper), batches of ``BATCH`` train ticks drawn at random (seeded), mean
@@ -48,7 +48,7 @@ from torch import nn
 
 from lob.contract import HORIZONS
 from lob.data.schema import Ticks
-from lob.training.labels import IGNORE, session_ids
+from lob.training.labels import IGNORE, tick_sessions
 from lob.training.segments import Segment
 
 WINDOW = 100  # snapshots per input window
@@ -126,7 +126,7 @@ class Books:
     def of(segs: list[Segment]) -> "Books":
         parts, firsts, offset = [], [], 0
         for seg in segs:
-            sess = session_ids(seg.ticks.ts_ns)
+            sess = tick_sessions(seg.ticks)
             starts = np.concatenate([[True], sess[1:] != sess[:-1]])  # (N,)
             firsts.append(offset + np.maximum.accumulate(np.where(starts, np.arange(len(sess)), 0)))
             parts.append(book_snapshots(seg.ticks))

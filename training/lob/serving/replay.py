@@ -46,10 +46,7 @@ def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, li
     if limit is not None:
         dataset = {s: t.slice(0, limit) for s, t in dataset.items()}
     preds = list(lobclient.stream(interleave(dataset), url=url, model=model, errors="raise", **client))
-    preds.sort(key=lambda p: (p.symbol, p.seq))
-    write_predictions(out, [p.symbol for p in preds], [p.ts_ns for p in preds], [p.seq for p in preds],
-                      np.stack([p.dir_probs for p in preds]),  # (N, H, 3)
-                      [int(p.topk_ids[0]) for p in preds], [float(p.topk_probs[0]) for p in preds])
+    save_predictions(out, preds)
     latency_ms = 1e3 * np.array([p.latency_s for p in preds])
     p50, p90, p99 = np.percentile(latency_ms, [50, 90, 99])
     Console(stderr=True).print(
@@ -57,3 +54,11 @@ def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, li
         f"(model {preds[0].model_version if preds else '-'}); per-tick latency p50 {p50:.2f} ms, "
         f"p90 {p90:.2f} ms, p99 {p99:.2f} ms; wrote {out}")
     return Path(out)
+
+
+def save_predictions(out: Path, preds: list[lobclient.Prediction]) -> Path:
+    """``preds`` (none refused) as the predictions table of ``lob predict``, rows sorted as it sorts them."""
+    preds = sorted(preds, key=lambda p: (p.symbol, p.seq))
+    return write_predictions(out, [p.symbol for p in preds], [p.ts_ns for p in preds], [p.seq for p in preds],
+                             np.stack([p.dir_probs for p in preds]),  # (N, H, 3)
+                             [int(p.topk_ids[0]) for p in preds], [float(p.topk_probs[0]) for p in preds])

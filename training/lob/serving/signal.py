@@ -1,5 +1,5 @@
-"""``lob signal``: the signal sidecar. Ticks (a recorded dataset, or a live feed as JSON lines on stdin) go
-through the server; each symbol's latest prediction goes to Redis with a heartbeat (`lobclient.signals`).
+"""``lob signal``: the signal sidecar. Ticks (a recorded dataset, a live feed as JSON lines on stdin, or
+`lob live`'s feed through `sidecar`) go through the server; each symbol's latest prediction goes to Redis with a heartbeat (`lobclient.signals`).
 
 A stdin line is one tick: ``{"symbol": "AAPL", "ts_ns": 1704205800000000000, "bid_px": [...],
 "bid_sz": [...], "ask_px": [...], "ask_sz": [...], "trade_px": 0, "trade_sz": 0, "trade_side": 0}``
@@ -17,7 +17,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import IO, Iterator, Optional
+from typing import IO, Iterable, Iterator, Optional
 
 import lobclient
 from lob.contract import STREAM_MODEL
@@ -63,8 +63,6 @@ def run_signal(url: str, redis_url: str, data: Optional[Path] = None, stdin: boo
                ttl_s: float = 2.0, model: str = STREAM_MODEL, shards: int | None = None,
                metrics_port: int | None = None, metrics_addr: str = "0.0.0.0") -> dict:
     """Run the sidecar until the input ends; returns the counts of `lobclient.run_sidecar`."""
-    from rich.console import Console
-
     if (data is None) == (not stdin):
         raise ValueError("give exactly one of --data DIR or --stdin")
     if data is not None:
@@ -74,6 +72,17 @@ def run_signal(url: str, redis_url: str, data: Optional[Path] = None, stdin: boo
         ticks = interleave(dataset)
     else:
         ticks = ticks_from_lines(sys.stdin)
+    return sidecar(ticks, url, redis_url, prefix=prefix, ttl_s=ttl_s, model=model, shards=shards,
+                   metrics_port=metrics_port, metrics_addr=metrics_addr)
+
+
+def sidecar(ticks: Iterable[lobclient.Tick], url: str, redis_url: str, prefix: str = "lob", ttl_s: float = 2.0,
+            model: str = STREAM_MODEL, shards: int | None = None, metrics_port: int | None = None,
+            metrics_addr: str = "0.0.0.0") -> dict:
+    """Stream ``ticks`` (any source: a dataset, stdin, `lob live`) until they end; returns the counts of
+    `lobclient.run_sidecar`."""
+    from rich.console import Console
+
     err = Console(stderr=True)
     # SIGTERM (kubectl delete, docker stop) unwinds like Ctrl-C: the heartbeat is deleted on the way out
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

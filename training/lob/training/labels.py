@@ -22,8 +22,9 @@ numbers, not for trading.
 Sessions. A label whose horizon crosses a session boundary is ``IGNORE`` (-1), as are the last ``h``
 ticks of a sequence (no future): they are masked out of losses and metrics. A new session starts
 at the first tick of a new UTC calendar day (a symbol's days are one sequence, and the overnight
-gap is not a move one can trade through) and after a gap of more than ``HALT_GAP_S`` seconds
-without a tick (a halt or a feed outage).
+gap is not a move one can trade through), after a gap of more than ``HALT_GAP_S`` seconds
+without a tick (a halt or a feed outage), and at each time an importer recorded in the file metadata
+``session_starts_ns`` (a book rebuilt after a feed gap: `lob.data.binance_ws`; `tick_sessions`).
 
 Direction loss. Cross-entropy weighted by how much the move would have paid after costs, so the
 model is pushed hardest on the moves worth trading::
@@ -57,12 +58,20 @@ SMOOTH_BPS = 0.5  # default α of the smoothed labels, in bps of mid
 _NS_PER_DAY = 86_400 * 10**9
 
 
-def session_ids(ts_ns: np.ndarray, halt_gap_s: float = HALT_GAP_S) -> np.ndarray:
-    """(N,) int64 session number of each tick: +1 at each new UTC day and after each gap > ``halt_gap_s``."""
+def session_ids(ts_ns: np.ndarray, halt_gap_s: float = HALT_GAP_S, starts_ns=()) -> np.ndarray:
+    """(N,) int64 session number of each tick: +1 at each new UTC day, after each gap > ``halt_gap_s`` and at
+    the first tick at or after each time in ``starts_ns`` (ns)."""
     ts = np.asarray(ts_ns, dtype=np.int64)
     new_day = (ts[1:] // _NS_PER_DAY) != (ts[:-1] // _NS_PER_DAY)
     halt = np.diff(ts) > halt_gap_s * 1e9
-    return np.concatenate([[0], np.cumsum(new_day | halt)]).astype(np.int64)
+    marked = np.zeros(ts.size + 1, bool)  # the last slot takes starts after the last tick
+    marked[np.searchsorted(ts, np.asarray(starts_ns, np.int64).reshape(-1), side="left")] = True
+    return np.concatenate([[0], np.cumsum(new_day | halt | marked[1:ts.size])]).astype(np.int64)
+
+
+def tick_sessions(ticks) -> np.ndarray:
+    """`session_ids` of one symbol's ``lob.data.schema.Ticks``, with the starts its metadata records."""
+    return session_ids(ticks.ts_ns, starts_ns=ticks.meta.get("session_starts_ns", ()))
 
 
 def cost_band(half_spread_now: np.ndarray, half_spread_then: np.ndarray, mid: np.ndarray,
@@ -121,9 +130,9 @@ def direction_loss(dir_logits, labels, weights):
 def tick_targets(ticks, fee_bps: float, w_max: float = W_MAX, mode: str = "cost",
                  smooth_bps: float = SMOOTH_BPS) -> tuple[np.ndarray, np.ndarray]:
     """``direction_labels`` of one symbol's ``lob.data.schema.Ticks`` (mid and half-spread from level 1,
-    sessions from the timestamps)."""
+    sessions from `tick_sessions`)."""
     half_spread = 0.5 * (ticks.ask_px[:, 0] - ticks.bid_px[:, 0])
-    return direction_labels(ticks.mid(), half_spread, fee_bps, HORIZONS, w_max, session_ids(ticks.ts_ns), mode,
+    return direction_labels(ticks.mid(), half_spread, fee_bps, HORIZONS, w_max, tick_sessions(ticks), mode,
                             smooth_bps)
 
 
