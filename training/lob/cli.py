@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from lob.contract import STEP_MODEL, STREAM_MODEL
+from lob.serving.launcher import GRPC_STATE_POOL  # stdlib only
 from lob.training.config import RECIPE_MODEL_OPTIONS, TrainConfig  # numpy only: the train options' defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -349,6 +350,10 @@ def serve(
     admin_key: Optional[str] = typer.Option(None, envvar="LOB_ADMIN_KEY",
                                             help="Value of header lob-admin-key that unlocks model load/unload and "
                                                  "shared memory (default: random, i.e. locked)."),
+    grpc_state_pool: int = typer.Option(GRPC_STATE_POOL, "--grpc-infer-allocation-pool-size", min=1,
+                                        help="gRPC request States the server keeps for reuse; keep it above the peak "
+                                             "number of in-flight gRPC requests (below it gRPC streaming can crash "
+                                             "the server: docs/serving.md, Crash safety)."),
 ):
     """Start a real Triton Inference Server on the repository; Ctrl-C stops it cleanly."""
     from lob.serving.launcher import TLS, serve_forever
@@ -357,7 +362,7 @@ def serve(
         raise ValueError("TLS needs --tls-cert and --tls-key (and --tls-ca only with them)")
     tls = TLS(tls_cert, tls_key, tls_ca) if tls_cert is not None else None
     serve_forever(repo, profile=profile, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                  log_file=log_file, admin_key=admin_key, tls=tls)
+                  log_file=log_file, admin_key=admin_key, tls=tls, grpc_state_pool=grpc_state_pool)
 
 
 @app.command()
