@@ -54,11 +54,11 @@ def in_process(repo: Path, plan: list[list[lobclient.Tick]]) -> tuple[list, np.n
     return preds, np.array([p.latency_s for p in preds]), len(preds) / wall
 
 
-def served(url: str, plan: list[list[lobclient.Tick]]) -> tuple[list, np.ndarray, float]:
-    ticks = [t for r in plan for t in r]
-    list(lobclient.stream(plan[0], url=url))  # warm-up: connection, sessions
+def served(url: str, plan: list[list[lobclient.Tick]], kind: str) -> tuple[list, np.ndarray, float]:
+    ticks, transport = [t for r in plan for t in r], lobclient.Transport(kind=kind)
+    list(lobclient.stream(plan[0], url=url, transport=transport))  # warm-up: connection, sessions
     t0 = time.perf_counter()
-    preds = list(lobclient.stream(ticks, url=url))
+    preds = list(lobclient.stream(ticks, url=url, transport=transport))
     wall = time.perf_counter() - t0
     assert all(p.ok for p in preds), next(p.error for p in preds if not p.ok)
     return preds, np.array([p.latency_s for p in preds]), len(preds) / wall
@@ -84,21 +84,25 @@ def main() -> None:
                          log_file=Path(tmp) / "server.log") as server:
         for n in (1, 64):
             plan = rounds(args.data, n, args.ticks)
-            local, lat_local, rate_local = in_process(args.repo, plan)
-            remote, lat_remote, rate_remote = served(server.url, plan)
-            by_key = {(p.symbol, p.seq): p for p in remote}
-            worst = max(float(np.abs(p.dir_probs - by_key[(p.symbol, p.seq)].dir_probs).max()) for p in local)
-            rows.append((n, len(local), lat_local, rate_local, lat_remote, rate_remote, worst))
-            print(n, np.median(lat_local) * 1e6, np.median(lat_remote) * 1e6, worst, flush=True)
+            local, lat, rate = in_process(args.repo, plan)
+            rows.append((n, "in-process", len(local), lat, rate, 0.0))
+            for kind in ("unary", "stream"):
+                remote, lat, rate = served(server.url, plan, kind)
+                by_key = {(p.symbol, p.seq): p for p in remote}
+                worst = max(float(np.abs(p.dir_probs - by_key[(p.symbol, p.seq)].dir_probs).max()) for p in local)
+                rows.append((n, f"gRPC {kind}", len(remote), lat, rate, worst))
+            for r in rows[-3:]:
+                print(n, r[1], f"p50 {np.median(r[3]) * 1e6:.0f} us", flush=True)
     us = lambda a, q: f"{np.quantile(a, q) * 1e6:,.0f} us"  # noqa: E731
     lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
              f"({os.cpu_count()} cores; load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after): "
              f"`python bench/inprocess.py --repo {args.repo} --data {args.data} --ticks {args.ticks}`.", "",
-             "| symbols | ticks | in-process p50 | in-process p99 | in-process ticks/s | gRPC p50 | gRPC p99 | gRPC ticks/s "
-             "| gRPC p50 / in-process p50 | max \\|dp\\| |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for n, count, ll, rl, lr, rr, worst in rows:
-        lines.append(f"| {n} | {count:,} | {us(ll, .5)} | {us(ll, .99)} | {rl:,.0f} | {us(lr, .5)} | {us(lr, .99)} | "
-                     f"{rr:,.0f} | {np.median(lr) / np.median(ll):.1f}x | {worst:.1g} |")
+             "| symbols | path | ticks | p50 | p99 | ticks/s | p50 / in-process p50 | max \\|dp\\| vs in-process |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n, path, count, lat, rate, worst in rows:
+        base = next(r[3] for r in rows if r[0] == n and r[1] == "in-process")
+        lines.append(f"| {n} | {path} | {count:,} | {us(lat, .5)} | {us(lat, .99)} | {rate:,.0f} | "
+                     f"{np.median(lat) / np.median(base):.1f}x | {worst:.1g} |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
