@@ -2,7 +2,7 @@
 
 For each (model, run) and trial: start the CPU profile (launcher, built backend) on an exported
 repository, with the gRPC State pool of the run (``flag``: the launcher's ``GRPC_STATE_POOL``; ``default``:
-Triton's own 8, the control), drive ``--concurrency`` concurrent sequences with perf_analyzer in sequence mode for about
+Triton's own 8, the control; ``none``: 0, every released State is freed, the sharpest control), drive ``--concurrency`` concurrent sequences with perf_analyzer in sequence mode for about
 ``--seconds`` (3 measurement windows), then record whether the server is still alive (a crash is the
 server process exiting, e.g. "Signal (11) received" in its log), its peak resident memory (VmHWM) and
 perf_analyzer's ticks/s and p50. Models: ``lob_stream`` (the ensemble, recorded ticks) and ``mamba_lob_onnx``
@@ -32,7 +32,8 @@ from lob.contract import STEP_MODEL, STREAM_MODEL  # noqa: E402
 from lob.serving.launcher import GRPC_STATE_POOL, ServerError, TritonServer  # noqa: E402
 
 MODELS = {STREAM_MODEL: "ticks", STEP_MODEL: "zero"}  # model -> its perf_analyzer input
-POOLS = {"flag": GRPC_STATE_POOL, "default": None}  # run's pool -> TritonServer(grpc_state_pool=...)
+# run's pool -> TritonServer(grpc_state_pool=...): the launcher's, Triton's default (8), none (every State freed)
+POOLS = {"flag": GRPC_STATE_POOL, "default": None, "none": 0}
 
 
 def _peak_rss_mib(pid: int | None) -> float | None:
@@ -92,11 +93,12 @@ def main() -> None:
     ap.add_argument("--repo", type=Path, default=Path("build/model_repository"))
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--runs", default="stream:flag:10,stream:default:3,unary:flag:3",
-                    help="TRANSPORT:POOL:TRIALS,... (stream|unary : flag|default : count)")
+                    help="TRANSPORT:POOL:TRIALS,... (stream|unary : flag|default|none : count)")
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--out", type=Path, default=Path("out/crash_trials.md"))
+    ap.add_argument("--port-base", type=int, default=18900, help="HTTP port; gRPC and metrics the next two")
     args = ap.parse_args()
     runs = [(t, p, int(n)) for t, p, n in (r.split(":") for r in args.runs.split(","))]
     for transport, pool, _ in runs:
@@ -113,7 +115,7 @@ def main() -> None:
                 for model in args.models.split(","):
                     try:
                         r = trial(args.repo, model, transport == "stream", pool, args.concurrency, args.seconds,
-                                  tmp / "input.json", tmp, (18901, 18900, 18902))
+                                  tmp / "input.json", tmp, (args.port_base + 1, args.port_base, args.port_base + 2))
                     except ServerError as err:
                         r = {"model": model, "streaming": transport == "stream", "pool": pool, "alive": False,
                              "elapsed_s": 0, "throughput": None, "p50_us": None, "p99_us": None, "rss_mib": None,
@@ -125,7 +127,7 @@ def main() -> None:
              f"~{args.seconds:g} s each, a fresh CPU-profile server per trial (`python bench/crash_trials.py "
              f"--runs {args.runs} --concurrency {args.concurrency} --seconds {args.seconds:g}`); load average at "
              f"the end {os.getloadavg()[0]:.1f}; flag = --grpc-infer-allocation-pool-size={GRPC_STATE_POOL}, "
-             f"default = Triton's 8.", "",
+             f"default = Triton's 8, none = 0.", "",
              "| model | transport | pool | trial | server | ticks/s | p50 | p99 | peak RSS | perf_analyzer rc | crash line |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
