@@ -379,8 +379,9 @@ def stream(
                                              help="The direct path: tokenize here with this tokenizer.json (the "
                                              "server's lob_tokenizer/1/tokenizer.json) and send TOKEN + FEATURES "
                                              "to the step model."),
-    transport: str = typer.Option("unary", help="unary (ModelInfer calls; safe with many sequences, docs/serving.md) "
-                                  "| stream (one gRPC bidirectional stream)."),
+    transport: str = typer.Option("unary", help="unary (ModelInfer calls; safe against any server) | stream (one gRPC "
+                                  "bidirectional stream; the server needs --grpc-infer-allocation-pool-size, as `lob "
+                                  "serve` sets it: docs/serving.md, Crash safety)."),
     tls: bool = typer.Option(False, "--tls", help="Speak TLS to the server."),
     tls_ca: Optional[Path] = typer.Option(None, help="CA certificate to trust (PEM; default: the system's). Implies --tls."),
     tls_cert: Optional[Path] = typer.Option(None, help="Client certificate chain for mutual TLS (PEM). Implies --tls."),
