@@ -14,9 +14,8 @@ their tokens and features from the same tokenizer). Concurrency mode at each lev
 at half the capacity measured at ``--rate-level`` sequences, latency at that fixed offered load from a
 paced client (`bench/paced.py`: one tick in flight per sequence, which perf_analyzer's request-rate mode
 does not keep).
-perf_analyzer's own CPU use is measured (it shares the cores). Transport: unary gRPC by default, the one
-that survives 256 sequences on this server build (docs/serving.md, "Crash safety"); ``--streaming`` for
-gRPC streaming.
+perf_analyzer's own CPU use is measured (it shares the cores). Transport: unary gRPC by default, `lobclient`'s
+default (docs/serving.md, "Crash safety"); ``--streaming`` for gRPC streaming.
 Usage: python bench/run_bench.py --repo build/model_repository --data out/bench/data --out bench/results.md
 """
 from __future__ import annotations
@@ -155,7 +154,7 @@ def main() -> None:
     ap.add_argument("--rate-level", type=int, default=64, help="sequences whose capacity sets the fixed rate")
     ap.add_argument("--length", type=int, default=100, help="ticks per sequence")
     ap.add_argument("--interval-ms", type=int, default=4000)
-    ap.add_argument("--streaming", action="store_true", help="gRPC streaming (crashes this server build at scale)")
+    ap.add_argument("--streaming", action="store_true", help="gRPC streaming (safe with the launcher's --grpc-infer-allocation-pool-size)")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     from lob.tokenizer import Tokenizer

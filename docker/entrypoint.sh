@@ -38,7 +38,12 @@ models=$(python3 -c "import sys; from lob.serving.launcher import PROFILES; prin
          "$profile")
 load=()
 for m in $models; do load+=("--load-model=$m"); done
+# The gRPC State pool above the peak number of in-flight requests (the launcher's GRPC_STATE_POOL, as `lob serve`):
+# defuses Triton's use-after-free under gRPC streaming (docs/upstream/triton-grpc-stream-uaf.md). A cap, not an
+# allocation. An argument after the profile overrides it (Triton takes an option's last value).
+pool=$(python3 -c "from lob.serving.launcher import GRPC_STATE_POOL; print(GRPC_STATE_POOL)")
 # configs/gpu.pbtxt where a model has one (KIND_GPU step, tokenizer sized for the GPU), else config.pbtxt
 # summary_latencies: p50/p99 queue and compute time on /metrics (the dashboard's panels), as `lob serve` does
 exec tritonserver --model-repository="$repo" --model-control-mode=explicit --disable-auto-complete-config \
-  --model-config-name=gpu --metrics-config=summary_latencies=true "${load[@]}" "$@"
+  --model-config-name=gpu --metrics-config=summary_latencies=true --grpc-infer-allocation-pool-size="$pool" \
+  "${load[@]}" "$@"

@@ -46,9 +46,10 @@ class TLS:
 
 @dataclass(frozen=True)
 class Transport:
-    """``kind``: ``"unary"`` (one ``ModelInfer`` call per tick; the default, the transport this server build
-    survives with many sequences: docs/serving.md, "Crash safety") or ``"stream"`` (one ``ModelStreamInfer``
-    stream per connection). ``window``: ticks read ahead of the consumer, in all. ``timeout_s``: a tick
+    """``kind``: ``"unary"`` (one ``ModelInfer`` call per tick; the default, safe against any Triton) or
+    ``"stream"`` (one ``ModelStreamInfer`` stream per connection; the server must run with
+    ``--grpc-infer-allocation-pool-size`` above its in-flight requests, as ``lob serve`` does: docs/serving.md,
+    "Crash safety"). ``window``: ticks read ahead of the consumer, in all. ``timeout_s``: a tick
     without an answer after that long fails. ``shards``: spread the symbols over that many connections, each
     with the metadata ``x-lob-shard: <shard>`` for a consistent-hash proxy (None: one connection, no header).
     ``metadata``: more gRPC call metadata for every call."""

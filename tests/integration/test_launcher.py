@@ -54,3 +54,19 @@ def test_cpu_profile_uses_the_backend_directory_make_backend_built(monkeypatch, 
     monkeypatch.setattr(launcher, "BUILT_BACKENDS", tmp_path / "nothing")
     with pytest.raises(ServerError, match="make backend"):
         launcher._server_root(PROFILES["cpu"])
+
+
+@pytest.mark.server
+def test_server_runs_with_a_grpc_state_pool_above_the_in_flight_requests(server):
+    """The gRPC frontend frees a request's State while its streaming callback still writes to it unless the State
+    goes back to the pool (docs/upstream/triton-grpc-stream-uaf.md): every launched server carries the pool size
+    and Triton accepted it (the server is up)."""
+    from pathlib import Path
+
+    from lob.serving.launcher import GRPC_STATE_POOL
+
+    argv = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+    assert Path(argv[0].decode()).name == "tritonserver"
+    pools = [a for a in argv if a.startswith(b"--grpc-infer-allocation-pool-size=")]
+    assert pools == [f"--grpc-infer-allocation-pool-size={GRPC_STATE_POOL}".encode()]
+    assert server.returncode() is None

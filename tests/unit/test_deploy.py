@@ -493,3 +493,27 @@ def test_prometheus_jobs_are_the_workloads_it_scrapes_on_their_annotated_ports(o
             annotated[pod["metadata"]["labels"]["app.kubernetes.io/name"]] = port
     assert jobs == {"lob-triton", "lob-signal"} and jobs <= set(annotated)  # (Envoy is scraped too: its own job)
     assert signal_params(objects)["metrics_port"] == annotated["lob-signal"]
+
+
+def test_containers_start_triton_with_the_grpc_state_pool_of_the_launcher(objects):
+    """Compose and Kubernetes run the image's lob-entrypoint unchanged, whose tritonserver line carries the launcher's
+    --grpc-infer-allocation-pool-size (the gRPC streaming crash workaround, docs/serving.md) and no later
+    argument lowers it."""
+    import subprocess
+    import sys
+
+    from lob.serving.launcher import GRPC_STATE_POOL
+
+    entry = (ROOT / "docker" / "entrypoint.sh").read_text()
+    (assign,) = re.findall(r'^pool=\$\((python3 -c "[^"]+")\)$', entry, re.M)
+    code = re.fullmatch(r'python3 -c "([^"]+)"', assign).group(1)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert int(out) == GRPC_STATE_POOL
+    exec_line = re.search(r"^exec tritonserver .*?\"\$@\"$", entry, re.M | re.S).group(0)
+    assert '--grpc-infer-allocation-pool-size="$pool"' in exec_line
+    assert re.search(r'^ENTRYPOINT \["/usr/local/bin/lob-entrypoint"\]$', (ROOT / "docker" / "Dockerfile").read_text(), re.M)
+    compose = yaml.safe_load((ROOT / "docker" / "docker-compose.yml").read_text())["services"]["triton"]
+    k8s = container(triton(objects), "tritonserver")
+    assert "entrypoint" not in compose and "command" not in k8s  # the image's lob-entrypoint runs
+    for args in (compose["command"], k8s["args"]):
+        assert not any(a.startswith("--grpc-infer-allocation-pool-size") for a in args), args

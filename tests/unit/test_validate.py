@@ -148,6 +148,17 @@ def test_ensemble_missing_composing_model(repo):
     assert_caught(repo, path, "model_name")
 
 
+@pytest.mark.parametrize("tensor, together", [("TS_NS", "step[0] (lob_tokenizer), step[2] (lob_model_version)"),
+                                               ("token", "step[1] (mamba_lob_trt_fp16), step[2] (lob_model_version)")],
+                         ids=["first-steps", "after-the-tokenizer"])
+def test_ensemble_steps_that_start_together_are_refused_naming_the_hazard(repo, tensor, together):
+    path = repo / "lob_stream_trt_fp16" / "config.pbtxt"
+    assert not [p for p in validate_repository(repo) if "start together" in p]  # the committed chain is serial
+    edit_config(path, lambda c: _step(c, "lob_model_version").input_map.__setitem__("TOPK_IDS", tensor))
+    assert_caught(repo, path, f"ensemble_scheduling: {together} start together")
+    assert any("EnsembleContext::ScheduleSteps" in p and "r24.10" in p for p in validate_repository(repo))
+
+
 # ------------------------------------------------------------------------------------- ONNX vs config faults
 
 def test_onnx_input_name_mismatch(exported):

@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from lob.contract import STEP_MODEL, STREAM_MODEL
+from lob.serving.launcher import GRPC_STATE_POOL  # stdlib only
 from lob.training.config import RECIPE_MODEL_OPTIONS, TrainConfig  # numpy only: the train options' defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -385,6 +386,10 @@ def serve(
     admin_key: Optional[str] = typer.Option(None, envvar="LOB_ADMIN_KEY",
                                             help="Value of header lob-admin-key that unlocks model load/unload and "
                                                  "shared memory (default: random, i.e. locked)."),
+    grpc_state_pool: int = typer.Option(GRPC_STATE_POOL, "--grpc-infer-allocation-pool-size", min=1,
+                                        help="gRPC request States the server keeps for reuse; keep it above the peak "
+                                             "number of in-flight gRPC requests (below it gRPC streaming can crash "
+                                             "the server: docs/serving.md, Crash safety)."),
 ):
     """Start a real Triton Inference Server on the repository; Ctrl-C stops it cleanly."""
     from lob.serving.launcher import TLS, serve_forever
@@ -393,7 +398,7 @@ def serve(
         raise ValueError("TLS needs --tls-cert and --tls-key (and --tls-ca only with them)")
     tls = TLS(tls_cert, tls_key, tls_ca) if tls_cert is not None else None
     serve_forever(repo, profile=profile, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                  log_file=log_file, admin_key=admin_key, tls=tls)
+                  log_file=log_file, admin_key=admin_key, tls=tls, grpc_state_pool=grpc_state_pool)
 
 
 @app.command()
@@ -410,8 +415,9 @@ def stream(
                                              help="The direct path: tokenize here with this tokenizer.json (the "
                                              "server's lob_tokenizer/1/tokenizer.json) and send TOKEN + FEATURES "
                                              "to the step model."),
-    transport: str = typer.Option("unary", help="unary (ModelInfer calls; safe with many sequences, docs/serving.md) "
-                                  "| stream (one gRPC bidirectional stream)."),
+    transport: str = typer.Option("unary", help="unary (ModelInfer calls; safe against any server) | stream (one gRPC "
+                                  "bidirectional stream; the server needs --grpc-infer-allocation-pool-size, as `lob "
+                                  "serve` sets it: docs/serving.md, Crash safety)."),
     tls: bool = typer.Option(False, "--tls", help="Speak TLS to the server."),
     tls_ca: Optional[Path] = typer.Option(None, help="CA certificate to trust (PEM; default: the system's). Implies --tls."),
     tls_cert: Optional[Path] = typer.Option(None, help="Client certificate chain for mutual TLS (PEM). Implies --tls."),

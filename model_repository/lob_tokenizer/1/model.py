@@ -11,9 +11,14 @@ carries END still ends the sequence in the step models named by the ``end_step_m
 Custom metrics on the server's /metrics: ``lob_tokenizer_open_sequences`` (gauge),
 ``lob_tokenizer_max_candidate_sequences`` (gauge: the config's ``oldest.max_candidate_sequences``, the slots
 of this instance's sequence batcher; Triton keeps one per model instance, the model's capacity is their sum), ``lob_tokenizer_refused_ticks_total{reason}``, ``lob_tokenizer_idle_reclaimed_total``,
-``lob_tokenizer_batch_size`` (histogram of requests per execute).
+``lob_tokenizer_batch_size`` (histogram of requests per execute: ``_bucket{le}``, ``_sum``, ``_count``).
+Each custom-metric call is a blocking round trip between the stub and the server, so ``execute`` makes none:
+it adds to ``_Pending`` (in process), and a thread flushes the sums every ``METRICS_FLUSH_S``; /metrics
+lags by at most that (plus one flush). The histogram's series are written as counters (cumulative per bucket):
+the backend's histogram takes one blocking ``observe`` per value.
 """
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +31,33 @@ from lob.tokenizer import TickError, TickInput, Tokenizer
 
 SEQUENCE_END_FLAG = 2  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_END (tritonserver.h)
 BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+METRICS_FLUSH_S = 0.5  # custom metrics reach /metrics within this delay
+
+
+class _Pending:
+    """Custom-metric updates not yet sent: counter increments by key, and the open-sequences gauge."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = {}  # metric key -> increment since the last flush
+
+    def add(self, key, n=1):
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def observe_batch(self, size):
+        """One execute of ``size`` requests: the histogram's bucket, sum and count counters."""
+        with self.lock:
+            for le in BATCH_BUCKETS:
+                if size <= le:
+                    self.counts[("le", le)] = self.counts.get(("le", le), 0) + 1
+            for key, n in ((("le", "+Inf"), 1), ("sum", size), ("count", 1)):
+                self.counts[key] = self.counts.get(key, 0) + n
+
+    def take(self):
+        with self.lock:
+            counts, self.counts = self.counts, {}
+        return counts
 
 
 class TritonPythonModel:
@@ -40,34 +72,56 @@ class TritonPythonModel:
         self.last_seen = {}  # correlation id -> time.monotonic() of its last tick
         self.next_sweep = time.monotonic() + min(self.idle_timeout_s, 1.0)
         labels = {"model": args["model_name"], "instance": args["model_instance_name"]}
+        family = pb_utils.MetricFamily
         # the families must outlive their metrics: a collected family is removed from /metrics
         self.families = {
-            "open": pb_utils.MetricFamily("lob_tokenizer_open_sequences", "Sequences with tokenizer state",
-                                          pb_utils.MetricFamily.GAUGE),
-            "capacity": pb_utils.MetricFamily("lob_tokenizer_max_candidate_sequences",
-                                              "Sequence slots of this instance's sequence batcher (oldest strategy)",
-                                              pb_utils.MetricFamily.GAUGE),
-            "refused": pb_utils.MetricFamily("lob_tokenizer_refused_ticks_total", "Ticks refused, by reason",
-                                             pb_utils.MetricFamily.COUNTER),
-            "reclaimed": pb_utils.MetricFamily("lob_tokenizer_idle_reclaimed_total",
-                                               "Sequences forgotten after max_sequence_idle_microseconds",
-                                               pb_utils.MetricFamily.COUNTER),
-            "batch": pb_utils.MetricFamily("lob_tokenizer_batch_size", "Requests per execute",
-                                           pb_utils.MetricFamily.HISTOGRAM),
+            "open": family("lob_tokenizer_open_sequences", "Sequences with tokenizer state", family.GAUGE),
+            "capacity": family("lob_tokenizer_max_candidate_sequences",
+                               "Sequence slots of this instance's sequence batcher (oldest strategy)", family.GAUGE),
+            "refused": family("lob_tokenizer_refused_ticks_total", "Ticks refused, by reason", family.COUNTER),
+            "reclaimed": family("lob_tokenizer_idle_reclaimed_total",
+                                "Sequences forgotten after max_sequence_idle_microseconds", family.COUNTER),
+            "le": family("lob_tokenizer_batch_size_bucket", "Requests per execute (histogram buckets)", family.COUNTER),
+            "sum": family("lob_tokenizer_batch_size_sum", "Requests per execute (histogram sum)", family.COUNTER),
+            "count": family("lob_tokenizer_batch_size_count", "Executes (histogram count)", family.COUNTER),
         }
         self.m_open = self.families["open"].Metric(labels=labels)
         capacity = config["sequence_batching"].get("oldest", {}).get("max_candidate_sequences")
         if capacity is not None:  # the direct strategy has no candidate limit
             self.m_capacity = self.families["capacity"].Metric(labels=labels)
             self.m_capacity.set(int(capacity))
-        self.m_refused = {r: self.families["refused"].Metric(labels={**labels, "reason": r})
-                          for r in ("bad_tick", "no_state", "error")}
-        self.m_reclaimed = self.families["reclaimed"].Metric(labels=labels)
-        self.m_batch = self.families["batch"].Metric(labels=labels, buckets=BATCH_BUCKETS)
+        self.metrics = {("refused", r): self.families["refused"].Metric(labels={**labels, "reason": r})
+                        for r in ("bad_tick", "no_state", "error")}
+        self.metrics["reclaimed"] = self.families["reclaimed"].Metric(labels=labels)
+        self.metrics.update({("le", le): self.families["le"].Metric(labels={**labels, "le": str(le)})
+                             for le in (*BATCH_BUCKETS, "+Inf")})
+        self.metrics.update({k: self.families[k].Metric(labels=labels) for k in ("sum", "count")})
+        self.pending, self.open_sent = _Pending(), None
+        self.stop_flush = threading.Event()
+        self.flusher = threading.Thread(target=self._flush_every, name="lob-metrics", daemon=True)
+        self.flusher.start()
+
+    def _flush(self):
+        """Send what ``execute`` aggregated: one call per changed metric."""
+        for key, n in self.pending.take().items():
+            self.metrics[key].increment(n)
+        open_now = len(self.states)
+        if open_now != self.open_sent:
+            self.m_open.set(open_now)
+            self.open_sent = open_now
+
+    def _flush_every(self):
+        while not self.stop_flush.wait(METRICS_FLUSH_S):
+            self._flush()
+
+    def finalize(self):
+        self.stop_flush.set()
+        self.flusher.join()
+        self._flush()
 
     def execute(self, requests):
         # Requests arrive in sequence order (oldest strategy, preserve_ordering), at most one per sequence.
-        self.m_batch.observe(len(requests))
+        self.pending.observe_batch(len(requests))
         responses = [None] * len(requests)
         rows, ticks, states = [], [], []  # the requests that reach the tokenizer, their ticks and states
         for i, request in enumerate(requests):
@@ -109,11 +163,10 @@ class TritonPythonModel:
                     pb_utils.Tensor(FEATURES, features[b:b + 1]),  # (1, F)
                 ])
         self._forget_idle()
-        self.m_open.set(len(self.states))
         return responses
 
     def _refuse(self, reason, message):
-        self.m_refused[reason].increment(1)
+        self.pending.add(("refused", reason))
         return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
 
     def _end_downstream(self, corrid):
@@ -143,7 +196,7 @@ class TritonPythonModel:
         for corrid in idle:
             self._forget(corrid)
         if idle:
-            self.m_reclaimed.increment(len(idle))
+            self.pending.add("reclaimed", len(idle))
 
 
 def _read(request):

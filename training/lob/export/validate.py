@@ -6,7 +6,8 @@ folder, version folders are numeric, the platform's file is present, an ONNX fil
 the config (implicit state included, for any architecture's states: each entry named STATE_<NAME>_IN/_OUT,
 every STATE_*_OUT of the graph fed back by an entry), a stateful model has the sequence batching it needs, a Python model
 defines `TritonPythonModel.execute` (read with `ast`, never imported); per ensemble: every tensor is produced
-exactly once and every consumer agrees with its producer on dtype and shape. A model's named configs
+exactly once and every consumer agrees with its producer on dtype and shape, and the steps run one at a time
+(a Triton r24.10 hazard: ``_check_one_step_at_a_time``). A model's named configs
 (`configs/<name>.pbtxt`, loaded with `--model-config-name`) get the same checks as its `config.pbtxt`. Implicit
 state entries are checked against their initial_state (dtype, dims) and the state dtypes Triton allows, and
 one state name is declared identically in every config of the repository (the CPU and GPU step configs
@@ -86,6 +87,7 @@ def validate_repository(repo: Path) -> list[str]:
         _check_sequence_batching(model, problems)
         if model.kind == "ensemble":
             _check_ensemble(model, models, problems)
+            _check_one_step_at_a_time(model, problems)
         else:
             _check_model_files(model, problems)
     _check_states_agree(variants, problems)
@@ -422,6 +424,29 @@ def _check_ensemble(ens: _Model, models: dict[str, _Model | None], problems: lis
         elif not _shapes_agree(shape, p_shape):
             problems.append(f"{where}: {field}: tensor '{tensor}' has shape {list(p_shape)} from {origin} "
                             f"but is consumed as {list(shape)}")
+
+
+def _check_one_step_at_a_time(ens: _Model, problems: list[str]) -> None:
+    """No two steps of the ensemble become ready together. Triton core r24.10's ``EnsembleContext::ScheduleSteps``
+    decrements the ensemble's request counter for steps it never scheduled when an earlier step of the same
+    batch is refused at once, which can release the ensemble's request early (fixed in core #482/#483, r26.04).
+    Replays the schedule one step at a time: each step must be the only one whose inputs are all available."""
+    steps = list(enumerate(ens.config.ensemble_scheduling.step))
+    available = {t.name for t in ens.config.input}
+    while steps:
+        ready = [(s, step) for s, step in steps if set(step.input_map.values()) <= available]
+        if not ready:  # a tensor no step produces: _check_ensemble reports it
+            return
+        if len(ready) > 1:
+            names = ", ".join(f"step[{s}] ({step.model_name})" for s, step in ready)
+            problems.append(f"{ens.config_path}: ensemble_scheduling: {names} start together (their inputs are all "
+                            "available at once); Triton r24.10's EnsembleContext::ScheduleSteps can then release the "
+                            "ensemble's request early when the first is refused (core #482/#483, fixed in r26.04): "
+                            "chain them so each step consumes an output of the one before")
+            return
+        (s, step), = ready
+        steps.remove((s, step))
+        available |= set(step.output_map.values())
 
 
 def _shapes_agree(a: tuple, b: tuple) -> bool:

@@ -58,6 +58,12 @@ PROFILES: dict[str, Profile] = {
 ADMIN_HEADER = "lob-admin-key"  # HTTP header a model-repository/shared-memory request must carry (value: the key)
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the same over gRPC (Triton prefixes the name)
 RESTRICTED_APIS = "model-repository,shared-memory"  # what a client without the key cannot call
+# --grpc-infer-allocation-pool-size: how many released gRPC request States the frontend keeps for reuse
+# (Triton's default: 8). Above the peak number of in-flight gRPC requests, no State is ever deleted, which
+# defuses a use-after-free under gRPC streaming (docs/upstream/triton-grpc-stream-uaf.md). A cap, not an
+# allocation: the pool holds at most the peak number of States alive at once (one per in-flight request,
+# a few KB each with this contract's small tensors), kept instead of freed.
+GRPC_STATE_POOL = 100_000
 
 
 @dataclass(frozen=True)
@@ -135,13 +141,16 @@ class TritonServer:
     profile's. The server log goes to ``log_file``. ``admin_key`` (default: random, see ``.admin_key``)
     unlocks the model-repository and shared-memory APIs; ``tls`` makes gRPC speak TLS. On stop, Triton
     waits ``exit_timeout_s`` for in-flight requests (its default, 30 s, also waits on sequences that clients
-    abandoned without END, which never finish) before it exits.
+    abandoned without END, which never finish) before it exits. ``grpc_state_pool``: the gRPC frontend's
+    State pool (``GRPC_STATE_POOL``; None: Triton's default of 8, which crashes under gRPC streaming, kept
+    only for the crash trials' control runs).
     """
 
     def __init__(self, repo: Path, profile: str = "cpu", grpc_port: int = 8001, http_port: int = 8000,
                  metrics_port: int = 8002, log_file: Path = Path("out/tritonserver.log"),
                  ready_timeout_s: float = 120.0, extra_models: tuple[str, ...] = (),
-                 admin_key: str | None = None, tls: TLS | None = None, exit_timeout_s: int = 5):
+                 admin_key: str | None = None, tls: TLS | None = None, exit_timeout_s: int = 5,
+                 grpc_state_pool: int | None = GRPC_STATE_POOL):
         if profile not in PROFILES:
             raise ServerError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
         self.repo, self.profile = Path(repo).resolve(), PROFILES[profile]
@@ -152,7 +161,7 @@ class TritonServer:
         self.admin_key = admin_key or secrets.token_urlsafe(24)
         if not all(c.isalnum() or c in "-_" for c in self.admin_key):
             raise ServerError("admin key: letters, digits, '-' and '_' only")
-        self.tls, self.exit_timeout_s = tls, exit_timeout_s
+        self.tls, self.exit_timeout_s, self.grpc_state_pool = tls, exit_timeout_s, grpc_state_pool
         self._proc: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
 
@@ -175,6 +184,7 @@ class TritonServer:
                f"--metrics-port={self.ports['metrics']}", "--metrics-config=summary_latencies=true",
                "--exit-on-error=true",
                f"--exit-timeout-secs={self.exit_timeout_s}",
+               *([f"--grpc-infer-allocation-pool-size={self.grpc_state_pool}"] if self.grpc_state_pool is not None else []),
                *([f"--model-config-name={self.profile.config_name}"] if self.profile.config_name else []),
                f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}",
                f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}",
@@ -275,7 +285,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def serve_forever(repo: Path, profile: str = "cpu", grpc_port: int = 8001, http_port: int = 8000,
                   metrics_port: int = 8002, log_file: Path = Path("out/tritonserver.log"),
-                  admin_key: str | None = None, tls: TLS | None = None) -> None:
+                  admin_key: str | None = None, tls: TLS | None = None, grpc_state_pool: int = GRPC_STATE_POOL) -> None:
     """Run the server until SIGINT/SIGTERM, then stop it cleanly. Exits non-zero if it dies."""
     from rich.console import Console
 
@@ -284,7 +294,8 @@ def serve_forever(repo: Path, profile: str = "cpu", grpc_port: int = 8001, http_
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.append(signum))
     try:
-        server = TritonServer(repo, profile, grpc_port, http_port, metrics_port, log_file, admin_key=admin_key, tls=tls)
+        server = TritonServer(repo, profile, grpc_port, http_port, metrics_port, log_file, admin_key=admin_key, tls=tls,
+                              grpc_state_pool=grpc_state_pool)
         server.start()
     except ServerError as err:
         console.print(f"[bold red]error:[/] {err}")
