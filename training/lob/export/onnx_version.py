@@ -1,8 +1,8 @@
 """MODEL_VERSION as a constant of an ONNX graph: served with no extra model and no Python per tick.
 
-``with_version_output`` adds the output ``MODEL_VERSION`` string (B, 1) to the step graph (``Expand`` of a
-string constant to ``TOKEN``'s shape), so Triton's onnxruntime backend returns it beside the predictions;
-``version_graph`` is a graph with nothing else in it (``TS_NS`` int64 (B, 1) in, ``MODEL_VERSION`` out),
+``with_version_output`` adds the output ``MODEL_VERSION`` string (B, T), one per tick, to the step graph
+(``Expand`` of a string constant to ``TOKEN``'s shape), so Triton's onnxruntime backend returns it beside the
+predictions; ``version_graph`` is a graph with nothing else in it (``TS_NS`` int64 (B, T) in, ``MODEL_VERSION`` out),
 served as ``lob_model_version`` beside TensorRT engines, which cannot emit strings;
 ``without_version_output`` takes the output out again for those engines' build.
 """
@@ -15,7 +15,7 @@ from lob.contract import MODEL_VERSION, TOKEN, TS_NS, VERSION_MODEL
 
 
 def _version_nodes(version: str, like: str) -> list[onnx.NodeProto]:
-    """Nodes computing MODEL_VERSION = ``version`` broadcast to the shape of 2-D tensor ``like`` (B, 1)."""
+    """Nodes computing MODEL_VERSION = ``version`` broadcast to the shape of 2-D tensor ``like`` (B, T)."""
     constant = helper.make_tensor("model_version_value", TensorProto.STRING, [1, 1], [version.encode()])
     return [helper.make_node("Constant", [], ["model_version_value"], name="model_version_value", value=constant),
             helper.make_node("Shape", [like], ["model_version_shape"], name="model_version_shape"),
@@ -24,11 +24,11 @@ def _version_nodes(version: str, like: str) -> list[onnx.NodeProto]:
 
 
 def with_version_output(model: onnx.ModelProto, version: str, like: str = TOKEN) -> onnx.ModelProto:
-    """``model`` plus output MODEL_VERSION string (B, 1) = ``version`` in every row (``like`` is (B, 1))."""
+    """``model`` plus output MODEL_VERSION string (B, T) = ``version`` in every tick (``like`` is (B, T))."""
     out = onnx.ModelProto()
     out.CopyFrom(without_version_output(model))
     out.graph.node.extend(_version_nodes(version, like))
-    out.graph.output.append(helper.make_tensor_value_info(MODEL_VERSION, TensorProto.STRING, ["batch", 1]))
+    out.graph.output.append(helper.make_tensor_value_info(MODEL_VERSION, TensorProto.STRING, ["batch", "time"]))
     return out
 
 
@@ -46,10 +46,10 @@ def without_version_output(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def version_graph(version: str, opset: int = 18) -> onnx.ModelProto:
-    """A model whose only output is MODEL_VERSION string (B, 1) = ``version``, sized by input TS_NS int64 (B, 1)."""
+    """A model whose only output is MODEL_VERSION string (B, T) = ``version``, sized by input TS_NS int64 (B, T)."""
     graph = helper.make_graph(_version_nodes(version, TS_NS), VERSION_MODEL,
-                              [helper.make_tensor_value_info(TS_NS, TensorProto.INT64, ["batch", 1])],
-                              [helper.make_tensor_value_info(MODEL_VERSION, TensorProto.STRING, ["batch", 1])])
+                              [helper.make_tensor_value_info(TS_NS, TensorProto.INT64, ["batch", "time"])],
+                              [helper.make_tensor_value_info(MODEL_VERSION, TensorProto.STRING, ["batch", "time"])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     onnx.checker.check_model(model, full_check=True)
     return model
