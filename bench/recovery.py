@@ -8,6 +8,8 @@ live rounds the server is killed (SIGKILL) and restarted on the same ports. Reco
 symbol, (first warm prediction answered after the restart) - (server ready again). Live-tick age = answer
 time - the tick's scheduled arrival (what a desk sees: it includes waiting behind the re-warm), over live
 ticks answered from the restart until recovery; ``latency_s`` (the request alone) is reported beside it.
+The step model's batch statistics after the restart (Triton's ``batch_stats``: executions per batch size)
+show how the sequence batcher grouped the re-warm's chunks and the live single ticks.
 Usage: python bench/recovery.py --repo build/model_repository [--symbols 64 --history 4096 --modes 1,256]
 """
 from __future__ import annotations
@@ -22,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+import tritonclient.grpc as grpcclient
+
 import lobclient
+from lob.contract import STEP_MODEL
 from lob.serving.launcher import TritonServer
 from lobclient.synthetic import synthetic_ticks
 
@@ -69,6 +74,8 @@ def run_mode(server: TritonServer, symbols: list[str], history: int, rate: float
         if p.ok and p.warm and "ready" in marks and p.symbol not in warm_after and now > marks["ready"]:
             warm_after[p.symbol] = now
     ready = marks["ready"]
+    stats = grpcclient.InferenceServerClient(server.url).get_inference_statistics(STEP_MODEL, as_json=True)
+    batches = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["model_stats"][0]["batch_stats"]}
     recovered = max(warm_after.values())
     during = [(t - scheduled[s, ts], lat) for t, s, ts, ok, lat in answers
               if ok and (s, ts) in scheduled and ready <= t <= recovered]
@@ -76,7 +83,7 @@ def run_mode(server: TritonServer, symbols: list[str], history: int, rate: float
     return {"rewarm_chunk": rewarm_chunk, "restart_s": ready - marks["kill"], "recovery_s": recovered - ready,
             "live_answered": len(during), "age_p50_ms": 1e3 * np.percentile(ages, 50),
             "age_p99_ms": 1e3 * np.percentile(ages, 99), "latency_p99_ms": 1e3 * np.percentile(lats, 99),
-            "failed": sum(1 for a in answers if not a[3]), "answers": len(answers)}
+            "failed": sum(1 for a in answers if not a[3]), "answers": len(answers), "batches": batches}
 
 
 def main() -> None:
@@ -101,6 +108,10 @@ def main() -> None:
             print(f"| {r['rewarm_chunk']} | {r['restart_s']:.1f} | **{r['recovery_s']:.2f}** | {r['live_answered']:,} | "
                   f"{r['age_p50_ms']:,.0f} / {r['age_p99_ms']:,.0f} | {r['latency_p99_ms']:,.1f} | "
                   f"{r['failed']} of {r['answers']:,} |", flush=True)
+            executes = sum(r["batches"].values())
+            print(f"<!-- rewarm_chunk {chunk}: {STEP_MODEL} after the restart: {executes:,} executions, mean batch "
+                  f"{sum(b * n for b, n in r['batches'].items()) / max(executes, 1):.1f} requests; executions by batch "
+                  f"size {dict(sorted(r['batches'].items()))} -->", flush=True)
 
 
 if __name__ == "__main__":
