@@ -25,8 +25,7 @@ import triton_python_backend_utils as pb_utils
 
 from lob.contract import (ASK_PX, ASK_SZ, BAD_TICK_PREFIX, BID_PX, BID_SZ, DIR_PROBS, FEATURES, NO_STATE_PREFIX, TOKEN,
                           TRADE_PX, TRADE_SIDE, TRADE_SZ, TS_NS)
-from lob.data.schema import Ticks
-from lob.tokenizer import TickError, TickInput, Tokenizer
+from lob.tokenizer import TickError, TickInput, Ticks, Tokenizer
 
 SEQUENCE_END_FLAG = 2  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_END (tritonserver.h)
 BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
