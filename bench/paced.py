@@ -43,8 +43,8 @@ async def _run(url: str, model: str, streams: list[list[dict]], rate: float, seq
 
     def inputs(tick: dict) -> list:
         out = []
-        for name, values in tick.items():
-            arr = np.asarray(values, dtype=dtypes[name])[None]  # (1, ...)
+        for name, value in tick.items():  # run_bench.input_data's {"content", "shape"} (T = 1 first)
+            arr = np.asarray(value["content"], dtype=dtypes[name]).reshape(1, *value["shape"])  # (1, 1, ...)
             inp = grpcclient.InferInput(name, list(arr.shape), wire[name])
             inp.set_data_from_numpy(arr)
             out.append(inp)

@@ -37,7 +37,8 @@ import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from lob.contract import FEATURES, STEP_MODEL, STREAM_MODEL, TICK_INPUTS, TOKEN, TOKENIZER_MODEL
+from lob.contract import (FEATURES, STEP_MODEL, STREAM_MODEL, TICK_INPUTS, TOKEN, TOKENIZER_MODEL, TRADE_PX,
+                          TRADE_SIDE, TRADE_SZ, TS_NS)
 from lob.data.schema import load_dataset
 from lob.serving.launcher import TritonServer
 from paced import paced  # bench/paced.py
@@ -103,23 +104,30 @@ def build_repo(src: Path, dst: Path, n_features: int) -> None:
 
 def input_data(data: Path, path: Path, n_streams: int, length: int, tokenizer=None) -> int:
     """perf_analyzer JSON: ``n_streams`` sequences of ``length`` consecutive recorded ticks each (raw ticks,
-    or with ``tokenizer`` their TOKEN + FEATURES)."""
+    or with ``tokenizer`` their TOKEN + FEATURES), one tick per request: each input ``{"content", "shape"}``
+    with the time axis T = 1 first (the configs' dims start with -1)."""
     streams = []
     for sym, t in load_dataset(data).items():
         for start in range(0, len(t) - length + 1, length):
             chunk = t.slice(start, start + length)
             if tokenizer is not None:
                 tokens, features, _ = tokenizer.transform(chunk)
-                streams.append([{TOKEN: [int(k)], FEATURES: f.tolist()} for k, f in zip(tokens, features)])
+                streams.append([_one_tick({TOKEN: [int(k)], FEATURES: f.tolist()}) for k, f in zip(tokens, features)])
             else:  # values in TICK_INPUTS order
-                streams.append([dict(zip(TICK_INPUTS, (
+                streams.append([_one_tick(dict(zip(TICK_INPUTS, (
                     [int(chunk.ts_ns[i])], chunk.bid_px[i].tolist(), chunk.bid_sz[i].tolist(), chunk.ask_px[i].tolist(),
                     chunk.ask_sz[i].tolist(), [float(chunk.trade_px[i])], [float(chunk.trade_sz[i])],
-                    [int(chunk.trade_side[i])]))) for i in range(length)])
+                    [int(chunk.trade_side[i])])))) for i in range(length)])
             if len(streams) == n_streams:
                 path.write_text(json.dumps({"data": streams}))
                 return len(streams)
     raise SystemExit(f"{data}: not enough ticks for {n_streams} streams of {length}")
+
+
+def _one_tick(tensors: dict) -> dict:
+    """perf_analyzer inputs of one tick: shape (T=1,) for one value, (1, n) for n values (books, FEATURES)."""
+    return {name: {"content": v, "shape": [1] if name in (TOKEN, TS_NS, TRADE_PX, TRADE_SZ, TRADE_SIDE) else [1, len(v)]}
+            for name, v in tensors.items()}
 
 
 def perf(model: str, url: str, data: Path, interval_ms: int, streaming: bool, concurrency: int | None = None,

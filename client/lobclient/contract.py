@@ -2,9 +2,12 @@
 import ``lob``, which needs the server's dependencies). ``tests/unit/test_contract.py`` fails when a value
 here differs from ``lob.contract``'s.
 """
+import re
+
 HORIZONS = (10, 50, 100)  # rows of Prediction.dir_probs, in ticks ahead
 CLASSES = ("down", "flat", "up")  # columns of Prediction.dir_probs
 N_LEVELS = 10  # book levels per side a tick carries
+MAX_CHUNK = 1024  # most ticks per request (every tensor has a time axis after the batch axis)
 
 TS_NS, BID_PX, BID_SZ, ASK_PX, ASK_SZ = "TS_NS", "BID_PX", "BID_SZ", "ASK_PX", "ASK_SZ"
 TRADE_PX, TRADE_SZ, TRADE_SIDE = "TRADE_PX", "TRADE_SZ", "TRADE_SIDE"
@@ -18,6 +21,7 @@ STREAM_MODEL = "lob_stream"  # the ensemble path's default model
 
 NO_STATE_PREFIX = "LOB_NO_STATE: "
 BAD_TICK_PREFIX = "LOB_BAD_TICK: "
+CHUNK_TICK = re.compile(r"tick (\d+) of (\d+)")  # in a chunk's bad-tick error: index of its first bad tick
 
 
 def prob_column(cls: str, horizon: int) -> str:

@@ -101,10 +101,10 @@ class _Session:
 
 
 def _session(url: str, model: Optional[str], tokenizer, namespace: Optional[str], errors: str, transport: Transport,
-             recovery: Recovery, tls: Optional[TLS], events, aio: bool) -> _Session:
+             recovery: Recovery, tls: Optional[TLS], events, aio: bool, chunk: int) -> _Session:
     builder = EnsembleRequests(model) if tokenizer is None else DirectRequests(tokenizer, model)
     mux = Mux(builder, transport.timeout_s, random_namespace() if namespace is None else namespace, recovery,
-              transport.shards, url)
+              transport.shards, url, chunk)
     creds = tp.credentials(tls)
     kind = {("stream", False): tp.SyncStream, ("unary", False): tp.SyncUnary,
             ("stream", True): tp.AsyncStream, ("unary", True): tp.AsyncUnary}[transport.kind, aio]
@@ -137,8 +137,8 @@ def _run_sync(steps: Steps, events: queue.Queue, on_prediction: Callable[[], Non
 
 def stream(ticks: Iterable[Tick], url: str = "localhost:8001", *, model: Optional[str] = None, tokenizer=None,
            namespace: Optional[str] = None, errors: Literal["record", "raise"] = "record",
-           transport: Transport = Transport(), recovery: Recovery = Recovery(), tls: Optional[TLS] = None
-           ) -> Iterator[Prediction]:
+           transport: Transport = Transport(), recovery: Recovery = Recovery(), tls: Optional[TLS] = None,
+           chunk: int = 1) -> Iterator[Prediction]:
     """Yield one `Prediction` per tick of ``ticks``, in input order.
 
     ``tokenizer`` None: the ensemble path, raw ticks to ``model`` (default ``lob_stream``). ``tokenizer`` a
@@ -152,10 +152,13 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", *, model: Optiona
     ``transport.timeout_s``, yields a `Prediction` whose ``error`` says why (``errors="record"``) or raises
     `TickFailed` (``errors="raise"``); it is never skipped, never duplicated. ``transport`` (`Transport`):
     unary or stream, window, timeout, shards, metadata; ``recovery`` (`Recovery`): re-warm and reconnect
-    (docs/serving.md); ``tls`` (`TLS`): None for plaintext.
+    (docs/serving.md); ``tls`` (`TLS`): None for plaintext. ``chunk`` N > 1: ticks of a symbol that wait while
+    its previous request is in flight go as one request of up to N ticks (backfills; 1, one tick per request,
+    is the live default); same predictions either way.
     """
     events: queue.Queue = queue.Queue()
-    session = _session(url, model, tokenizer, namespace, errors, transport, recovery, tls, events, aio=False)
+    session = _session(url, model, tokenizer, namespace, errors, transport, recovery, tls, events, aio=False,
+                       chunk=chunk)
     credits = threading.Semaphore(transport.window)  # ticks the reader may take ahead of the consumer
     stop = threading.Event()
 
@@ -185,11 +188,13 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", *, model: Optiona
 async def astream(ticks: Union[AsyncIterable[Tick], Iterable[Tick]], url: str = "localhost:8001", *,
                   model: Optional[str] = None, tokenizer=None, namespace: Optional[str] = None,
                   errors: Literal["record", "raise"] = "record", transport: Transport = Transport(),
-                  recovery: Recovery = Recovery(), tls: Optional[TLS] = None) -> AsyncIterator[Prediction]:
+                  recovery: Recovery = Recovery(), tls: Optional[TLS] = None, chunk: int = 1
+                  ) -> AsyncIterator[Prediction]:
     """asyncio twin of `stream` (same arguments and guarantees). ``ticks`` may be an async iterable or a
     sync one that never blocks (a list); a live feed should be async, since a sync one is read on the loop."""
     events: asyncio.Queue = asyncio.Queue()
-    session = _session(url, model, tokenizer, namespace, errors, transport, recovery, tls, events, aio=True)
+    session = _session(url, model, tokenizer, namespace, errors, transport, recovery, tls, events, aio=True,
+                       chunk=chunk)
     credits = asyncio.Semaphore(transport.window)
 
     async def read_ticks():

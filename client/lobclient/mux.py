@@ -18,10 +18,15 @@ ACCEPTED tick; the new state is committed when the server accepts the tick. A ti
 Links: with ``shards`` S, symbol ``s`` always goes on link ``shard(s, S)`` (its own connection, labelled by
 the driver with the ``x-lob-shard`` header); each link connects, breaks and reconnects on its own.
 
+Chunks: a request carries T >= 1 consecutive ticks of its symbol. With ``chunk`` N > 1 the ticks of a symbol
+that wait while its previous request is in flight go as one request of up to N (a backfill; live streams
+keep N = 1). A chunk the server refuses for a bad tick (atomic: its state did not move) is sent again one
+tick per request, so every tick gets its own prediction or error, in order.
+
 Recovery: each symbol keeps a ring of the payloads of its last ``rewarm_ticks`` accepted ticks. When its
 server state is gone (a no-state error, a broken connection, a timeout), the next request is a START of the
-ring's oldest payload, the rest of the ring is replayed (answers dropped), then the pending tick is sent
-again. A broken connection puts every in-flight tick of its link back at the head of its symbol's queue and
+ring's oldest payloads, the ring is replayed in chunks of ``Recovery.rewarm_chunk`` (answers dropped), then
+the pending tick is sent again. A broken connection puts every in-flight tick of its link back at the head of its symbol's queue and
 schedules a reconnect with bounded exponential backoff; after ``reconnect_deadline_s`` without a connection
 every tick of that link not yet answered, and every later one, fails with the reason.
 """
@@ -37,7 +42,8 @@ from tritonclient.grpc import service_pb2
 
 from .errors import BadTick, classify_error
 from .options import Recovery
-from .protocol import fill_prediction, sequence_id, shard
+from . import contract as c
+from .protocol import fill_predictions, sequence_id, shard
 from .records import Prediction, Tick
 
 MAX_REWARMS_PER_TICK = 3  # no-state answers to one tick before it fails (a server that keeps forgetting)
@@ -68,14 +74,15 @@ class _Symbol:
     started: bool = False  # the server holds state for this sequence (a START of it was accepted)
     depth: int = 0  # ticks the server state has taken since its START (replayed ones included)
     n_ticks: int = 0
+    singles: int = 0  # ticks at the head of waiting to send one per request (a refused chunk's)
 
 
 @dataclass
 class _Request:
     sym: _Symbol
-    entry: Optional[_Entry]  # None: a replayed ring payload, whose answer is dropped
+    entries: list[_Entry]  # the ticks it carries, in order; empty: replayed ring payloads, answers dropped
     sent_at: float
-    payload: Any = None  # kept in the ring when accepted
+    payloads: list  # kept in the ring when accepted
     new_state: Any = None  # the symbol's state once accepted
 
 
@@ -100,8 +107,11 @@ class Mux:
     """
 
     def __init__(self, builder, timeout_s: float, namespace: str = "", recovery: Recovery = Recovery(),
-                 shards: Optional[int] = None, url: str = ""):
+                 shards: Optional[int] = None, url: str = "", chunk: int = 1):
+        if not isinstance(chunk, int) or not 1 <= chunk <= c.MAX_CHUNK:
+            raise ValueError(f"chunk must be an int in [1, {c.MAX_CHUNK}], got {chunk!r}")
         self.builder, self.timeout_s, self.namespace, self.recovery = builder, timeout_s, namespace, recovery
+        self.chunk = chunk
         self.links = [_Link(url if shards is None else f"{url} (shard {i})") for i in range(shards or 1)]
         self.order: deque[_Entry] = deque()
         self.symbols: dict[str, _Symbol] = {}
@@ -137,30 +147,32 @@ class Mux:
         request = self.in_flight.pop(rid, None)
         if request is None:  # an END, or an answer after its timeout or its connection's break
             return []
-        sym, entry = request.sym, request.entry
+        sym, entries = request.sym, request.entries
         link = self.links[sym.link]
         link.down_since, link.attempts = None, 0  # the server answers: the connection works
         sym.in_flight = None
-        if entry is None:
-            self._on_replayed(sym, error)
+        if not entries:
+            self._on_replayed(sym, len(request.payloads), error)
         elif error is not None:
-            self._on_refused(sym, entry, error)
+            self._on_refused(sym, entries, error)
         else:
             try:
-                fill_prediction(entry.prediction, response)
-            except Exception as err:  # a server answering another contract: the tick fails, loudly
-                self._finish(entry, f"unexpected response from {self.builder.model}: {err}")
+                fill_predictions([e.prediction for e in entries], response)
+            except Exception as err:  # a server answering another contract: the ticks fail, loudly
+                for entry in entries:
+                    self._finish(entry, f"unexpected response from {self.builder.model}: {err}")
             else:
-                entry.prediction.warm = sym.depth >= self.recovery.rewarm_ticks
-                sym.started, sym.depth = True, sym.depth + 1
-                sym.ring.append(request.payload)
+                for t, entry in enumerate(entries):
+                    entry.prediction.warm = sym.depth + t >= self.recovery.rewarm_ticks
+                    self._finish(entry, None)
+                sym.started, sym.depth = True, sym.depth + len(entries)
+                sym.ring.extend(request.payloads)
                 sym.state = request.new_state
-                self._finish(entry, None)
         return self._send_next(sym)
 
-    def _on_replayed(self, sym: _Symbol, error: Optional[str]) -> None:
+    def _on_replayed(self, sym: _Symbol, n: int, error: Optional[str]) -> None:
         if error is None:
-            sym.started, sym.depth = True, sym.depth + 1
+            sym.started, sym.depth = True, sym.depth + n
             return
         sym.started, sym.replay = False, deque()
         entry = sym.waiting[0]
@@ -170,16 +182,21 @@ class Mux:
             self._finish(entry, f"re-warm of {sym.name} failed: {error}")
         # else: the state went away during the replay; the next send starts the re-warm over
 
-    def _on_refused(self, sym: _Symbol, entry: _Entry, error: str) -> None:
-        kind = classify_error(error)
-        if kind == "no_state" and self.recovery.rewarm and sym.ring and entry.rewarms < MAX_REWARMS_PER_TICK:
-            entry.rewarms += 1
+    def _on_refused(self, sym: _Symbol, entries: list[_Entry], error: str) -> None:
+        kind, first = classify_error(error), entries[0]
+        if kind == "no_state" and self.recovery.rewarm and sym.ring and first.rewarms < MAX_REWARMS_PER_TICK:
+            first.rewarms += 1
             sym.started = False
-            sym.waiting.appendleft(entry)  # sent again once the ring has rebuilt the state
+            sym.waiting.extendleft(reversed(entries))  # sent again once the ring has rebuilt the state
+            return
+        if kind == "bad_tick" and len(entries) > 1:  # the chunk was refused whole: send its ticks one by one
+            sym.waiting.extendleft(reversed(entries))
+            sym.singles = len(entries)
             return
         if kind != "bad_tick":  # the server's state for this sequence is gone or unknown: START next time
             sym.started = False
-        self._finish(entry, error)
+        for entry in entries:
+            self._finish(entry, error)
 
     # -- connections ------------------------------------------------------------------------------------
     def connect_due(self, now: float) -> list[int]:
@@ -205,10 +222,10 @@ class Mux:
         for rid, request in list(self.in_flight.items()):
             if request.sym.link == i:
                 del self.in_flight[rid]
-                if request.entry is not None:
-                    request.entry.interrupted = reason
-                    request.entry.sent_at = 0.0
-                    request.sym.waiting.appendleft(request.entry)  # one in flight per symbol: order kept
+                for entry in request.entries:
+                    entry.interrupted = reason
+                    entry.sent_at = 0.0
+                request.sym.waiting.extendleft(reversed(request.entries))  # one in flight per symbol: order kept
         self._forget(i)
         if not self.recovery.reconnect:
             self._fail_link(i, reason)
@@ -232,8 +249,8 @@ class Mux:
         for rid, request in list(self.in_flight.items()):
             if request.sym.link == i:
                 del self.in_flight[rid]
-                if request.entry is not None:
-                    self._finish(request.entry, reason)
+                for entry in request.entries:
+                    self._finish(entry, reason)
         for sym in self.symbols.values():
             while sym.link == i and sym.waiting:
                 entry = sym.waiting.popleft()
@@ -260,9 +277,9 @@ class Mux:
             del self.in_flight[rid]
             sym = request.sym
             sym.in_flight, sym.started, sym.replay = None, False, deque()
-            entry = request.entry if request.entry is not None else sym.waiting.popleft()
-            what = "" if request.entry is not None else " (while re-warming)"
-            self._finish(entry, f"no answer within {self.timeout_s:g} s{what}")
+            what = "" if request.entries else " (while re-warming)"
+            for entry in request.entries or [sym.waiting.popleft()]:
+                self._finish(entry, f"no answer within {self.timeout_s:g} s{what}")
             out += self._send_next(sym)
         while self.closing and next(iter(self.closing.values()))[1] < now:
             del self.closing[next(iter(self.closing))]
@@ -294,7 +311,7 @@ class Mux:
             link = self.links[sym.link]
             if sym.started and sym.in_flight is None and sym.ring and link.connected and link.broken is None:
                 rid = str(next(self._ids))
-                out.append((sym.link, self.builder.request(rid, sym.ring[-1], sym.seq_id, start=False, end=True,
+                out.append((sym.link, self.builder.request(rid, [sym.ring[-1]], sym.seq_id, start=False, end=True,
                                                            timeout_us=self._timeout_us)))
                 self.closing[rid] = (sym.link, now + self.timeout_s)
                 sym.started = False
@@ -312,23 +329,35 @@ class Mux:
             if not sym.started and not sym.replay and self.recovery.rewarm and sym.ring:  # state gone: rebuild it
                 sym.replay, sym.depth = deque(sym.ring), 0
             now = time.monotonic()
+            entries, payloads, new_state = [], [], sym.state
             if sym.replay:
-                entry, payload, new_state = None, sym.replay.popleft(), None
+                payloads = [sym.replay.popleft() for _ in range(min(self.recovery.rewarm_chunk, len(sym.replay)))]
             else:
-                entry = sym.waiting.popleft()
-                try:
-                    payload, new_state = self.builder.encode(entry.tick, sym.state)
-                except BadTick as err:  # never sent; the state does not move
-                    self._finish(entry, str(err))
+                limit = 1 if sym.singles else self.chunk
+                while sym.waiting and len(entries) < limit:
+                    try:
+                        payload, state = self.builder.encode(sym.waiting[0].tick, new_state)
+                    except BadTick as err:  # never sent; the state does not move
+                        if entries:  # encoded again once the ticks before it are accepted
+                            break
+                        self._finish(sym.waiting.popleft(), str(err))
+                        sym.singles = max(0, sym.singles - 1)
+                        continue
+                    entry = sym.waiting.popleft()
+                    sym.singles = max(0, sym.singles - 1)
+                    entry.sent_at = now
+                    entries.append(entry)
+                    payloads.append(payload)
+                    new_state = state
+                if not entries:
                     continue
-                entry.sent_at = now
             start = not sym.started
             if start:
                 sym.depth = 0
             rid = str(next(self._ids))
             sym.in_flight = rid
-            self.in_flight[rid] = _Request(sym, entry, now, payload, new_state)
-            out.append((sym.link, self.builder.request(rid, payload, sym.seq_id, start=start, end=False,
+            self.in_flight[rid] = _Request(sym, entries, now, payloads, new_state)
+            out.append((sym.link, self.builder.request(rid, payloads, sym.seq_id, start=start, end=False,
                                                        timeout_us=self._timeout_us)))
         return out
 

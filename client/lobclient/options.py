@@ -6,19 +6,22 @@ import os
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
-Pem = Union[bytes, str, os.PathLike, None]  # PEM bytes, or the path of a PEM file
+from .contract import MAX_CHUNK
 
+Pem = Union[bytes, str, os.PathLike, None]  # PEM bytes, or the path of a PEM file
 DEFAULT_REWARM_TICKS = 4096  # smallest with max |dp| <= 0.01 vs uninterrupted (bench/rewarm.md)
+DEFAULT_REWARM_CHUNK = MAX_CHUNK  # ticks per re-warm request: 1024 re-warmed fastest (bench/recovery.md)
 
 
 @dataclass(frozen=True)
 class Recovery:
-    """``rewarm``: rebuild a symbol's lost server state by replaying its last ``rewarm_ticks`` accepted ticks;
-    ``reconnect``: reopen a broken connection, waiting ``backoff_s`` = (first, max) seconds between attempts
+    """``rewarm``: rebuild a symbol's lost server state by replaying its last ``rewarm_ticks`` accepted ticks,
+    ``rewarm_chunk`` of them per request (docs/serving.md, "Re-warm"); ``reconnect``: reopen a broken connection, waiting ``backoff_s`` = (first, max) seconds between attempts
     (doubling), and fail every unanswered tick after ``reconnect_deadline_s`` without a connection."""
 
     rewarm: bool = True
     rewarm_ticks: int = DEFAULT_REWARM_TICKS
+    rewarm_chunk: int = DEFAULT_REWARM_CHUNK
     reconnect: bool = True
     reconnect_deadline_s: float = 30.0
     backoff_s: tuple[float, float] = (0.05, 2.0)
@@ -26,6 +29,8 @@ class Recovery:
     def __post_init__(self) -> None:
         if self.rewarm_ticks < 1:
             raise ValueError(f"Recovery.rewarm_ticks must be >= 1, got {self.rewarm_ticks}")
+        if not 1 <= self.rewarm_chunk <= MAX_CHUNK:
+            raise ValueError(f"Recovery.rewarm_chunk must be in [1, {MAX_CHUNK}], got {self.rewarm_chunk}")
         if not 0 < self.backoff_s[0] <= self.backoff_s[1]:
             raise ValueError(f"Recovery.backoff_s must be (first, max) with 0 < first <= max, got {self.backoff_s}")
 

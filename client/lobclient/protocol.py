@@ -7,8 +7,9 @@ builders the `Mux` takes.
 
 A builder turns a tick and its symbol's tokenizer state (that of the last tick the server ACCEPTED) into a
 *payload* and the state after it (`encode`); the mux commits that state, and keeps the payload in the
-symbol's re-warm ring, only when the server accepts the tick. `request` builds the protobuf of a payload;
-re-warm and END re-send ring payloads, so a replay sends exactly what was sent the first time.
+symbol's re-warm ring, only when the server accepts the tick. `request` builds the protobuf of T >= 1
+payloads of one symbol (a chunk: every tensor (1, T, ...), docs/serving.md); re-warm and END re-send ring
+payloads, so a replay sends exactly what was sent the first time.
 
 Requests are `ModelInferRequest` protobufs driven over ``ModelInfer``/``ModelStreamInfer`` directly:
 tritonclient's stream callback drops the request id of an error response, so a refused tick could not be
@@ -93,19 +94,19 @@ class EnsembleRequests:
         book = np.concatenate([tick.bid_px, tick.bid_sz, tick.ask_px, tick.ask_sz, (tick.trade_px, tick.trade_sz)])
         return (int(tick.ts_ns), book, int(tick.trade_side)), None
 
-    def request(self, rid: str, payload, seq_id: int, start: bool, end: bool, timeout_us: int
+    def request(self, rid: str, payloads: list, seq_id: int, start: bool, end: bool, timeout_us: int
                 ) -> service_pb2.ModelInferRequest:
-        ts_ns, x, side = payload
+        x = np.stack([p[1] for p in payloads])[None]  # (1, T, 42)
         n = c.N_LEVELS
         return _request(self.model, rid, seq_id, start, end, timeout_us, (
-            (c.TS_NS, "INT64", np.array([[ts_ns]], np.int64)),  # (1, 1)
-            (c.BID_PX, "FP64", x[None, 0:n]),  # (1, 10)
-            (c.BID_SZ, "FP64", x[None, n:2 * n]),
-            (c.ASK_PX, "FP64", x[None, 2 * n:3 * n]),
-            (c.ASK_SZ, "FP64", x[None, 3 * n:4 * n]),
-            (c.TRADE_PX, "FP64", x[None, 4 * n:4 * n + 1]),  # (1, 1)
-            (c.TRADE_SZ, "FP64", x[None, 4 * n + 1:4 * n + 2]),
-            (c.TRADE_SIDE, "INT8", np.array([[side]], np.int8)),
+            (c.TS_NS, "INT64", np.array([[p[0] for p in payloads]], np.int64)),  # (1, T)
+            (c.BID_PX, "FP64", x[:, :, 0:n]),  # (1, T, 10)
+            (c.BID_SZ, "FP64", x[:, :, n:2 * n]),
+            (c.ASK_PX, "FP64", x[:, :, 2 * n:3 * n]),
+            (c.ASK_SZ, "FP64", x[:, :, 3 * n:4 * n]),
+            (c.TRADE_PX, "FP64", x[:, :, 4 * n]),  # (1, T)
+            (c.TRADE_SZ, "FP64", x[:, :, 4 * n + 1]),
+            (c.TRADE_SIDE, "INT8", np.array([[p[2] for p in payloads]], np.int8)),
         ), c.OUTPUTS)
 
 
@@ -142,20 +143,23 @@ class DirectRequests:
             raise BadTick(f"{tick.symbol}: {err}") from None
         return (int(token), np.asarray(features, np.float32)), new_state
 
-    def request(self, rid: str, payload, seq_id: int, start: bool, end: bool, timeout_us: int
+    def request(self, rid: str, payloads: list, seq_id: int, start: bool, end: bool, timeout_us: int
                 ) -> service_pb2.ModelInferRequest:
-        token, features = payload
         return _request(self.model, rid, seq_id, start, end, timeout_us, (
-            (c.TOKEN, "INT64", np.array([[token]], np.int64)),  # (1, 1)
-            (c.FEATURES, "FP32", features[None]),  # (1, F)
+            (c.TOKEN, "INT64", np.array([[p[0] for p in payloads]], np.int64)),  # (1, T)
+            (c.FEATURES, "FP32", np.stack([p[1] for p in payloads])[None]),  # (1, T, F)
         ), ())
 
 
-def fill_prediction(prediction: Prediction, response: service_pb2.ModelInferResponse) -> None:
-    """Copy a step's outputs into ``prediction``; raises on a response without the contract's outputs."""
+def fill_predictions(predictions: list[Prediction], response: service_pb2.ModelInferResponse) -> None:
+    """Copy a step's outputs for the T ticks of a request into ``predictions`` (T of them, in order); raises on a
+    response without the contract's outputs or with another number of ticks."""
     result = InferResult(response)
-    prediction.dir_probs = result.as_numpy(c.DIR_PROBS)[0]  # (3, 3)
-    prediction.topk_ids = result.as_numpy(c.TOPK_IDS)[0]  # (5,)
-    prediction.topk_probs = result.as_numpy(c.TOPK_PROBS)[0]  # (5,)
-    version = result.as_numpy(c.MODEL_VERSION)
-    prediction.model_version = None if version is None else version.reshape(-1)[0].decode()
+    dir_probs = result.as_numpy(c.DIR_PROBS)[0]  # (T, 3, 3)
+    topk_ids, topk_probs = result.as_numpy(c.TOPK_IDS)[0], result.as_numpy(c.TOPK_PROBS)[0]  # (T, 5) each
+    version = result.as_numpy(c.MODEL_VERSION)  # (1, T) or None
+    if len(dir_probs) != len(predictions):
+        raise ValueError(f"{len(dir_probs)} ticks answered for {len(predictions)} sent")
+    for t, prediction in enumerate(predictions):
+        prediction.dir_probs, prediction.topk_ids, prediction.topk_probs = dir_probs[t], topk_ids[t], topk_probs[t]
+        prediction.model_version = None if version is None else version.reshape(-1)[t].decode()

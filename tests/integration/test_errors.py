@@ -42,16 +42,17 @@ def with_level(tick, field, level, value):
 
 
 def infer(client, model, tick, seq_id, start=False, end=False, **override):
-    """One tick as a plain unary request; ``override`` replaces input arrays by name (shape/dtype tests)."""
-    arrays = {"TS_NS": np.array([[tick.ts_ns]], np.int64), "BID_PX": tick.bid_px[None], "BID_SZ": tick.bid_sz[None],
-              "ASK_PX": tick.ask_px[None], "ASK_SZ": tick.ask_sz[None],
+    """One tick as a plain unary request (every input (1, T=1, ...)); ``override`` replaces input arrays by name
+    (shape/dtype tests). Returns DIR_PROBS (3, 3)."""
+    arrays = {"TS_NS": np.array([[tick.ts_ns]], np.int64), "BID_PX": tick.bid_px[None, None],
+              "BID_SZ": tick.bid_sz[None, None], "ASK_PX": tick.ask_px[None, None], "ASK_SZ": tick.ask_sz[None, None],
               "TRADE_PX": np.array([[tick.trade_px]]), "TRADE_SZ": np.array([[tick.trade_sz]]),
               "TRADE_SIDE": np.array([[tick.trade_side]], np.int8), **override}
     inputs = []
     for name, array in arrays.items():
         inputs.append(grpcclient.InferInput(name, list(array.shape), grpcclient.np_to_triton_dtype(array.dtype)))
         inputs[-1].set_data_from_numpy(array)
-    return client.infer(model, inputs, sequence_id=seq_id, sequence_start=start, sequence_end=end).as_numpy("DIR_PROBS")[0]
+    return client.infer(model, inputs, sequence_id=seq_id, sequence_start=start, sequence_end=end).as_numpy("DIR_PROBS")[0, 0]
 
 
 def test_bad_ticks_get_errors_and_leave_every_sequence_as_if_they_never_came(server, dataset, offline):
@@ -107,7 +108,7 @@ def test_errors_policy_raise_names_the_tick(server, dataset):
 def test_wrong_shape_or_dtype_is_refused_and_the_server_stays_up(server, client, dataset):
     tick = ticks_of(dataset, sorted(dataset)[2])[0]
     with pytest.raises(InferenceServerException, match="BID_PX"):
-        infer(client, "lob_stream", tick, 901, start=True, BID_PX=tick.bid_px[None, :9])
+        infer(client, "lob_stream", tick, 901, start=True, BID_PX=tick.bid_px[None, None, :9])
     with pytest.raises(InferenceServerException, match="TRADE_SIDE"):
         infer(client, "lob_stream", tick, 901, start=True, TRADE_SIDE=np.array([[0]], np.int32))
     assert client.is_server_live() and client.is_model_ready("lob_stream")
@@ -124,11 +125,11 @@ def test_start_resets_a_sequence_that_has_state(client, dataset):
 
 def step(client, model, seq_id, start=False, end=False, token=3, **kwargs):
     """One direct step-model request (TOKEN + FEATURES); returns DIR_PROBS (3, 3)."""
-    inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, 12], "FP32")]
+    inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, 1, 12], "FP32")]
     inputs[0].set_data_from_numpy(np.array([[token]], np.int64))
-    inputs[1].set_data_from_numpy(np.linspace(-1, 1, 12, dtype=np.float32)[None])
+    inputs[1].set_data_from_numpy(np.linspace(-1, 1, 12, dtype=np.float32)[None, None])
     return client.infer(model, inputs, sequence_id=seq_id, sequence_start=start, sequence_end=end,
-                        **kwargs).as_numpy("DIR_PROBS")[0]
+                        **kwargs).as_numpy("DIR_PROBS")[0, 0]
 
 
 NO_SEQUENCE = "must specify the START flag"  # Triton core's refusal of a non-START tick of an unknown sequence
@@ -164,9 +165,9 @@ def test_a_start_beyond_the_candidate_sequences_waits_until_one_ends(client):
     for seq_id in ids:
         step(client, model, seq_id, start=True)
     answered: queue.Queue = queue.Queue()
-    inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, 12], "FP32")]
+    inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, 1, 12], "FP32")]
     inputs[0].set_data_from_numpy(np.array([[3]], np.int64))
-    inputs[1].set_data_from_numpy(np.zeros((1, 12), np.float32))
+    inputs[1].set_data_from_numpy(np.zeros((1, 1, 12), np.float32))
     client.async_infer(model, inputs, lambda result, error: answered.put((time.monotonic(), error)),
                        sequence_id=3299, sequence_start=True, sequence_end=True)
     time.sleep(0.5)  # well under the 1.5 s idle timeout of the open sequences

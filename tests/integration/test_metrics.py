@@ -109,8 +109,9 @@ def test_idle_reclaimed_sequences_are_counted(server, client, ticks):
 
 def infer_tokens(client, model, tick, seq_id, start=False, end=False):
     """One tick straight to a tokenizer model; returns its TOKEN."""
-    arrays = {"TS_NS": np.array([[tick.ts_ns]], np.int64), "BID_PX": tick.bid_px[None], "BID_SZ": tick.bid_sz[None],
-              "ASK_PX": tick.ask_px[None], "ASK_SZ": tick.ask_sz[None], "TRADE_PX": np.array([[tick.trade_px]]),
+    arrays = {"TS_NS": np.array([[tick.ts_ns]], np.int64), "BID_PX": tick.bid_px[None, None],
+              "BID_SZ": tick.bid_sz[None, None], "ASK_PX": tick.ask_px[None, None], "ASK_SZ": tick.ask_sz[None, None],
+              "TRADE_PX": np.array([[tick.trade_px]]),
               "TRADE_SZ": np.array([[tick.trade_sz]]), "TRADE_SIDE": np.array([[tick.trade_side]], np.int8)}
     inputs = []
     for name, array in arrays.items():

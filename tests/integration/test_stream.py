@@ -121,16 +121,17 @@ def test_step_model_runs_back_to_back_ticks_of_one_sequence_in_order(server, dat
     client = grpcclient.InferenceServerClient(server.url)
     client.start_stream(callback=lambda result, error: answers.put((result, error)))
     for i in range(N_TICKS):
-        inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"), grpcclient.InferInput("FEATURES", [1, features.shape[1]], "FP32")]
+        inputs = [grpcclient.InferInput("TOKEN", [1, 1], "INT64"),
+                  grpcclient.InferInput("FEATURES", [1, 1, features.shape[1]], "FP32")]
         inputs[0].set_data_from_numpy(tokens[i:i + 1, None].astype(np.int64))
-        inputs[1].set_data_from_numpy(features[i:i + 1].astype(np.float32))
+        inputs[1].set_data_from_numpy(features[None, i:i + 1].astype(np.float32))
         client.async_stream_infer("mamba_lob_onnx", inputs, request_id=str(i), sequence_id=905,
                                   sequence_start=i == 0, sequence_end=i == N_TICKS - 1)
     got = {}
     for _ in range(N_TICKS):
         result, error = answers.get(timeout=30)
         assert error is None, error
-        got[int(result.get_response().id)] = result.as_numpy("DIR_PROBS")[0]
+        got[int(result.get_response().id)] = result.as_numpy("DIR_PROBS")[0, 0]
     client.stop_stream()
     dir_probs, _, _ = offline_rows(offline, symbol)
     assert np.abs(np.stack([got[i] for i in range(N_TICKS)]) - dir_probs).max() <= TOL

@@ -144,8 +144,8 @@ def test_an_end_step_model_outside_the_contract_is_refused(repo):
 
 def test_book_inputs_of_another_depth_are_refused(repo):
     path = repo / "lob_tokenizer" / "config.pbtxt"
-    _edit(path, lambda c: next(t for t in c.input if t.name == "BID_SZ").dims.__setitem__(0, 5))
-    _refused(repo, path, "input[2] (BID_SZ).dims", "[5]")
+    _edit(path, lambda c: next(t for t in c.input if t.name == "BID_SZ").dims.__setitem__(1, 5))
+    _refused(repo, path, "input[2] (BID_SZ).dims", "[-1, 5]")
 
 
 def test_every_config_is_checked_against_the_contract_as_it_is_now(monkeypatch):

@@ -77,7 +77,7 @@ def test_refuses_the_tracked_repository_and_folders_it_did_not_build(data_and_ru
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def test_onnx_stepped_over_the_token_stream_matches_lob_predict(data_and_run, tmp_path):
+def test_onnx_over_chunks_of_the_token_stream_matches_lob_predict(data_and_run, tmp_path):
     data, run = data_and_run
     repo = tmp_path / "model_repository"
     export_repository(run, repo)
@@ -89,24 +89,16 @@ def test_onnx_stepped_over_the_token_stream_matches_lob_predict(data_and_run, tm
     shapes = {i.name: i.shape for i in sess.get_inputs()}
     conv = np.zeros([len(symbols), *shapes["STATE_CONV_IN"][1:]], np.float32)
     ssm = np.zeros([len(symbols), *shapes["STATE_SSM_IN"][1:]], np.float32)
-    states = [None] * len(symbols)
-    dir_probs, top_ids, top_p = [], [], []
-    for i in range(N_TICKS):  # one step of every symbol's sequence, batched as the server's slot pool does
-        toks, feats = [], []
-        for k, s in enumerate(symbols):
-            tok, f, states[k] = tokenizer.step(TickInput.of(ticks[s], i), states[k])
-            toks.append(tok)
-            feats.append(f)
-        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {
-            "TOKEN": np.array(toks, np.int64)[:, None], "FEATURES": np.stack(feats),
-            "STATE_CONV_IN": conv, "STATE_SSM_IN": ssm})))
-        assert out["MODEL_VERSION"].tolist() == [[json.loads((repo / "mamba_lob_onnx/1/export.json").read_text())["model_version"]]] * len(symbols)
-        conv, ssm = out["STATE_CONV_OUT"], out["STATE_SSM_OUT"]
-        dir_probs.append(out["DIR_PROBS"])
-        top_ids.append(out["TOPK_IDS"])
-        top_p.append(out["TOPK_PROBS"])
-    dir_probs = np.stack(dir_probs, 1).reshape(-1, 3, 3)  # (S*N, H, 3), rows symbol-major like predict
-    top_ids, top_p = np.stack(top_ids, 1).reshape(-1, 5), np.stack(top_p, 1).reshape(-1, 5)
+    # every symbol's ticks as one chunk (the server's chunk path: Tokenizer.step_chunk, the Loop over T)
+    chunks = [tokenizer.step_chunk(ticks[s].slice(0, N_TICKS), None) for s in symbols]
+    out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {
+        "TOKEN": np.stack([c[0] for c in chunks]), "FEATURES": np.stack([c[1] for c in chunks]),  # (S, N), (S, N, F)
+        "STATE_CONV_IN": conv, "STATE_SSM_IN": ssm})))
+    version = json.loads((repo / "mamba_lob_onnx/1/export.json").read_text())["model_version"]
+    assert out["MODEL_VERSION"].tolist() == [[version] * N_TICKS] * len(symbols)
+    dir_probs, top_ids, top_p = out["DIR_PROBS"], out["TOPK_IDS"], out["TOPK_PROBS"]
+    dir_probs = dir_probs.reshape(-1, 3, 3)  # (S*N, H, 3), rows symbol-major like predict
+    top_ids, top_p = top_ids.reshape(-1, 5), top_p.reshape(-1, 5)
     cols = [f"p_{c}_h{h}" for h in (10, 50, 100) for c in ("down", "flat", "up")]
     want = np.stack([np.asarray(offline[c]) for c in cols], axis=1).reshape(-1, 3, 3)
     assert offline["symbol"] == [s for s in symbols for _ in range(N_TICKS)]
@@ -172,9 +164,10 @@ def test_attention_run_exports_its_ring_state_and_steps_as_lob_predict(arch, dat
     tok_state, dirs = None, []
     for i in range(n):
         tok, f, tok_state = tokenizer.step(TickInput.of(ticks, i), tok_state)
-        out = dict(zip(out_names, sess.run(None, {"TOKEN": np.array([[tok]], np.int64), "FEATURES": f[None], **state})))
+        out = dict(zip(out_names, sess.run(None, {"TOKEN": np.array([[tok]], np.int64), "FEATURES": f[None, None],
+                                                  **state})))
         state = {name: out[states[name][0]] for name in state}
-        dirs.append(out["DIR_PROBS"][0])
+        dirs.append(out["DIR_PROBS"][0, 0])
     cols = [f"p_{c}_h{h}" for h in (10, 50, 100) for c in ("down", "flat", "up")]
     want_dirs = np.stack([np.asarray(offline[c]) for c in cols], axis=1).reshape(-1, 3, 3)
     assert int(state["STATE_POS_IN"][0, 0]) == n

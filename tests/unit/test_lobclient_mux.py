@@ -21,13 +21,16 @@ def tick(symbol: str, i: int) -> lobclient.Tick:
 
 
 def answer(request: service_pb2.ModelInferRequest) -> service_pb2.ModelInferResponse:
-    """A well-formed lob_stream answer to ``request``."""
+    """A well-formed lob_stream answer to ``request`` (T ticks: its first input is (1, T, ...)); tick t's
+    TOPK_IDS[0] is t, so each prediction shows which tick of the chunk it came from."""
     r = service_pb2.ModelInferResponse(model_name=request.model_name, id=request.id)
     version = b"run-abc"
-    for name, dtype, raw, shape in (("DIR_PROBS", "FP32", np.full((1, 3, 3), 1 / 3, np.float32).tobytes(), (1, 3, 3)),
-                                    ("TOPK_IDS", "INT64", np.arange(5, dtype=np.int64).tobytes(), (1, 5)),
-                                    ("TOPK_PROBS", "FP32", np.full(5, 0.1, np.float32).tobytes(), (1, 5)),
-                                    ("MODEL_VERSION", "BYTES", struct.pack("<I", len(version)) + version, (1, 1))):
+    n = request.inputs[0].shape[1]
+    ids = np.arange(5, dtype=np.int64)[None] + np.arange(n)[:, None]  # (T, 5)
+    for name, dtype, raw, shape in (("DIR_PROBS", "FP32", np.full((n, 3, 3), 1 / 3, np.float32).tobytes(), (1, n, 3, 3)),
+                                    ("TOPK_IDS", "INT64", ids.tobytes(), (1, n, 5)),
+                                    ("TOPK_PROBS", "FP32", np.full((n, 5), 0.1, np.float32).tobytes(), (1, n, 5)),
+                                    ("MODEL_VERSION", "BYTES", (struct.pack("<I", len(version)) + version) * n, (1, n))):
         out = r.outputs.add(name=name, datatype=dtype)
         out.shape.extend(shape)
         r.raw_output_contents.append(raw)
@@ -35,8 +38,14 @@ def answer(request: service_pb2.ModelInferRequest) -> service_pb2.ModelInferResp
 
 
 def flags(request):
-    p = request.parameters
-    return p["sequence_start"].bool_param, request.inputs and int(np.frombuffer(request.raw_input_contents[0], np.int64)[0])
+    """(START, ts_ns of the first tick) of an ensemble request."""
+    return request.parameters["sequence_start"].bool_param, int(times(request)[0])
+
+
+def times(request) -> list[int]:
+    """ts_ns of the T ticks of an ensemble request (TS_NS (1, T))."""
+    assert request.inputs[0].name == "TS_NS" and list(request.inputs[0].shape)[0] == 1
+    return np.frombuffer(request.raw_input_contents[0], np.int64).tolist()
 
 
 def test_classify_error_reads_every_marker_even_behind_a_wrapper():
@@ -47,8 +56,9 @@ def test_classify_error_reads_every_marker_even_behind_a_wrapper():
     assert lobclient.classify_error("sequence 7: state pool full (2 sequences open, pool_size 2)") == "other"
 
 
-def test_no_state_answer_replays_the_ring_then_resends_the_tick_and_yields_nothing_for_the_replay():
-    mux = Mux(EnsembleRequests("m"), timeout_s=10, namespace="ns", recovery=lobclient.Recovery(rewarm_ticks=3))
+def test_no_state_answer_replays_the_ring_in_chunks_then_resends_the_tick_and_yields_nothing_for_the_replay():
+    mux = Mux(EnsembleRequests("m"), timeout_s=10, namespace="ns",
+              recovery=lobclient.Recovery(rewarm_ticks=3, rewarm_chunk=2))
     mux.on_connected(0)
     sent = []
     for i in range(5):  # 5 accepted ticks: the ring keeps the last 3
@@ -60,14 +70,15 @@ def test_no_state_answer_replays_the_ring_then_resends_the_tick_and_yields_nothi
 
     ((_, request),) = mux.add(tick("A", 5))
     ((_, replay),) = mux.on_response(request.id, None, "LOB_NO_STATE: sequence 1: no tokenizer state")
-    order = [flags(replay)]
+    order = [(flags(replay)[0], times(replay))]
     while True:
         ((_, nxt),) = mux.on_response(replay.id, answer(replay), None)
-        order.append(flags(nxt))
+        order.append((flags(nxt)[0], times(nxt)))
         if flags(nxt)[1] == 1005:
             break
         replay = nxt
-    assert order == [(True, 1002), (False, 1003), (False, 1004), (False, 1005)]  # START of ring[0], replay, tick
+    # START with the ring's oldest 2 ticks, the rest of the ring, then the tick
+    assert order == [(True, [1002, 1003]), (False, [1004]), (False, [1005])]
     assert mux.ready() == []  # replayed ticks produce nothing
     mux.on_response(nxt.id, answer(nxt), None)
     (p,) = mux.ready()
@@ -129,8 +140,8 @@ def _tokenizer_and_ticks(symbol: str, n: int):
 
 
 def sent_inputs(request):
-    """(TOKEN, FEATURES (F,)) of a direct request."""
-    assert [t.name for t in request.inputs] == ["TOKEN", "FEATURES"]
+    """(TOKEN, FEATURES (F,)) of a direct request of one tick."""
+    assert [t.name for t in request.inputs] == ["TOKEN", "FEATURES"] and list(request.inputs[0].shape) == [1, 1]
     return (int(np.frombuffer(request.raw_input_contents[0], np.int64)[0]),
             np.frombuffer(request.raw_input_contents[1], np.float32))
 
@@ -200,7 +211,39 @@ def test_options_refuse_bad_values_naming_the_field():
                         (lambda: lobclient.Transport(window=0), "Transport.window"),
                         (lambda: lobclient.Transport(shards=0), "Transport.shards"),
                         (lambda: lobclient.Recovery(rewarm_ticks=0), "Recovery.rewarm_ticks"),
+                        (lambda: lobclient.Recovery(rewarm_chunk=0), "Recovery.rewarm_chunk"),
+                        (lambda: Mux(EnsembleRequests("m"), 1.0, chunk=lobclient.contract.MAX_CHUNK + 1), "chunk"),
                         (lambda: lobclient.Recovery(backoff_s=(2.0, 1.0)), "Recovery.backoff_s"),
                         (lambda: lobclient.TLS(private_key=b"key"), "certificate_chain")):
         with pytest.raises(ValueError, match=field):
             make()
+
+
+def test_waiting_ticks_go_as_one_chunk_and_a_refused_chunk_is_resent_one_tick_per_request():
+    mux = Mux(EnsembleRequests("m"), timeout_s=10, namespace="ns", chunk=4)
+    mux.on_connected(0)
+    ((_, first),) = mux.add(tick("A", 0))
+    for i in range(1, 7):  # wait behind the tick in flight
+        assert mux.add(tick("A", i)) == []
+    ((_, chunk),) = mux.on_response(first.id, answer(first), None)
+    assert times(chunk) == [1001, 1002, 1003, 1004] and not flags(chunk)[0]  # at most `chunk` ticks
+    assert [p.topk_ids[0] for p in mux.ready()] == [0]
+    ((_, rest),) = mux.on_response(chunk.id, answer(chunk), None)
+    assert times(rest) == [1005, 1006]
+    preds = mux.ready()
+    assert [(p.seq, p.topk_ids[0], p.model_version) for p in preds] == [(i, i - 1, "run-abc") for i in range(1, 5)]
+
+    # the server refuses the whole chunk for its tick 1 (atomic): each tick is sent again on its own
+    singles = mux.on_response(rest.id, None, "LOB_BAD_TICK: sequence 9: tick 1 of 2, ts_ns=1006, field 'bid_px_1': x")
+    for i in range(7, 9):
+        assert mux.add(tick("A", i)) == []  # behind the re-sent ticks
+    got = []
+    while singles:
+        ((_, r),) = singles
+        got.append(times(r))
+        bad = times(r) == [1006]
+        singles = mux.on_response(r.id, None if bad else answer(r), "LOB_BAD_TICK: field 'bid_px_1'" if bad else None)
+    assert got == [[1005], [1006], [1007, 1008]]  # one by one, then chunks again
+    preds = mux.ready()
+    assert [(p.seq, p.ok) for p in preds] == [(5, True), (6, False), (7, True), (8, True)]
+    assert "bid_px_1" in preds[1].error

@@ -9,6 +9,8 @@ from lob.export.onnx_step import export_step_onnx
 from lob.models.mamba import MambaLOB
 from lob.models.registry import config_from_preset
 
+from test_onnx_chunk import assert_chunks_equal_single_ticks
+
 VOCAB, N_FEATURES = 1000, 12
 
 
@@ -32,7 +34,7 @@ def _session(path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def test_graph_names_dtypes_and_dynamic_batch(exported):
+def test_graph_names_dtypes_and_dynamic_batch_and_time(exported):
     model, path = exported
     cfg = model.config
     proto = onnx.load(str(path))
@@ -40,22 +42,26 @@ def test_graph_names_dtypes_and_dynamic_batch(exported):
     f32, i64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
     conv = [cfg.n_layer, cfg.d_inner, cfg.d_conv - 1]
     ssm = [cfg.n_layer, cfg.d_inner, cfg.d_state]
-    expected_inputs = {"TOKEN": (i64, [1]), "FEATURES": (f32, [N_FEATURES]), "STATE_CONV_IN": (f32, conv),
-                       "STATE_SSM_IN": (f32, ssm)}
-    expected_outputs = {"DIR_PROBS": (f32, [3, 3]), "TOPK_IDS": (i64, [5]), "TOPK_PROBS": (f32, [5]),
+    expected_inputs = {"TOKEN": (i64, ["time"]), "FEATURES": (f32, ["time", N_FEATURES]),
+                       "STATE_CONV_IN": (f32, conv), "STATE_SSM_IN": (f32, ssm)}
+    expected_outputs = {"DIR_PROBS": (f32, ["time", 3, 3]), "TOPK_IDS": (i64, ["time", 5]),
+                        "TOPK_PROBS": (f32, ["time", 5]),
                         "STATE_CONV_OUT": (f32, conv), "STATE_SSM_OUT": (f32, ssm)}
     for values, expected in ((proto.graph.input, expected_inputs), (proto.graph.output, expected_outputs)):
         got = {}
         for v in values:
             dims = v.type.tensor_type.shape.dim
             assert dims[0].dim_param and not dims[0].HasField("dim_value"), f"{v.name}: batch axis is not symbolic"
-            got[v.name] = (v.type.tensor_type.elem_type, [d.dim_value for d in dims[1:]])
+            got[v.name] = (v.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in dims[1:]])
         assert got == expected
     # Triton implicit state pairs inputs and outputs by sort order (server issue #8586)
     states_in = sorted(n for n in expected_inputs if n.startswith("STATE_"))
     states_out = sorted(n for n in expected_outputs if n.startswith("STATE_"))
     assert [n.removesuffix("_IN") for n in states_in] == [n.removesuffix("_OUT") for n in states_out]
-    assert not {"Loop", "Scan", "If"} & {node.op_type for node in proto.graph.node}
+    # one Loop over the chunk's ticks, whose body (the one-tick step) is loop-free: layers unrolled
+    assert [node.op_type for node in proto.graph.node].count("Loop") == 1
+    body = next(n for n in proto.graph.node if n.op_type == "Loop").attribute[0].g
+    assert not {"Loop", "Scan", "If"} & {node.op_type for node in body.node} and len(body.node) > 50
 
 
 @pytest.mark.parametrize("batch", [1, 7])
@@ -64,13 +70,14 @@ def test_runs_at_any_batch(exported, batch):
     conv, ssm = model.allocate_inference_cache(batch)
     rng = np.random.default_rng(batch)
     outs = _session(path).run(None, {"TOKEN": rng.integers(0, VOCAB, (batch, 1)),
-                                     "FEATURES": rng.standard_normal((batch, N_FEATURES), dtype=np.float32),
+                                     "FEATURES": rng.standard_normal((batch, 1, N_FEATURES), dtype=np.float32),
                                      "STATE_CONV_IN": conv.numpy(), "STATE_SSM_IN": ssm.numpy()})
-    assert [o.shape for o in outs] == [(batch, 3, 3), (batch, 5), (batch, 5), tuple(conv.shape), tuple(ssm.shape)]
+    assert [o.shape for o in outs] == [(batch, 1, 3, 3), (batch, 1, 5), (batch, 1, 5), tuple(conv.shape),
+                                       tuple(ssm.shape)]
     np.testing.assert_allclose(outs[0].sum(-1), 1.0, atol=1e-5)
 
 
-def test_tick_by_tick_onnx_matches_pytorch_sequence_forward(exported):
+def test_one_chunk_onnx_matches_pytorch_sequence_forward(exported):
     torch.set_num_threads(1)
     model, path = exported
     batch, length = 4, 2_000
@@ -84,15 +91,8 @@ def test_tick_by_tick_onnx_matches_pytorch_sequence_forward(exported):
 
     session = _session(path)
     conv, ssm = (s.numpy() for s in model.allocate_inference_cache(batch))
-    tokens_np, features_np = tokens.numpy(), features.numpy()
-    dir_probs, topk_ids, topk_probs = [], [], []
-    for t in range(length):
-        d, ids, probs, conv, ssm = session.run(None, {"TOKEN": tokens_np[:, t:t + 1], "FEATURES": features_np[:, t],
-                                                      "STATE_CONV_IN": conv, "STATE_SSM_IN": ssm})
-        dir_probs.append(d)
-        topk_ids.append(ids)
-        topk_probs.append(probs)
-    dir_probs, topk_ids, topk_probs = (np.stack(x, axis=1) for x in (dir_probs, topk_ids, topk_probs))
+    dir_probs, topk_ids, topk_probs, conv, ssm = session.run(None, {
+        "TOKEN": tokens.numpy(), "FEATURES": features.numpy(), "STATE_CONV_IN": conv, "STATE_SSM_IN": ssm})
 
     assert topk_probs[..., 0].mean() > 0.05  # the check below is about peaked distributions, not ~1/V each
     np.testing.assert_allclose(dir_probs, dir_ref, atol=1e-4, rtol=0)
@@ -107,3 +107,8 @@ def test_opset_below_18_is_refused(exported, tmp_path):
     with pytest.raises(ValueError, match="opset 17"):
         export_step_onnx(model, tmp_path / "model.onnx", opset=17)
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_chunks_equal_single_ticks(exported):
+    model, path = exported
+    assert_chunks_equal_single_ticks(model, path, window=16)

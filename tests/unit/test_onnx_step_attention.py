@@ -9,6 +9,8 @@ import torch
 from lob.export.onnx_step import export_step_onnx, io_names
 from lob.models.registry import arch, config_from_preset
 
+from test_onnx_chunk import assert_chunks_equal_single_ticks
+
 VOCAB, N_FEATURES, WINDOW = 1000, 12, 24
 
 
@@ -56,7 +58,7 @@ def test_state_entries_named_and_paired(exported):
     assert inputs["STATE_POS_IN"].type.tensor_type.elem_type == onnx.TensorProto.INT64
 
 
-def test_tick_by_tick_onnx_matches_pytorch_sliding_window_forward(exported):
+def test_one_chunk_onnx_matches_pytorch_sliding_window_forward(exported):
     torch.set_num_threads(1)
     model, path = exported
     batch, length = 3, 3 * WINDOW
@@ -72,14 +74,8 @@ def test_tick_by_tick_onnx_matches_pytorch_sliding_window_forward(exported):
     state_in, _ = io_names(model)
     state_in = state_in[2:]
     state = [s.numpy() for s in model.allocate_inference_cache(batch)]
-    got = {"dir": [], "ids": [], "probs": []}
-    for t in range(length):
-        d, ids, probs, *state = session.run(None, {"TOKEN": tokens[:, t:t + 1].numpy(), "FEATURES": features[:, t].numpy(),
-                                                   **dict(zip(state_in, state))})
-        got["dir"].append(d)
-        got["ids"].append(ids)
-        got["probs"].append(probs)
-    dir_probs, topk_ids, topk_probs = (np.stack(got[k], axis=1) for k in ("dir", "ids", "probs"))
+    dir_probs, topk_ids, topk_probs, *state = session.run(None, {"TOKEN": tokens.numpy(), "FEATURES": features.numpy(),
+                                                                 **dict(zip(state_in, state))})  # one chunk
     assert topk_probs[..., 0].mean() > 0.05  # peaked distributions, not ~1/V each
     np.testing.assert_allclose(dir_probs, dir_ref, atol=1e-4, rtol=0)
     np.testing.assert_allclose(topk_probs, topk_ref_probs.numpy(), atol=1e-4, rtol=0)
@@ -100,11 +96,11 @@ def test_full_cache_export_runs_at_a_growing_length(exported, tmp_path):
     features = torch.randn(2, 6, N_FEATURES, generator=g)
     ref_state = model.allocate_inference_cache(2, cache="full")
     for t in range(6):
-        d, _, _, *state = session.run(None, {"TOKEN": tokens[:, t:t + 1].numpy(), "FEATURES": features[:, t].numpy(),
+        d, _, _, *state = session.run(None, {"TOKEN": tokens[:, t:t + 1].numpy(), "FEATURES": features[:, t:t + 1].numpy(),
                                              **dict(zip(names, state))})
         with torch.no_grad():
             _, d_ref, *ref_state = model.step(tokens[:, t], features[:, t], *ref_state, cache="full")
-        np.testing.assert_allclose(d, d_ref.softmax(-1).numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(d[:, 0], d_ref.softmax(-1).numpy(), atol=1e-5, rtol=0)
     k = state[names.index("STATE_K_IN")]
     assert k.shape[3] == 6  # grew one tick per step from empty
 
@@ -114,7 +110,10 @@ def test_the_served_ring_graph_is_float32_only(exported):
     reads a float32 table of offsets < W), so the graph TensorRT parses is the one onnxruntime runs."""
     _, path = exported
     proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
+    loop = next(n for n in proto.graph.node if n.op_type == "Loop")
     g = proto.graph
+    g.node.extend(loop.attribute[0].g.node)  # the one-tick step: the Loop's body
+    g.value_info.extend(loop.attribute[0].g.value_info)
     double = onnx.TensorProto.DOUBLE
     assert not [t.name for t in g.initializer if t.data_type == double]
     assert not [v.name for v in [*g.value_info, *g.input, *g.output] if v.type.tensor_type.elem_type == double]
@@ -143,15 +142,20 @@ def test_fp16_ring_graph_tracks_fp32_past_the_wrap(exported, tmp_path):
     dirs = [[], []]
     same_top1 = 0
     for t in range(length):
-        feed = {"TOKEN": tokens[:, t:t + 1], "FEATURES": features[:, t]}
+        feed = {"TOKEN": tokens[:, t:t + 1], "FEATURES": features[:, t:t + 1]}
         outs = []
         for i, session in enumerate((fp32, fp16)):
             d, ids, probs, *states[i] = session.run(None, {**feed, **dict(zip(names, states[i]))})
             dirs[i].append(d)
-            outs.append(ids[:, 0])
+            outs.append(ids[:, 0, 0])
         same_top1 += int((outs[0] == outs[1]).sum())
-    ref, got = np.stack(dirs[0]), np.stack(dirs[1])  # (T, B, H, 3)
+    ref, got = np.stack(dirs[0]), np.stack(dirs[1])  # (T, B, 1, H, 3)
     assert ref.std(axis=0).mean() > 0.02  # the probabilities move from tick to tick: the comparison is not vacuous
     np.testing.assert_allclose(got, ref, atol=3e-3, rtol=0)  # measured max 1.8e-3 (FP16 has 11 significant bits)
     assert same_top1 >= 0.97 * batch * length
     np.testing.assert_array_equal(states[1][names.index("STATE_POS_IN")], length)
+
+
+def test_chunks_longer_than_the_ring_equal_single_ticks(exported):
+    model, path = exported
+    assert_chunks_equal_single_ticks(model, path, window=WINDOW)

@@ -421,3 +421,38 @@ def test_step_batch_equals_step_per_sequence_bit_for_bit(tok10):
             assert new[b] == states_s[b]
             states_b[b] = new[b]
     assert refused == 1
+
+
+def test_step_chunk_equals_step_bit_for_bit_and_refuses_a_chunk_at_its_first_bad_tick(tok10):
+    """The server's chunk path (T ticks of one sequence per request) == step() tick by tick, across cuts of
+    any length; a chunk with bad ticks raises the first one's error as step() would see it, and moves nothing."""
+    walk = random_walk(300, 10, seed=41)
+    state, tokens, features = None, [], []
+    for i in range(len(walk)):
+        token, f, state = tok10.step(TickInput.of(walk, i), state)
+        tokens.append(token)
+        features.append(f)
+    chunk_state, lo = None, 0
+    for hi in (1, 2, 66, 67, 250, 300):
+        t, f, chunk_state = tok10.step_chunk(walk.slice(lo, hi), chunk_state)
+        assert t.dtype == np.int64 and f.dtype == np.float32 and f.shape == (hi - lo, tok10.n_features)
+        assert t.tolist() == tokens[lo:hi]
+        np.testing.assert_array_equal(f, np.stack(features[lo:hi]))
+        lo = hi
+    assert chunk_state == state
+
+    bad = walk.slice(100, 140)
+    bad.bid_sz = bad.bid_sz.copy()
+    bad.bid_sz[20, 0] = -1.0  # the first bad tick; validate() alone would report the NaN price of tick 25
+    bad.bid_px = bad.bid_px.copy()
+    bad.bid_px[25, 0] = np.nan
+    before = tok10.step_chunk(walk.slice(0, 100), None)[2]
+    with pytest.raises(TickError, match=r"^tick 20 of 40, ts_ns=\d+, field 'bid_sz_1': negative value"):
+        tok10.step_chunk(bad, before)
+    back = walk.slice(100, 102)
+    back.ts_ns = back.ts_ns[::-1].copy()  # the first tick of a chunk is checked against the carried state too
+    assert back.ts_ns[0] > back.ts_ns[1]
+    with pytest.raises(TickError, match="tick 1 of 2.*timestamp goes backwards"):
+        tok10.step_chunk(back, before)
+    t, _, _ = tok10.step_chunk(walk.slice(100, 140), before)  # the state was not moved by the refusals
+    assert t.tolist() == tokens[100:140]

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lob.cli import app
+from lob.contract import MAX_CHUNK
 from lob.export.trt import TrtBuildError, build_engines, engine_path
 
 REPO = Path(__file__).resolve().parents[2] / "model_repository"
@@ -67,7 +68,7 @@ def test_engine_matches_the_step_contract(repo, precision):
     assert io == {"TOKEN": trt.int64, "FEATURES": trt.float32, "STATE_CONV_IN": trt.float32,
                   "STATE_SSM_IN": trt.float32, "DIR_PROBS": trt.float32, "TOPK_IDS": trt.int64,
                   "TOPK_PROBS": trt.float32, "STATE_CONV_OUT": trt.float32, "STATE_SSM_OUT": trt.float32}
-    assert engine.get_tensor_profile_shape("FEATURES", 0)[2] == (1024, 12)
+    assert engine.get_tensor_profile_shape("FEATURES", 0)[2] == (1024, MAX_CHUNK, 12)
 
 
 @pytest.mark.gpu
@@ -100,7 +101,7 @@ def test_attention_engine_tracks_onnxruntime_past_the_wrap(repo, name):
     state_trt = {n: torch.from_numpy(s).cuda() for n, s in state.items()}
     worst = 0.0
     for _ in range(3 * window):
-        feed = {"TOKEN": g.integers(0, vocab, (batch, 1)), "FEATURES": g.standard_normal((batch, n_features),
+        feed = {"TOKEN": g.integers(0, vocab, (batch, 1)), "FEATURES": g.standard_normal((batch, 1, n_features),
                                                                                           dtype=np.float32)}
         want = dict(zip([o.name for o in ref.get_outputs()], ref.run(None, {**feed, **state})))
         inputs = {**{k: torch.from_numpy(v).cuda() for k, v in feed.items()}, **state_trt}

@@ -175,7 +175,7 @@ def test_onnx_input_dtype_mismatch(exported):
 def test_onnx_input_dims_mismatch(exported):
     # a model exported with 13 features against a config (and tokenizer) of 12
     edit_onnx(exported / "mamba_lob_onnx" / "1" / "model.onnx",
-              lambda io: setattr(io["FEATURES"].type.tensor_type.shape.dim[1], "dim_value", 13))
+              lambda io: setattr(io["FEATURES"].type.tensor_type.shape.dim[2], "dim_value", 13))
     assert_caught(exported, exported / "mamba_lob_onnx", "input[1] (FEATURES)")  # both of its configs read this file
 
 
@@ -227,9 +227,21 @@ def test_named_configs_get_the_same_checks(repo):
     assert_caught(repo, path, "max_batch_sizes")
 
 
+@pytest.mark.parametrize("model,tensor,dims", [("lob_stream", "TS_NS", [1]), ("lob_tokenizer", "BID_PX", [10]),
+                                                ("mamba_lob_onnx", "FEATURES", [12]),
+                                                ("mamba_lob_trt_fp16", "TOPK_IDS", [5])])
+def test_every_tensor_has_the_time_axis(repo, model, tensor, dims):
+    """A config from before the time axis (one tick per request, no -1 first) is refused, naming the tensor."""
+    path = repo / model / "config.pbtxt"
+    edit_config(path, lambda c: next(t for t in [*c.input, *c.output] if t.name == tensor).dims.__setitem__(
+        slice(None), dims))
+    problems = [p for p in validate_repository(repo) if p.startswith(str(path))]
+    assert any(f"({tensor}).dims: {dims}" in p and "time axis" in p for p in problems), problems
+
+
 def test_direction_dims_follow_the_contract(repo, monkeypatch):
     path = repo / "lob_stream" / "config.pbtxt"
-    edit_config(path, lambda c: next(o for o in c.output if o.name == "DIR_PROBS").dims.__setitem__(0, 4))
+    edit_config(path, lambda c: next(o for o in c.output if o.name == "DIR_PROBS").dims.__setitem__(1, 4))
     assert_caught(repo, path, "lob.contract")
     # a contract with other horizons than the committed configs' rows: every config declaring DIR_PROBS is named
     import lob.contract

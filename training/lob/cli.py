@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from lob.contract import STEP_MODEL, STREAM_MODEL
+from lob.contract import MAX_CHUNK, STEP_MODEL, STREAM_MODEL
 from lob.serving.launcher import GRPC_STATE_POOL  # stdlib only
 from lob.training.config import RECIPE_MODEL_OPTIONS, TrainConfig  # numpy only: the train options' defaults
 
@@ -422,6 +422,9 @@ def stream(
     tls_ca: Optional[Path] = typer.Option(None, help="CA certificate to trust (PEM; default: the system's). Implies --tls."),
     tls_cert: Optional[Path] = typer.Option(None, help="Client certificate chain for mutual TLS (PEM). Implies --tls."),
     tls_key: Optional[Path] = typer.Option(None, help="Client private key for mutual TLS (PEM). Implies --tls."),
+    chunk: int = typer.Option(1, min=1, max=MAX_CHUNK, help="Most ticks of a symbol per request: a backfill sends "
+                              "the ticks that wait behind a symbol's request in flight as one chunk (1: one per "
+                              "request, as a live feed)."),
 ):
     """Replay recorded ticks through the server over gRPC; prints latency percentiles."""
     import lobclient
@@ -430,8 +433,8 @@ def stream(
 
     secure = tls or any(f is not None for f in (tls_ca, tls_cert, tls_key))
     replay(url, data, out, symbols=_symbols(symbols), limit=limit, model=model, tokenizer=tokenizer,
-           transport=lobclient.Transport(kind=transport),
-           tls=lobclient.TLS(tls_ca, tls_key, tls_cert) if secure else None)
+           transport=lobclient.Transport(kind=transport, window=max(1024, 8 * chunk)),  # room for chunks to form
+           tls=lobclient.TLS(tls_ca, tls_key, tls_cert) if secure else None, chunk=chunk)
 
 
 @app.command()

@@ -17,13 +17,16 @@ CLASSES = ("down", "flat", "up")
 N_LEVELS = 10  # book levels per side a tick carries (shorter books are padded with price 0, size 0)
 
 # -- tensor names -------------------------------------------------------------------------------------
-# raw tick inputs of the lob_stream* ensembles and the tokenizer, in wire order: (B, 1) or (B, N_LEVELS)
+# Every tensor below has a time axis after the batch axis: a request of one sequence carries T >= 1
+# consecutive ticks of it (config dims start with -1), and outputs come back per tick, in order.
+MAX_CHUNK = 1024  # most ticks per request: the TensorRT profiles' time axis; the client never sends more
+# raw tick inputs of the lob_stream* ensembles and the tokenizer, in wire order: (B, T) or (B, T, N_LEVELS)
 TS_NS, BID_PX, BID_SZ, ASK_PX, ASK_SZ = "TS_NS", "BID_PX", "BID_SZ", "ASK_PX", "ASK_SZ"
 TRADE_PX, TRADE_SZ, TRADE_SIDE = "TRADE_PX", "TRADE_SZ", "TRADE_SIDE"
 TICK_INPUTS = (TS_NS, BID_PX, BID_SZ, ASK_PX, ASK_SZ, TRADE_PX, TRADE_SZ, TRADE_SIDE)
 # the tokenizer's outputs = the step model's inputs (the direct path sends them itself)
-TOKEN, FEATURES = "TOKEN", "FEATURES"  # int64 (B, 1), float32 (B, F)
-# the step model's and the ensembles' outputs
+TOKEN, FEATURES = "TOKEN", "FEATURES"  # int64 (B, T), float32 (B, T, F)
+# the step model's and the ensembles' outputs: (B, T, H, 3), (B, T, K), (B, T, K), string (B, T)
 DIR_PROBS, TOPK_IDS, TOPK_PROBS, MODEL_VERSION = "DIR_PROBS", "TOPK_IDS", "TOPK_PROBS", "MODEL_VERSION"
 OUTPUTS = (DIR_PROBS, TOPK_IDS, TOPK_PROBS, MODEL_VERSION)  # what a client asks for, in this order
 TENSORS = (*TICK_INPUTS, TOKEN, FEATURES, *OUTPUTS)  # every tensor a served model declares, besides its states
@@ -59,6 +62,8 @@ MODELS = (TOKENIZER_MODEL, *STEP_MODELS, VERSION_MODEL, *STREAM_MODELS.values())
 # -- error prefixes of refused ticks (docs/serving.md, "Errors") ---------------------------------------
 NO_STATE_PREFIX = "LOB_NO_STATE: "  # no state for this sequence here (never started, ended, reclaimed)
 BAD_TICK_PREFIX = "LOB_BAD_TICK: "  # the tick failed validation; the sequence's state did not move
+# in a chunk's bad-tick error: the index (0-based, within the request) of its first bad tick, e.g. "tick 7 of 64"
+CHUNK_TICK = re.compile(r"tick (\d+) of (\d+)")
 
 
 # -- prediction tables (lob predict, lob stream, the signal sidecar) ----------------------------------

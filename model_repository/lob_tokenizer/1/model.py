@@ -2,9 +2,12 @@
 
 Triton sequence per symbol; the TokenizerState of each sequence is kept here, keyed by correlation id
 (the python backend has no implicit state). START resets it, END frees it, and a sequence idle for the
-config's ``sequence_batching.max_sequence_idle_microseconds`` is forgotten. One execute tokenizes the
-whole batch with ``Tokenizer.step_batch`` (row b == ``Tokenizer.step`` bit for bit). A bad tick gets an
-error response naming the field and leaves that sequence's state where it was; a refused tick that
+config's ``sequence_batching.max_sequence_idle_microseconds`` is forgotten. A request carries T >= 1
+consecutive ticks of its sequence (inputs (1, T, ...), outputs TOKEN (1, T), FEATURES (1, T, F)). One execute
+tokenizes the single-tick requests of the batch with ``Tokenizer.step_batch`` (row b == ``Tokenizer.step``
+bit for bit) and each chunk (T > 1) with ``Tokenizer.step_chunk`` (the same, T ticks at once). A bad tick gets
+an error response naming the field (in a chunk: "tick i of T", the first bad one; the whole chunk is
+refused) and leaves that sequence's state where it was; a refused tick that
 carries END still ends the sequence in the step models named by the ``end_step_models`` parameter
 (the ensemble stops at this error, so they would otherwise hold it until their idle timeout).
 
@@ -27,7 +30,7 @@ import triton_python_backend_utils as pb_utils
 
 from lob.contract import (ASK_PX, ASK_SZ, BAD_TICK_PREFIX, BID_PX, BID_SZ, DIR_PROBS, FEATURES, NO_STATE_PREFIX, TOKEN,
                           TRADE_PX, TRADE_SIDE, TRADE_SZ, TS_NS)
-from lob.tokenizer import TickError, TickInput, Tokenizer
+from lob.tokenizer import TickError, TickInput, Ticks, Tokenizer
 
 SEQUENCE_END_FLAG = 2  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_END (tritonserver.h)
 BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
@@ -123,10 +126,10 @@ class TritonPythonModel:
         # Requests arrive in sequence order (oldest strategy, preserve_ordering), at most one per sequence.
         self.pending.observe_batch(len(requests))
         responses = [None] * len(requests)
-        rows, ticks, states = [], [], []  # the requests that reach the tokenizer, their ticks and states
+        rows, ticks, states = [], [], []  # the single-tick requests that reach the tokenizer, ticks, states
         for i, request in enumerate(requests):
             try:
-                corrid, start, end, tick = _read(request)
+                corrid, start, end, chunk = _read(request)
             except Exception as err:  # one broken request must not fail the batch it came in
                 responses[i] = self._refuse("error", f"lob_tokenizer: {type(err).__name__}: {err}")
                 continue
@@ -138,32 +141,40 @@ class TritonPythonModel:
                 if end:
                     self._end_downstream(corrid)
                 continue
+            if len(chunk) > 1:
+                try:
+                    tokens, features, new_state = self.tokenizer.step_chunk(chunk, state)  # (T,), (T, F)
+                    responses[i] = self._respond(corrid, start, end, new_state, tokens[None], features[None])
+                except TickError as err:  # the whole chunk is refused; the state does not move
+                    responses[i] = self._respond(corrid, start, end, err)
+                continue
             rows.append((i, corrid, start, end))
-            ticks.append(tick)
+            ticks.append(TickInput.of(chunk, 0))
             states.append(state)
         if rows:
             tokens, features, new_states = self.tokenizer.step_batch(ticks, states)  # (n,), (n, F), n
-            tokens = tokens[:, None]  # (n, 1)
             for b, (i, corrid, start, end) in enumerate(rows):
-                new_state = new_states[b]
-                if isinstance(new_state, TickError):
-                    if start or end:  # a refused START opens no sequence: its next tick must START again
-                        self._forget(corrid)
-                    if end:
-                        self._end_downstream(corrid)
-                    responses[i] = self._refuse("bad_tick", f"{BAD_TICK_PREFIX}sequence {corrid}: {new_state}")
-                    continue
-                if end:
-                    self._forget(corrid)
-                else:
-                    self.states[corrid] = new_state
-                    self.last_seen[corrid] = time.monotonic()
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor(TOKEN, tokens[b:b + 1]),  # (1, 1)
-                    pb_utils.Tensor(FEATURES, features[b:b + 1]),  # (1, F)
-                ])
+                responses[i] = self._respond(corrid, start, end, new_states[b], tokens[None, b:b + 1],
+                                             features[None, b:b + 1])
         self._forget_idle()
         return responses
+
+    def _respond(self, corrid, start, end, new_state, tokens=None, features=None):
+        """Commit ``new_state`` of sequence ``corrid`` and answer TOKEN (1, T), FEATURES (1, T, F); or, when
+        ``new_state`` is a TickError, refuse the request and leave the state where it was."""
+        if isinstance(new_state, TickError):
+            if start or end:  # a refused START opens no sequence: its next tick must START again
+                self._forget(corrid)
+            if end:
+                self._end_downstream(corrid)
+            return self._refuse("bad_tick", f"{BAD_TICK_PREFIX}sequence {corrid}: {new_state}")
+        if end:
+            self._forget(corrid)
+        else:
+            self.states[corrid] = new_state
+            self.last_seen[corrid] = time.monotonic()
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(TOKEN, tokens),
+                                                          pb_utils.Tensor(FEATURES, features)])
 
     def _refuse(self, reason, message):
         self.pending.add(("refused", reason))
@@ -173,7 +184,7 @@ class TritonPythonModel:
         """End sequence ``corrid`` in the step models (a dummy END tick; its answer is dropped). A model that
         does not hold the sequence, or is not loaded in this profile, refuses it: nothing to end there."""
         inputs = [pb_utils.Tensor(TOKEN, np.zeros((1, 1), np.int64)),
-                  pb_utils.Tensor(FEATURES, np.zeros((1, self.tokenizer.n_features), np.float32))]
+                  pb_utils.Tensor(FEATURES, np.zeros((1, 1, self.tokenizer.n_features), np.float32))]
         for model in self.end_step_models:
             request = pb_utils.InferenceRequest(model_name=model, inputs=inputs, requested_output_names=[DIR_PROBS],
                                                 correlation_id=corrid)
@@ -200,9 +211,10 @@ class TritonPythonModel:
 
 
 def _read(request):
-    """(correlation id, START, END, TickInput) of one request."""
+    """(correlation id, START, END, Ticks of the request's T ticks) of one request (inputs (1, T, ...))."""
     x = {t.name(): t.as_numpy() for t in request.inputs()}  # one pass, not a lookup per name
-    tick = TickInput(ts_ns=int(x[TS_NS][0, 0]), bid_px=x[BID_PX][0], bid_sz=x[BID_SZ][0],
-                     ask_px=x[ASK_PX][0], ask_sz=x[ASK_SZ][0], trade_px=float(x[TRADE_PX][0, 0]),
-                     trade_sz=float(x[TRADE_SZ][0, 0]), trade_side=int(x[TRADE_SIDE][0, 0]))
-    return int(x["CORRID"].flat[0]), bool(x["START"].flat[0]), bool(x["END"].flat[0]), tick
+    chunk = Ticks(x[TS_NS][0], x[BID_PX][0], x[BID_SZ][0], x[ASK_PX][0], x[ASK_SZ][0], x[TRADE_PX][0],
+                  x[TRADE_SZ][0], x[TRADE_SIDE][0])
+    if not len(chunk):
+        raise ValueError("a request carries T >= 1 ticks, got T = 0")
+    return int(x["CORRID"].flat[0]), bool(x["START"].flat[0]), bool(x["END"].flat[0]), chunk

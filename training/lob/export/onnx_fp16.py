@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lob.contract import STEP_MODEL
+from lob.contract import FEATURES, STEP_MODEL, TOKEN
 from lob.io import atomic_write
 
 FP32_OPS = ("Exp", "Softplus", "Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal")
@@ -34,22 +34,38 @@ SOURCE = Path(STEP_MODEL) / "1" / "model.onnx"  # written by `lob export`
 
 
 def convert_fp16(src_onnx: Path, dst_onnx: Path) -> Path:
-    """Write the FP16 variant of ONNX model `src_onnx` to `dst_onnx` (atomically); returns `dst_onnx`."""
+    """Write the FP16 variant of ONNX model `src_onnx` to `dst_onnx` (atomically); returns `dst_onnx`.
+
+    `src_onnx` is a chunk graph (``lob.export.onnx_step.chunk_graph``): the one-tick step inside its ``Loop``
+    is converted as a graph of its own (FP32 interface: the chunk's inputs, the loop-carried states, the
+    per-tick outputs), then put back with its FP16 weights; the loop around it is unchanged."""
     import onnx
+    from onnx import helper
     from onnxconverter_common import float16
 
     model = onnx.load(str(src_onnx))
-    for i, node in enumerate(model.graph.node):  # the node block list matches by name: name every node
+    loop = next(n for n in model.graph.node if n.op_type == "Loop")
+    body = next(a for a in loop.attribute if a.name == "body").g
+    outer = [v for v in model.graph.input if v.name in (TOKEN, FEATURES)]  # read by the body from outer scope
+    step = helper.make_model(helper.make_graph(list(body.node), body.name, [*outer, *body.input], list(body.output),
+                                               list(model.graph.initializer)),
+                             opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    for i, node in enumerate(step.graph.node):  # the node block list matches by name: name every node
         node.name = node.name or f"{node.op_type}_{i}"
-    producer = {out: node for node in model.graph.node for out in node.output}
-    exp_args = [producer[n.input[0]].name for n in model.graph.node
+    producer = {out: node for node in step.graph.node for out in node.output}
+    exp_args = [producer[n.input[0]].name for n in step.graph.node
                 if n.op_type == "Exp" and n.input[0] in producer and producer[n.input[0]].op_type == "Mul"]
-    fp32_outputs = [o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
-    fp16 = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=exp_args,
+    fp32_outputs = [o.name for o in step.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
+    fp16 = float16.convert_float_to_float16(step, keep_io_types=True, node_block_list=exp_args,
                                             op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS])
     _restore_fp32_outputs(fp16, fp32_outputs)
-    onnx.checker.check_model(fp16)
-    atomic_write(Path(dst_onnx), lambda tmp: onnx.save(fp16, tmp))
+    for field, values in (("node", fp16.graph.node), ("value_info", fp16.graph.value_info)):
+        del getattr(body, field)[:]
+        getattr(body, field).extend(values)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(fp16.graph.initializer)
+    onnx.checker.check_model(model)
+    atomic_write(Path(dst_onnx), lambda tmp: onnx.save(model, tmp))
     return Path(dst_onnx)
 
 

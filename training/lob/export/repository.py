@@ -74,14 +74,14 @@ def fit_states(repo: Path, model) -> list[Path]:
         inits = [[list(i.dims) for i in s.initial_state] for s in cfg.sequence_batching.state]
         features = [t for t in cfg.input if t.name == FEATURES]
         if have == want and inits == [[e["dims"]] for e in want] and all(
-                list(t.dims) == [model.config.n_features] for t in features):
+                list(t.dims) == [-1, model.config.n_features] for t in features):
             continue
         del cfg.sequence_batching.state[:]
         for e in want:
             state = cfg.sequence_batching.state.add(**e)
             state.initial_state.add(name="zeros", data_type=e["data_type"], dims=e["dims"], zero_data=True)
         for tensor in features:
-            tensor.dims[:] = [model.config.n_features]
+            tensor.dims[:] = [-1, model.config.n_features]
         path.write_text(f"# states set by `lob export` for the exported model\n{text_format.MessageToString(cfg)}")
         rewritten.append(path)
     return rewritten

@@ -1,8 +1,9 @@
 """`lob build-trt`: TensorRT engines of the step model for the `mamba_lob_trt_*` models.
 
 One engine per precision, built with the TensorRT Python API from the FP32 ONNX that `lob export` writes
-(`mamba_lob_onnx/1/model.onnx`, its string output MODEL_VERSION left out: engines emit none), with one optimisation profile over batch 1..max_batch and the
-FP16 or BF16 builder flag. The layers whose rounding the model cannot absorb run in FP32
+(`mamba_lob_onnx/1/model.onnx`, its string output MODEL_VERSION left out: engines emit none), with one optimisation
+profile over batch 1..max_batch and, for ``TOKEN`` / ``FEATURES``, the time axis 1..``MAX_CHUNK`` ticks (tuned
+at 1: live ticks; the graph's ``Loop`` over the chunk becomes a TensorRT loop), and the FP16 or BF16 builder flag. The layers whose rounding the model cannot absorb run in FP32
 (``OBEY_PRECISION_CONSTRAINTS``): exp(dt * A) with its product, softplus, the softmaxes and the RMSNorm
 reductions, as in `lob.export.onnx_fp16`. Engine I/O stays FP32/INT64, so the configs equal mamba_lob_onnx's.
 
@@ -18,7 +19,7 @@ import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from lob.contract import TRT_STEP_MODELS
+from lob.contract import FEATURES, MAX_CHUNK, TOKEN, TRT_STEP_MODELS
 from lob.export.onnx_fp16 import SOURCE
 from lob.export.onnx_version import without_version_output
 from lob.io import atomic_write
@@ -90,10 +91,14 @@ def _build(trt, onnx_path: Path, flag: str, max_batch: int, opt_batch: int) -> b
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        rest = tuple(tensor.shape)[1:]  # (batch, *rest): only the batch dim may be dynamic
+        timed = tensor.name in (TOKEN, FEATURES)  # (batch, time, *rest); the states (batch, *rest)
+        rest = tuple(tensor.shape)[2 if timed else 1:]  # only the batch and time dims may be dynamic
         if any(d < 0 for d in rest):
-            raise TrtBuildError(f"{onnx_path}: input {tensor.name} has dynamic non-batch dims {tuple(tensor.shape)}")
-        profile.set_shape(tensor.name, (1, *rest), (opt_batch, *rest), (max_batch, *rest))
+            raise TrtBuildError(f"{onnx_path}: input {tensor.name} has dynamic dims {tuple(tensor.shape)} besides "
+                                "batch and time")
+        time = ((1,), (1,), (MAX_CHUNK,)) if timed else ((), (), ())
+        profile.set_shape(tensor.name, (1, *time[0], *rest), (opt_batch, *time[1], *rest),
+                          (max_batch, *time[2], *rest))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:

@@ -13,8 +13,9 @@ state entries are checked against their initial_state (dtype, dims) and the stat
 one state name is declared identically in every config of the repository (the CPU and GPU step configs
 cannot drift apart). Every name that crosses a process boundary is `lob.contract`'s (read when called): model
 names (each config's, each ensemble step's, the tokenizer's ``end_step_models``), input and output tensor
-names (or ``state_names``' STATE_<NAME>_IN / _OUT), and the dims the contract fixes (book inputs
-[N_LEVELS], DIR_PROBS [len(HORIZONS), len(CLASSES)], one-value tensors [1]).
+names (or ``state_names``' STATE_<NAME>_IN / _OUT), and the dims the contract fixes: every contract tensor
+starts with the time axis -1 (T ticks of a sequence per request), then book inputs [-1, N_LEVELS],
+DIR_PROBS [-1, len(HORIZONS), len(CLASSES)], one-value-per-tick tensors [-1].
 
 `model.onnx`, `model_fp16.onnx` and `model.plan` are build products (`lob export`, `lob build-trt`;
 git-ignored): a missing one is not a fault, a present one is checked. TensorRT plans are engine- and
@@ -132,11 +133,12 @@ def _check_io_declarations(model: _Model, problems: list[str]) -> None:
 
 
 def _contract_dims() -> dict[str, list[int]]:
-    """Per-row dims (no batch dim) that `lob.contract` fixes; FEATURES and TOPK_* are sized by the model."""
+    """Per-row dims (no batch dim; the time axis -1 first) that `lob.contract` fixes; FEATURES and TOPK_* are
+    sized by the model after their time axis."""
     c = contract
-    book = {name: [c.N_LEVELS] for name in (c.BID_PX, c.BID_SZ, c.ASK_PX, c.ASK_SZ)}
-    one = {name: [1] for name in (c.TS_NS, c.TRADE_PX, c.TRADE_SZ, c.TRADE_SIDE, c.TOKEN, c.MODEL_VERSION)}
-    return {**book, **one, c.DIR_PROBS: [len(c.HORIZONS), len(c.CLASSES)]}
+    book = {name: [-1, c.N_LEVELS] for name in (c.BID_PX, c.BID_SZ, c.ASK_PX, c.ASK_SZ)}
+    one = {name: [-1] for name in (c.TS_NS, c.TRADE_PX, c.TRADE_SZ, c.TRADE_SIDE, c.TOKEN, c.MODEL_VERSION)}
+    return {**book, **one, c.DIR_PROBS: [-1, len(c.HORIZONS), len(c.CLASSES)]}
 
 
 def _check_contract(model: _Model, problems: list[str]) -> None:
@@ -154,7 +156,10 @@ def _check_contract(model: _Model, problems: list[str]) -> None:
             elif t.name in dims and list(t.dims) != dims[t.name]:
                 problems.append(f"{where}: {field}[{i}] ({t.name}).dims: {list(t.dims)}, but lob.contract has "
                                 f"{dims[t.name]} (N_LEVELS {contract.N_LEVELS}, horizons {contract.HORIZONS} x "
-                                f"classes {contract.CLASSES})")
+                                f"classes {contract.CLASSES}, the time axis -1 first)")
+            elif t.name in contract.TENSORS and t.name not in dims and (len(t.dims) != 2 or t.dims[0] != -1):
+                problems.append(f"{where}: {field}[{i}] ({t.name}).dims: {list(t.dims)}, but lob.contract has "
+                                "[-1, size]: the time axis -1 first, then the model's size")
     for s, step in enumerate(cfg.ensemble_scheduling.step):
         if step.model_name not in contract.MODELS:
             problems.append(f"{where}: ensemble_scheduling.step[{s}].model_name: '{step.model_name}' is not a model "

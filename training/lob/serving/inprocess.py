@@ -37,8 +37,9 @@ class _Symbol:
 
 
 def step_inputs(tokens: np.ndarray, features: np.ndarray, states: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The step model's feed for a batch of B ticks: TOKEN int64 (B, 1), FEATURES float32 (B, F), states."""
-    return {TOKEN: tokens.astype(np.int64).reshape(-1, 1), FEATURES: features.astype(np.float32), **states}
+    """The step model's feed for B sequences of one tick each: TOKEN int64 (B, T=1), FEATURES float32 (B, 1, F),
+    states."""
+    return {TOKEN: tokens.astype(np.int64).reshape(-1, 1), FEATURES: features.astype(np.float32)[:, None], **states}
 
 
 class InProcess:
@@ -93,7 +94,7 @@ class InProcess:
                 np.asarray(tokens)[rows], np.asarray(features)[rows], states))))
             for r, b in enumerate(rows):
                 sym, p = syms[b], out[b]
-                p.dir_probs, p.topk_ids, p.topk_probs = (result[k][r] for k in (DIR_PROBS, TOPK_IDS, TOPK_PROBS))
+                p.dir_probs, p.topk_ids, p.topk_probs = (result[k][r, 0] for k in (DIR_PROBS, TOPK_IDS, TOPK_PROBS))
                 version = result[MODEL_VERSION][r].reshape(-1)[0]
                 p.model_version = version.decode() if isinstance(version, bytes) else str(version)
                 p.warm = sym.depth >= self.rewarm_ticks

@@ -7,6 +7,7 @@ The output has exactly the columns and dtypes of ``lob predict``, rows sorted as
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -45,13 +46,16 @@ def replay(url: str, data: Path, out: Path, symbols: list[str] | None = None, li
     dataset = load_dataset(data, symbols)
     if limit is not None:
         dataset = {s: t.slice(0, limit) for s, t in dataset.items()}
+    started = time.perf_counter()
     preds = list(lobclient.stream(interleave(dataset), url=url, model=model, errors="raise", **client))
+    elapsed = time.perf_counter() - started
     save_predictions(out, preds)
     latency_ms = 1e3 * np.array([p.latency_s for p in preds])
     p50, p90, p99 = np.percentile(latency_ms, [50, 90, 99])
     Console(stderr=True).print(
         f"{len(preds):,} ticks of {len(dataset)} symbols via {model or 'the default model'} at {url} "
-        f"(model {preds[0].model_version if preds else '-'}); per-tick latency p50 {p50:.2f} ms, "
+        f"(model {preds[0].model_version if preds else '-'}) in {elapsed:.2f} s ({len(preds) / elapsed:,.0f} "
+        f"ticks/s); per-tick latency p50 {p50:.2f} ms, "
         f"p90 {p90:.2f} ms, p99 {p99:.2f} ms; wrote {out}")
     return Path(out)
 

@@ -76,7 +76,6 @@ _F64 = np.dtype(np.float64)
 class TickError(TickDataError):
     """A tick the tokenizer cannot take. ``field`` names the offending field (e.g. ``bid_px_1``)."""
 
-
 class TickInput(NamedTuple):
     """One tick, as the server receives it; meaning as in ``lob.data.schema`` (book after the event)."""
 
@@ -254,6 +253,28 @@ class Tokenizer:
             if isinstance(new_state, TickError):
                 features[b] = 0.0
         return tokens, features, new_states
+
+    def step_chunk(self, ticks: Ticks, state: TokenizerState | None
+                   ) -> tuple[np.ndarray, np.ndarray, TokenizerState]:
+        """Streaming API for T consecutive ticks of one sequence (one request of a chunk): ``(tokens (T,)
+        int64, features (T, F) float32, state after the last tick)``; ``state`` is never modified.
+
+        Runs the batch path (``transform``: vectorised checks, one standardisation), equal to T ``step``
+        calls bit for bit. All or nothing: when any tick is bad, raises the ``TickError`` of the FIRST bad
+        tick as ``step`` would see it after the ticks before it, its source ``"tick i of T, ts_ns=..."``
+        (``i`` 0-based), and no state is returned.
+        """
+        state = TokenizerState() if state is None else state
+        try:
+            return self.transform(ticks, state)
+        except TickError:  # find the first tick step() refuses, from the state the ticks before it leave
+            for i in range(len(ticks)):
+                try:
+                    _, _, state = self._advance(TickInput.of(ticks, i), state)
+                except TickError as err:
+                    where = f"tick {i} of {len(ticks)}, ts_ns={int(ticks.ts_ns[i])}"
+                    raise TickError(where, None, err.field, err.problem) from None
+            raise
 
     def _advance(self, tick: TickInput, state: TokenizerState | None) -> tuple[int, tuple, TokenizerState]:
         """One checked tick: (token, raw features (F floats), new state); raises ``TickError``."""
