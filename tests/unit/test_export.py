@@ -57,7 +57,8 @@ def test_repository_files_and_version(data_and_run, tmp_path):
     step = ort.InferenceSession(str(repo / "mamba_lob_onnx/1/model.onnx"), providers=["CPUExecutionProvider"])
     assert "MODEL_VERSION" in [o.name for o in step.get_outputs()]
     only = ort.InferenceSession(str(repo / "lob_model_version/1/model.onnx"), providers=["CPUExecutionProvider"])
-    assert only.run(None, {"TOPK_IDS": np.zeros((3, 5), np.int64)})[0].tolist() == [[version]] * 3
+    # (B=3, T=2, K=5) in: one version per tick
+    assert only.run(None, {"TOPK_IDS": np.zeros((3, 2, 5), np.int64)})[0].tolist() == [[version] * 2] * 3
     assert validate_repository(repo) == []
     export_repository(run, repo)  # a previous export is replaced
     assert sorted(p.name for p in repo.parent.iterdir()) == ["model_repository"]
