@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml client/pyproject.toml
 venv: $(STAMP)
 
 # numpy first, as in a user's environment: installing the wheel must keep numpy 2 (tests/integration/test_client_env.py)
-$(CLIENT_STAMP): client/pyproject.toml $(shell find client/lobclient -name '*.py' -o -name py.typed)
+$(CLIENT_STAMP): client/pyproject.toml $(shell find client/lobclient client/lobtick -name '*.py' -o -name py.typed)
 	rm -rf $(CLIENT_VENV) client/build build/client-wheel
 	$(PY) -m venv $(CLIENT_VENV)
 	$(CLIENT_VENV)/bin/pip install -q --upgrade pip

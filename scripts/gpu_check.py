@@ -280,7 +280,7 @@ def simulated_stream(n_streams: int, ticks: int):
     """tokens (S, T) int64, features (S, T, F) float32, vocab size: one simulated day per symbol, tokenized."""
     import numpy as np
     from lob.data.simulator import simulate_symbol, symbol_specs
-    from lob.tokenizer.tokenizer import Tokenizer
+    from lob.tokenizer import Tokenizer
 
     days = [next(simulate_symbol(spec, ["2024-01-02"], ticks, seed=0, symbol_index=i))
             for i, spec in enumerate(symbol_specs(n_streams))]

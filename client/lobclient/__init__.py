@@ -6,7 +6,8 @@
 
 Options come in three small groups: ``transport=lobclient.Transport(kind, window, timeout_s, shards,
 metadata)``, ``recovery=lobclient.Recovery(rewarm, rewarm_ticks, reconnect, ...)``, ``tls=lobclient.TLS(...)``.
-``tokenizer=`` (a ``lob.tokenizer.Tokenizer`` or its tokenizer.json) takes the direct path: tokenized here,
+``tokenizer=`` (a ``lobtick.tokenizer.Tokenizer`` or its tokenizer.json) takes the direct path: tokenized here
+(by `lobtick`, the server's tokenizer, shipped beside lobclient),
 ``TOKEN`` + ``FEATURES`` to the step model. ``Transport(shards=S)`` spreads the symbols over S connections
 for a consistent-hash proxy in front of several replicas. `RedisSink` / `run_sidecar` keep the latest signal
 per symbol in Redis; `SignalReader` reads it (`lobclient.signals`).

@@ -1,12 +1,13 @@
 """The served contract as the client sees it: a copy of ``lob.contract``'s values (the client must not
-import ``lob``, which needs the server's dependencies). ``tests/unit/test_contract.py`` fails when a value
-here differs from ``lob.contract``'s.
+import ``lob``, which needs the server's dependencies; ``N_LEVELS`` is `lobtick.ticks`'s). ``tests/unit/test_contract.py``
+fails when a value here differs from ``lob.contract``'s.
 """
 import re
 
+from lobtick.ticks import N_LEVELS as N_LEVELS  # book levels per side a tick carries (the tokenizer's)
+
 HORIZONS = (10, 50, 100)  # rows of Prediction.dir_probs, in ticks ahead
 CLASSES = ("down", "flat", "up")  # columns of Prediction.dir_probs
-N_LEVELS = 10  # book levels per side a tick carries
 MAX_CHUNK = 1024  # most ticks per request (every tensor has a time axis after the batch axis)
 
 TS_NS, BID_PX, BID_SZ, ASK_PX, ASK_SZ = "TS_NS", "BID_PX", "BID_SZ", "ASK_PX", "ASK_SZ"

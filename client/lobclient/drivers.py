@@ -142,7 +142,7 @@ def stream(ticks: Iterable[Tick], url: str = "localhost:8001", *, model: Optiona
     """Yield one `Prediction` per tick of ``ticks``, in input order.
 
     ``tokenizer`` None: the ensemble path, raw ticks to ``model`` (default ``lob_stream``). ``tokenizer`` a
-    ``lob.tokenizer.Tokenizer`` or the path of its ``tokenizer.json``: the direct path, ticks tokenized here
+    ``lobtick.tokenizer.Tokenizer`` or the path of its ``tokenizer.json``: the direct path, ticks tokenized here
     and ``TOKEN`` + ``FEATURES`` sent to the step ``model`` (default ``mamba_lob_onnx``); a tick the
     tokenizer refuses never leaves the client. Both paths have the same guarantees, recovery, TLS and shards.
 

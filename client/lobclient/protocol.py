@@ -2,7 +2,8 @@
 builders the `Mux` takes.
 
 - `EnsembleRequests`: the raw tick -> the ``lob_stream`` ensemble (``TICK_INPUTS``); the server tokenizes.
-- `DirectRequests`: the tick is tokenized here (``lob.tokenizer.Tokenizer``, imported only on this path) and
+- `DirectRequests`: the tick is tokenized here (``lobtick.tokenizer.Tokenizer``, the
+  tokenizer the server runs) and
   ``TOKEN`` + ``FEATURES`` go straight to the stateful step model (``mamba_lob_onnx``).
 
 A builder turns a tick and its symbol's tokenizer state (that of the last tick the server ACCEPTED) into a
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+from lobtick.tokenizer import TickError, TickInput, Tokenizer
 from tritonclient.grpc import InferResult, service_pb2
 
 from . import contract as c
@@ -113,33 +115,22 @@ class EnsembleRequests:
 class DirectRequests:
     """Ticks tokenized here, ``TOKEN`` + ``FEATURES`` to the step ``model`` (default ``mamba_lob_onnx``).
 
-    ``tokenizer``: a ``lob.tokenizer.Tokenizer`` or the path of the ``tokenizer.json`` the served model came
-    with (``lob_tokenizer/1/tokenizer.json``); ``lob`` (numpy only) is imported here, never by ``lobclient``
-    itself. Payload (what the ring keeps, ~0.15 KB): ``(token, (F,) float32 features)``; state: the symbol's
-    ``TokenizerState``. A tick the tokenizer refuses raises `BadTick` and never leaves the client. All the
+    ``tokenizer``: a ``lobtick.tokenizer.Tokenizer`` (``lob.tokenizer``'s) or the path of the ``tokenizer.json``
+    the served model came with (``lob_tokenizer/1/tokenizer.json``). Payload (what the ring keeps, ~0.15 KB):
+    ``(token, (F,) float32 features)``; state: the symbol's ``TokenizerState``. A tick the tokenizer refuses raises `BadTick` and never leaves the client. All the
     model's outputs are asked for (a TensorRT step model has no ``MODEL_VERSION``).
     """
 
     def __init__(self, tokenizer: Any, model: Optional[str] = None):
-        try:
-            from lob.tokenizer import TickError, TickInput, Tokenizer
-        except ModuleNotFoundError as err:
-            if err.name != "lob":
-                raise
-            raise ImportError("the direct path (tokenizer=) tokenizes with lob.tokenizer, from the server package "
-                              "mamba-lob (`pip install .` of the project; numpy<2), which this environment lacks; "
-                              "without it stream raw ticks to the ensemble (no tokenizer=)") from None
-
         self.tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(Path(tokenizer))
         self.model = model or c.STEP_MODEL
-        self._tick_error, self._tick_input = TickError, TickInput
 
     def encode(self, tick: Tick, state):
         try:
-            token, features, new_state = self.tokenizer.step(self._tick_input(
+            token, features, new_state = self.tokenizer.step(TickInput(
                 int(tick.ts_ns), tick.bid_px, tick.bid_sz, tick.ask_px, tick.ask_sz, float(tick.trade_px),
                 float(tick.trade_sz), int(tick.trade_side)), state)
-        except self._tick_error as err:
+        except TickError as err:
             raise BadTick(f"{tick.symbol}: {err}") from None
         return (int(token), np.asarray(features, np.float32)), new_state
 

@@ -1,5 +1,5 @@
 """Runs `lobclient.stream` in another environment for `test_client_env.py` (there: .venv-client, the client's
-wheel beside the newest numpy 2 and tritonclient; imports nothing but lobclient and numpy).
+wheel beside the newest numpy 2 and tritonclient; imports nothing but lobclient, its lobtick and numpy).
 
     python client_driver.py --versions                     # one JSON line: versions, where lobclient lives
     python client_driver.py TICKS.npz OUT.npz OPTIONS.json  # stream the ticks, write the predictions
@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 
 import lobclient
+import lobtick
 
 DISTRIBUTIONS = ("lobclient", "numpy", "tritonclient", "protobuf", "grpcio")
 
 
 def versions() -> dict:
-    """Python and the resolved versions of the client's dependencies; where lobclient is imported from."""
+    """Python and the resolved versions of the client's dependencies; where lobclient and lobtick are imported from."""
     try:
         import lob  # noqa: F401  (only to report whether the server package is importable here)
         has_lob = True
@@ -34,6 +35,7 @@ def versions() -> dict:
         has_lob = False
     return {"python": sys.version.split()[0], **{d: version(d) for d in DISTRIBUTIONS},
             "lobclient.__version__": lobclient.__version__, "lobclient_dir": str(Path(lobclient.__file__).parent),
+            "lobtick_dir": str(Path(lobtick.__file__).parent),
             "lob_importable": has_lob}
 
 
@@ -55,6 +57,8 @@ def run(ticks_npz: Path, out_npz: Path, options_json: Path) -> None:
                                  int(t["trade_side"][i]))
 
     preds = list(lobclient.stream(feed(), **opts))
+    if "lob" in sys.modules:  # the direct path tokenizes with lobtick, never with the server package
+        raise RuntimeError("lobclient imported the server package lob")
     ok = np.array([p.ok for p in preds], bool)
     np.savez(out_npz, symbol=np.array([p.symbol for p in preds]), ts_ns=np.array([p.ts_ns for p in preds], np.int64),
              seq=np.array([p.seq for p in preds], np.int64), ok=ok, warm=np.array([bool(p.warm) for p in preds]),

@@ -1,8 +1,8 @@
 """lobclient in the environment a quant already has: its wheel installed into .venv-client beside the newest
 numpy 2, tritonclient, protobuf and grpcio (`make client-venv`), streaming to the Triton 2.51 server this
 environment starts (numpy<2). The client side runs there through `client_driver.py`; the server, the reference
-(this environment's lobclient) and the assertions run here. The client's own tests that need no server package
-(`CLIENT_TESTS`) run there with its pytest.
+(this environment's lobclient) and the assertions run here. The client's own tests (`CLIENT_TESTS`) run there
+with its pytest; the direct path (`tokenizer=`) tokenizes there with the wheel's `lobtick`, `lob` not importable.
 
 ``make test`` sets ``LOB_CLIENT_PYTHON`` (that venv's python): a missing venv fails there; a bare ``pytest``
 without .venv-client skips this module with the command that builds it.
@@ -35,7 +35,6 @@ N_TICKS = 120  # per symbol, 4 symbols (the session dataset)
 KILL_AT = 240  # input index of the tick before which the server is killed (~60 ticks into each symbol)
 REWARM = 32  # < ticks per symbol at the kill: the re-warmed state is approximate
 CLIENT_TESTS = ("tests/unit/test_lobclient_mux.py", "tests/integration/test_client.py")
-NEEDS_LOB = ("synthetic_books_pass_the_servers_validation", "direct_path_tokenizes")  # they import lob: not there
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +113,8 @@ def test_the_client_env_holds_the_wheel_beside_numpy_2_and_todays_tritonclient(c
     installed = Path(v["lobclient_dir"])  # the wheel's copy, not this tree's (non-editable)
     assert installed.is_relative_to(client_python.parent.parent) and "site-packages" in installed.parts
     assert (installed / "py.typed").is_file()  # package data made it into the wheel
+    assert Path(v["lobtick_dir"]) == installed.parent / "lobtick"  # the tokenizer came with the wheel
+    assert (installed.parent / "lobtick" / "py.typed").is_file()
     assert v["lobclient"] == v["lobclient.__version__"] == lobclient.__version__
     assert Path(lobclient.__file__).parent != installed
 
@@ -133,12 +134,12 @@ def test_a_users_type_checker_sees_tick_and_prediction(client_python, tmp_path):
 def test_the_clients_own_tests_pass_in_the_client_env(client_python):
     # --noconftest: tests/unit/conftest.py imports torch; test_client.py imports free_port from its conftest itself
     proc = subprocess.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest",
-                           "-k", " and ".join(f"not {name}" for name in NEEDS_LOB), *CLIENT_TESTS],
+                           *CLIENT_TESTS],
                           cwd=ROOT, capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     n_tests = sum(len(re.findall(r"^def test_", (ROOT / f).read_text(), re.M)) for f in CLIENT_TESTS)
     summary = proc.stdout.strip().splitlines()[-1]
-    assert re.match(rf"{n_tests - len(NEEDS_LOB)} passed, {len(NEEDS_LOB)} deselected in ", summary), summary
+    assert n_tests > 0 and re.match(rf"{n_tests} passed in ", summary), summary
 
 
 def test_several_symbols_streamed_from_the_client_env_equal_this_envs_client(server, client_python, ticks, tmp_path):
@@ -209,9 +210,16 @@ def test_kill_9_mid_stream_over_mutual_tls_every_tick_answered_in_order(tls_kill
     assert 0 < dp <= 0.05  # a re-warm happened (state approximate) and stays close, as in test_faults
 
 
-def test_direct_path_without_the_server_package_says_what_it_needs(server, repo, client_python, ticks, tmp_path):
-    proc = _driver(client_python, ticks[:4], tmp_path, url=server.url,
-                   tokenizer=str(repo / "lob_tokenizer" / "1" / "tokenizer.json"))
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and not (tmp_path / "out.npz").exists()
-    assert "ImportError: the direct path (tokenizer=) tokenizes with lob.tokenizer" in err, err[-2000:]
+def test_the_direct_path_tokenizes_in_the_client_env_without_the_server_package(server, repo, client_python,
+                                                                              client_versions, ticks, tmp_path):
+    """tokenizer= in .venv-client (no `lob` there): the wheel's lobtick tokenizes, and the step model answers
+    as it does to this environment's direct path (tokenized here by lob.tokenizer, the same lobtick)."""
+    assert not client_versions["lob_importable"]
+    tokenizer = repo / "lob_tokenizer" / "1" / "tokenizer.json"
+    proc = _driver(client_python, ticks, tmp_path, url=server.url, tokenizer=str(tokenizer))
+    theirs = _finish(proc, tmp_path)  # the driver fails if `lob` got imported
+    ours = _as_arrays(lobclient.stream(ticks, url=server.url, tokenizer=str(tokenizer)))
+    assert ours["ok"].all() and theirs["ok"].all(), theirs["error"][~theirs["ok"]][:2]
+    assert _same_order(theirs, ours) and len(ours["seq"]) == len(ticks)
+    np.testing.assert_array_equal(theirs["topk_ids"], ours["topk_ids"])
+    np.testing.assert_allclose(theirs["dir_probs"], ours["dir_probs"], rtol=0, atol=1e-6)

@@ -12,7 +12,8 @@ import pytest
 LOB = Path(__file__).parents[2] / "training" / "lob"
 ROOT = Path(__file__).parents[2]
 REPO = ROOT / "model_repository"
-PACKAGES = (LOB, ROOT / "client" / "lobclient", ROOT / "kernels" / "lobkernels")
+LOBTICK = ROOT / "client" / "lobtick"
+PACKAGES = (LOB, ROOT / "client" / "lobclient", LOBTICK, ROOT / "kernels" / "lobkernels")
 
 # subpackage -> the lob subpackages it may import (besides itself); the lifecycle order of lob/__init__.py
 ALLOWED = {
@@ -82,6 +83,16 @@ def test_triton_python_models_import_no_torch_and_only_the_tokenizer_and_contrac
         for name in _imports(path):
             assert name.split(".")[0] not in ("torch", "triton", "lobkernels"), f"{path} imports {name}"
             assert not name.startswith("lob.") or name in ("lob.tokenizer", "lob.contract"), f"{path} imports {name}"
+
+
+def test_lobtick_imports_only_numpy_and_the_standard_library():
+    """lobtick is what both sides depend on (the server through lob.tokenizer, the client's direct path): it
+    imports nothing of lob, lobclient, torch or tritonclient, at any depth."""
+    files = sorted(LOBTICK.glob("*.py"))
+    assert len(files) >= 4
+    allowed = {"numpy", "lobtick", "__future__"} | set(sys.stdlib_module_names)
+    bad = sorted(f"{p.name}: {n}" for p in files for n in _imports(p) if n.split(".")[0] not in allowed)
+    assert not bad, bad
 
 
 _BLOCK_TORCH = """

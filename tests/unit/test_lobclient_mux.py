@@ -14,6 +14,8 @@ from tritonclient.grpc import service_pb2
 import lobclient
 from lobclient.mux import Mux
 from lobclient.protocol import EnsembleRequests
+from lobtick.ticks import Ticks, validate  # what lob.data.schema validates with on the server
+from lobtick.tokenizer import TickInput, Tokenizer  # lob.tokenizer's
 
 
 def tick(symbol: str, i: int) -> lobclient.Tick:
@@ -113,7 +115,6 @@ def test_streams_draw_different_namespaces_unless_one_is_pinned():
 
 
 def test_synthetic_books_pass_the_servers_validation_and_sit_on_the_tick_grid():
-    from lob.data.schema import Ticks, validate
     from lobclient.synthetic import TICK_SIZE, synthetic_ticks
 
     ticks = list(synthetic_ticks([f"S{i}" for i in range(8)], 500, np.random.default_rng(0)))
@@ -129,8 +130,6 @@ def test_synthetic_books_pass_the_servers_validation_and_sit_on_the_tick_grid():
 
 def _tokenizer_and_ticks(symbol: str, n: int):
     """A tokenizer fitted on synthetic books, and n more of them for ``symbol``."""
-    from lob.data.schema import Ticks
-    from lob.tokenizer import Tokenizer
     from lobclient.synthetic import synthetic_ticks
 
     ticks = list(synthetic_ticks([symbol], 200 + n, np.random.default_rng(1)))
@@ -147,7 +146,6 @@ def sent_inputs(request):
 
 
 def test_direct_path_tokenizes_from_the_last_accepted_state_and_never_sends_a_refused_tick():
-    from lob.tokenizer import TickInput
     from lobclient.protocol import DirectRequests
 
     tokenizer, (t0, t1, t2) = _tokenizer_and_ticks("A", 3)

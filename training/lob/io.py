@@ -1,11 +1,11 @@
 """Artifact I/O: every file and folder ``lob`` writes is whole or absent, never half-written.
 
-``atomic_write`` writes a file through a temp sibling and a rename; ``write_json`` is the one JSON layout of
+``atomic_write`` (`lobtick.io`'s, re-exported) writes a file through a temp sibling and a rename; ``write_json`` is the one JSON layout of
 run, export and report files; ``building`` builds a folder (a run, a model repository) in a temp sibling and
 renames it into place; ``sha256_file`` is the checksum manifests record; ``write_predictions`` is the one
 predictions table, written by ``lob predict`` (offline) and ``lob stream`` (served).
 
-Stdlib and `lob.contract` only (numpy and pyarrow imported when a table is written): a serving host
+Stdlib, `lobtick.io` and `lob.contract` only (numpy and pyarrow imported when a table is written): a serving host
 imports it.
 """
 from __future__ import annotations
@@ -18,21 +18,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from lobtick.io import atomic_write
+
 from lob.contract import CLASSES, HORIZONS, PROB_COLUMNS
-
-
-def atomic_write(path: Path, write_fn) -> None:
-    """Write ``path`` with ``write_fn(tmp_path: str)`` through a temp file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj) -> None:

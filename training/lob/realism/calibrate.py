@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lob.tokenizer.features import ADD_ASK, ADD_BID, CANCEL_ASK, CANCEL_BID, TokenizerState, run as run_events
+from lobtick.features import ADD_ASK, ADD_BID, CANCEL_ASK, CANCEL_BID, TokenizerState, run as run_events
 from lob.realism.report import load_days, n_levels, time_resolution_ns, truncate
 from lob.realism.stats import wasserstein
 from lob.data.simulator import SESSION_S, SymbolSpec, hawkes_clock, session_fraction, simulate_symbol

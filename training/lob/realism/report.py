@@ -6,7 +6,7 @@ Facts (``facts(days, ...)``), computed per symbol-day file and pooled over the d
 fact                definition                                                  distance
 ==================  ==========================================================  ==================
 spread              best ask - best bid, in ticks, buckets 1..5, 6-7, ... 50+   total variation
-event_kind          ``lob.tokenizer.features`` event class of each event (add / cancel /  total variation
+event_kind          ``lobtick.features`` event class of each event (add / cancel /  total variation
                     trade x bid / ask), the tokenizer's definition
 mid_moving          share of events whose mid differs from the previous one     |a - b| (and rel.)
 mid_move_size       |mid change| of moving events, ticks, buckets 0.5..4.5, 5+   total variation
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lob.tokenizer.features import EVENT_CLASSES, TokenizerState, run as run_events
+from lobtick.features import EVENT_CLASSES, TokenizerState, run as run_events
 from lob.data.schema import N_LEVELS, Ticks, dataset_files, read_ticks
 from lob.io import atomic_write
 from lob.realism.stats import ACF_LAGS, acf, pearson_kurtosis, total_variation, wasserstein

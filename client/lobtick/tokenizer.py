@@ -1,8 +1,9 @@
 """Tick tokenizer shared by training and the Triton server: one event token + F features per tick.
 
-Pure numpy (never imports torch): the Triton python backend imports this module unchanged.
+Pure numpy (never imports torch): the Triton python backend (through ``lob.tokenizer``) and the client's direct
+path (``lobclient.protocol.DirectRequests``) run this module unchanged.
 
-One implementation, two entry points. ``lob.tokenizer.features.advance`` is the per-tick formula on plain
+One implementation, two entry points. ``lobtick.features.advance`` is the per-tick formula on plain
 Python floats; ``step`` (streaming, once per tick in the server) calls it once, ``transform``
 (batch, training) calls it in a loop over ``ndarray.tolist()`` rows, and both finish with the same
 ``_encode`` (buckets) and ``_standardise`` (numpy, any leading shape). Stream and batch therefore
@@ -13,7 +14,7 @@ Token layout (mixed radix, most significant first)::
 
     token = ((((cls * R_mid + mid) * R_spread + spread) * R_size + size) * R_dt + dt
 
-- ``cls``: event class, ``lob.tokenizer.features.EVENT_CLASSES`` (first / add / cancel / trade on bid or ask / other)
+- ``cls``: event class, ``lobtick.features.EVENT_CLASSES`` (first / add / cancel / trade on bid or ask / other)
 - ``mid``: signed mid-move bucket; index ``n_mag`` is "no move", ``n_mag + 1 + k`` up by magnitude
   bucket k, ``n_mag - 1 - k`` down; ``R_mid = 2 n_mag + 1``; magnitude edges are quantiles of
   |mid move| (bps) over the nonzero moves of the training split, shared by both signs
@@ -26,7 +27,7 @@ one-tick spread that dominates a liquid book, falls in the lower bucket. Edges a
 of the fitted radices (<= 8 * 5 * 2 * 4 * 3 = 960 with the default config). ``describe(token)``
 inverts the layout.
 
-Features: the raw values of ``lob.tokenizer.features`` (see its docstring for units) standardised with the
+Features: the raw values of ``lobtick.features`` (see its docstring for units) standardised with the
 training split's mean and std (std 0 -> 1) and clipped to +-10, float32.
 """
 from __future__ import annotations
@@ -39,9 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lob.data.schema import N_LEVELS, TickDataError, Ticks, validate
-from lob.io import atomic_write
-from lob.tokenizer.features import (
+from lobtick.features import (
     EVENT_CLASSES,
     FEATURE_NAMES,
     FIRST,
@@ -52,6 +51,8 @@ from lob.tokenizer.features import (
     is_canonical,
     run,
 )
+from lobtick.io import atomic_write
+from lobtick.ticks import N_LEVELS, TickDataError, Ticks, validate
 
 __all__ = ["Tokenizer", "TickInput", "TickError", "TokenizerState", "FEATURE_NAMES", "EVENT_CLASSES"]
 
@@ -77,7 +78,7 @@ class TickError(TickDataError):
     """A tick the tokenizer cannot take. ``field`` names the offending field (e.g. ``bid_px_1``)."""
 
 class TickInput(NamedTuple):
-    """One tick, as the server receives it; meaning as in ``lob.data.schema`` (book after the event)."""
+    """One tick, as the server receives it; meaning as in ``lobtick.ticks`` (book after the event)."""
 
     ts_ns: int
     bid_px: np.ndarray  # (N_LEVELS,) float64 (other dtypes are rejected), 0 = empty level
@@ -184,7 +185,7 @@ class Tokenizer:
 
     @property
     def feature_mean(self) -> np.ndarray:
-        """(F,) float64 training mean of the raw features (``lob.tokenizer.features`` units)."""
+        """(F,) float64 training mean of the raw features (``lobtick.features`` units)."""
         return self._mean.copy()
 
     @property
@@ -212,7 +213,7 @@ class Tokenizer:
         ``state`` continues a sequence (default: a new one). Raises ``TickError`` naming the row and field.
         """
         state = TokenizerState() if state is None else state
-        if not len(ticks):  # (lob.data.schema.validate cannot take an empty table)
+        if not len(ticks):  # (lobtick.ticks.validate cannot take an empty table)
             return np.zeros(0, np.int64), np.zeros((0, self.n_features), np.float32), state
         source = _validated(ticks)
         if state.ts_ns is not None and ticks.ts_ns[0] < state.ts_ns:
@@ -425,7 +426,7 @@ def _unpack(tick: TickInput) -> tuple[int, tuple[list, list, list, list], float,
 
 
 def _raise_invalid(ts: int, books, trade_px: float, trade_sz: float, trade_side: int):
-    """Name the field ``lob.data.schema.validate`` rejects in this one tick, as a ``TickError``."""
+    """Name the field ``lobtick.ticks.validate`` rejects in this one tick, as a ``TickError``."""
     source = f"tick ts_ns={ts}"
     one = Ticks(np.array([ts], np.int64), *(np.array([b], np.float64) for b in books),
                 np.array([trade_px]), np.array([trade_sz]), np.array([trade_side], np.int8))
@@ -433,4 +434,4 @@ def _raise_invalid(ts: int, books, trade_px: float, trade_sz: float, trade_side:
         validate(one, source)
     except TickDataError as err:
         raise TickError(source, None, err.field, err.problem) from None
-    raise TickError(source, None, None, "rejected by lob.tokenizer.features.is_canonical but not by lob.data.schema.validate (a bug)")
+    raise TickError(source, None, None, "rejected by lobtick.features.is_canonical but not by lobtick.ticks.validate (a bug)")

@@ -107,7 +107,7 @@ def advance(state: TokenizerState, ts_ns: int, bid_px, bid_sz, ask_px, ask_sz, t
     """One canonical tick -> (event, raw features in FEATURE_NAMES order, next state).
 
     Book arguments are sequences of L floats (level 1 first, empty levels 0); the tick must already
-    be valid (``lob.data.schema.validate`` rules). ``alphas`` = EMA weights (ofi, realized vol, vwap).
+    be valid (``lobtick.ticks.validate`` rules). ``alphas`` = EMA weights (ofi, realized vol, vwap).
     """
     a_ofi, a_rv, a_vwap = alphas
     b1, a1, qb1, qa1 = bid_px[0], ask_px[0], bid_sz[0], ask_sz[0]
@@ -177,7 +177,7 @@ def advance(state: TokenizerState, ts_ns: int, bid_px, bid_sz, ask_px, ask_sz, t
 
 def run(state: TokenizerState, ticks, alphas: tuple[float, float, float]
         ) -> tuple[list[Event], list[tuple], TokenizerState]:
-    """``advance`` over every row of a (valid) ``lob.data.schema.Ticks``, carrying ``state``."""
+    """``advance`` over every row of a (valid) ``lobtick.ticks.Ticks``, carrying ``state``."""
     events, raws = [], []
     rows = zip(ticks.ts_ns.tolist(), ticks.bid_px.tolist(), ticks.bid_sz.tolist(), ticks.ask_px.tolist(),
                ticks.ask_sz.tolist(), ticks.trade_px.tolist(), ticks.trade_sz.tolist(), ticks.trade_side.tolist())
@@ -200,7 +200,7 @@ def _side_ok(px, sz, better) -> bool:
 
 
 def is_canonical(bid_px, bid_sz, ask_px, ask_sz, trade_px: float, trade_sz: float, trade_side: int) -> bool:
-    """Fast scalar test of ``lob.data.schema.validate``'s per-row rules for one tick (lists of L floats).
+    """Fast scalar test of ``lobtick.ticks.validate``'s per-row rules for one tick (lists of L floats).
 
     False means "reject": the caller runs ``validate`` on the tick to name the field. Kept rule for rule
     in step with ``validate`` (a test checks both agree on random corruptions).
