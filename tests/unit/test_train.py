@@ -247,3 +247,35 @@ def test_untrained_run_is_accepted_by_export_predict_and_evaluate(data, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(FileExistsError):
         untrained_run(run, data)
+
+
+@pytest.mark.parametrize("smooth_bps", [0.25, 2.0])  # every class at every horizon; a class absent from some
+def test_logreg_init_starts_the_direction_heads_at_the_evaluations_logistic_regression(data, smooth_bps):
+    from lob.evaluation.baselines import DirectionBaselines
+    from lob.training.train import build_model, fit_tokenizer, init_direction_heads, label_segments, split_data
+
+    cfg = TrainConfig(labels="smoothed", smooth_bps=smooth_bps, dir_init="logreg", **FAST)
+    dataset, splits, _ = split_data(data, cfg)
+    tokenizer = fit_tokenizer(dataset, splits)
+    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg)
+    model = build_model(cfg, tokenizer)
+    init_direction_heads(model, train_segs)
+    seg = val_segs[0]
+    with torch.no_grad():
+        logits = model(torch.as_tensor(seg.tokens)[None], torch.as_tensor(seg.features)[None])[1][0]  # (N, H, 3)
+    got = torch.softmax(logits.double(), -1).numpy()
+    feats = np.concatenate([s.features for s in train_segs])
+    labels = np.concatenate([s.labels for s in train_segs])
+    present = np.stack([np.bincount(labels[:, j][labels[:, j] >= 0], minlength=3) > 0 for j in range(labels.shape[1])])
+    assert present.all() == (smooth_bps == 0.25)  # (H, 3): the absent-class case is exercised only at 2 bps
+    want = DirectionBaselines.fit(feats, labels, names=("logreg",)).predict_proba(seg.features)["logreg"]
+    assert want.std(axis=0).max() > 1e-2  # the regression's probabilities move with the features
+    np.testing.assert_allclose(got, want, atol=1e-5 if present.all() else 1e-3)
+    assert (got[:, ~present] < 1e-3).all()
+
+
+def test_logreg_init_needs_the_feature_skip():
+    with pytest.raises(ValueError, match="feature_skip=1"):
+        TrainConfig(dir_init="logreg", model_options={"feature_skip": 0})
+    with pytest.raises(ValueError, match="dir_init"):
+        TrainConfig(dir_init="ridge")

@@ -15,6 +15,7 @@ from lob.training.split import DEFAULT_FRACTIONS
 
 
 RECIPE_MODEL_OPTIONS = {"feature_skip": 1}  # model fields the recipe sets beside the preset's
+DIR_INITS = ("zero", "logreg")  # how the direction heads start (`lob.training.train.init_direction_heads`)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     lambda_next: float = 0.3  # λ: weight of next-event cross-entropy (0.1 left next-event top-1 ~0.1 pt over markov1)
     w_max: float = W_MAX  # cap of the move-size weight
+    dir_init: str = "zero"  # "logreg": direction heads start as the train split's logistic regression (DIR_INITS)
     burn_in: int = 64  # ticks at each window start that warm the state up, outside the loss
     eval_every: int = 50
     patience: int = 4
@@ -52,6 +54,11 @@ class TrainConfig:
         unknown = sorted(set(self.model_options) - known)
         if unknown:
             raise ValueError(f"model option(s) {unknown} are not {self.arch} config fields; choose from {sorted(known)}")
+        if self.dir_init not in DIR_INITS:
+            raise ValueError(f"dir_init must be one of {DIR_INITS}, got {self.dir_init!r}")
+        if self.dir_init == "logreg" and not self.model_options.get("feature_skip"):
+            raise ValueError("dir_init='logreg' needs the feature skip (model option feature_skip=1): the "
+                             "regression's weights go there")
 
     @property
     def label_spec(self) -> LabelSpec:
