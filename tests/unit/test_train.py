@@ -252,14 +252,15 @@ def test_untrained_run_is_accepted_by_export_predict_and_evaluate(data, tmp_path
 @pytest.mark.parametrize("smooth_bps", [0.25, 2.0])  # every class at every horizon; a class absent from some
 def test_logreg_init_starts_the_direction_heads_at_the_evaluations_logistic_regression(data, smooth_bps):
     from lob.evaluation.baselines import DirectionBaselines
-    from lob.training.train import build_model, fit_tokenizer, init_direction_heads, label_segments, split_data
+    from lob.training.readout import init_from_logreg
+    from lob.training.train import build_model, fit_tokenizer, label_segments, split_data
 
     cfg = TrainConfig(labels="smoothed", smooth_bps=smooth_bps, dir_init="logreg", **FAST)
     dataset, splits, _ = split_data(data, cfg)
     tokenizer = fit_tokenizer(dataset, splits)
     train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg)
     model = build_model(cfg, tokenizer)
-    init_direction_heads(model, train_segs)
+    init_from_logreg(model, train_segs)
     seg = val_segs[0]
     with torch.no_grad():
         logits = model(torch.as_tensor(seg.tokens)[None], torch.as_tensor(seg.features)[None])[1][0]  # (N, H, 3)
@@ -279,3 +280,32 @@ def test_logreg_init_needs_the_feature_skip():
         TrainConfig(dir_init="logreg", model_options={"feature_skip": 0})
     with pytest.raises(ValueError, match="dir_init"):
         TrainConfig(dir_init="ridge")
+
+
+def test_probe_readout_is_what_the_run_predicts_and_never_worse_on_validation(data):
+    from lob.training.labels import direction_loss
+    from lob.training.readout import refit_readout
+    from lob.training.train import build_model, fit_tokenizer, label_segments, split_data
+
+    cfg = TrainConfig(labels="smoothed", smooth_bps=0.25, **FAST)
+    dataset, splits, _ = split_data(data, cfg)
+    tokenizer = fit_tokenizer(dataset, splits)
+    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg)
+    model = build_model(cfg, tokenizer)  # untrained: its readout is random
+
+    def loss(m, segs):  # the training's weighted direction loss per horizon, each segment streamed from fresh
+        with torch.no_grad():
+            out = [m(torch.as_tensor(s.tokens)[None], torch.as_tensor(s.features)[None])[1][0] for s in segs]
+        cat = lambda k: torch.cat([torch.as_tensor(getattr(s, k)) for s in segs])  # noqa: E731
+        return [float(direction_loss(torch.cat(out)[:, j], cat("labels")[:, j], cat("weights")[:, j])) for j in range(3)]
+
+    trunk = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("dir_")}
+    before = loss(model, train_segs)
+    assert refit_readout(model, train_segs, train_segs) == ["l2=0.0001"] * 3  # in sample: the weakest L2 wins
+    after = loss(model, train_segs)
+    assert all(a < b - 0.05 for a, b in zip(after, before)), (before, after)  # and it is what the model predicts
+    before = loss(model, val_segs)
+    choices = refit_readout(model, train_segs, val_segs)
+    after = loss(model, val_segs)
+    assert all(a <= b + 1e-6 for a, b in zip(after, before)), (choices, before, after)  # never worse on validation
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in trunk.items())  # the trunk never moves

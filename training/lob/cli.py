@@ -240,6 +240,10 @@ def train(
                                 "(1: plain cross-entropy)."),
     window: int = typer.Option(TrainConfig.window, min=2, help="Ticks per training window."),
     batch_size: int = typer.Option(TrainConfig.batch_size, min=1, help="Windows per optimiser step."),
+    dir_init: str = typer.Option(TrainConfig.dir_init, help="How the direction heads start: zero | logreg (as "
+                                 "the train split's logistic regression; needs feature_skip=1)."),
+    dir_readout: str = typer.Option(TrainConfig.dir_readout, help="How they end: sgd (as trained) | probe (refit "
+                                    "on the frozen trunk as a logistic regression, L2 chosen on validation)."),
     force: bool = typer.Option(False, help="Replace an existing run folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted run (same arguments) from its last evaluation."),
 ):
@@ -249,7 +253,8 @@ def train(
     cfg = TrainConfig(arch=arch, preset=preset, model_options={**RECIPE_MODEL_OPTIONS, **_model_options(model_opt)},
                       max_steps=max_steps,
                       seed=seed, fee_bps=fee_bps, labels=labels, smooth_bps=smooth_bps, lr=lr,
-                      lambda_next=lambda_next, w_max=w_max, window=window, batch_size=batch_size)
+                      lambda_next=lambda_next, w_max=w_max, window=window, batch_size=batch_size,
+                      dir_init=dir_init, dir_readout=dir_readout)
     run_train(data, out, cfg, force=force, resume=resume)
 
 

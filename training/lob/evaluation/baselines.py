@@ -77,18 +77,22 @@ class TokenBaselines:
                 "markov1": self.markov_next[tokens]}
 
 
-def _proba3(clf, x: np.ndarray) -> np.ndarray:
+def proba3(clf, x: np.ndarray) -> np.ndarray:
     """(N, 3) probabilities over all three classes, zero for a class absent from the classifier's train labels."""
     out = np.zeros((x.shape[0], 3))
     out[:, clf.classes_] = clf.predict_proba(x)
     return out
 
 
-def _fit_one(name: str, x: np.ndarray, y: np.ndarray, early: dict, l2: float, seed: int):
+def fit_classifier(name: str, x: np.ndarray, y: np.ndarray, early: dict, l2: float, seed: int,
+             sample_weight: np.ndarray | None = None):
+    """One classifier of horizon labels ``y`` (N,) on ``x`` (N, F); ``sample_weight`` (logreg only) scales
+    each tick's cross-entropy (then ``l2`` is relative to the mean weight)."""
     if name == "majority" or len(np.unique(y)) < 2:  # one class only: its prior is all there is to learn
         return DummyClassifier(strategy="prior").fit(x, y)
     if name == "logreg":
-        return LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), max_iter=500, tol=1e-7).fit(x, y)
+        return LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), max_iter=500, tol=1e-7).fit(
+            x, y, sample_weight=sample_weight)
     return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, early_stopping=bool(early),
                                           n_iter_no_change=10, random_state=seed).fit(x, y, **early)
 
@@ -112,10 +116,10 @@ class DirectionBaselines:
                 if vkeep.any():
                     early = {"X_val": val[0][vkeep].astype(np.float64), "y_val": val[1][vkeep, j]}
             for name in names:
-                models[name].append(_fit_one(name, x, y, early, l2, seed))
+                models[name].append(fit_classifier(name, x, y, early, l2, seed))
         return DirectionBaselines(models)
 
     def predict_proba(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """name -> (N, H, 3) float64 direction probabilities per horizon."""
         x = features.astype(np.float64)
-        return {name: np.stack([_proba3(m, x) for m in models], axis=1) for name, models in self.models.items()}
+        return {name: np.stack([proba3(m, x) for m in models], axis=1) for name, models in self.models.items()}

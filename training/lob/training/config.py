@@ -15,7 +15,8 @@ from lob.training.split import DEFAULT_FRACTIONS
 
 
 RECIPE_MODEL_OPTIONS = {"feature_skip": 1}  # model fields the recipe sets beside the preset's
-DIR_INITS = ("zero", "logreg")  # how the direction heads start (`lob.training.train.init_direction_heads`)
+DIR_INITS = ("zero", "logreg")  # how the direction heads start (`lob.training.readout`)
+DIR_READOUTS = ("sgd", "probe")  # how they end: as trained, or refit on the frozen trunk (`lob.training.readout`)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class TrainConfig:
     lambda_next: float = 0.3  # λ: weight of next-event cross-entropy (0.1 left next-event top-1 ~0.1 pt over markov1)
     w_max: float = W_MAX  # cap of the move-size weight
     dir_init: str = "zero"  # "logreg": direction heads start as the train split's logistic regression (DIR_INITS)
+    dir_readout: str = "sgd"  # "probe": refit after training on the frozen trunk, L2 chosen on validation
     burn_in: int = 64  # ticks at each window start that warm the state up, outside the loss
     eval_every: int = 50
     patience: int = 4
@@ -56,9 +58,13 @@ class TrainConfig:
             raise ValueError(f"model option(s) {unknown} are not {self.arch} config fields; choose from {sorted(known)}")
         if self.dir_init not in DIR_INITS:
             raise ValueError(f"dir_init must be one of {DIR_INITS}, got {self.dir_init!r}")
-        if self.dir_init == "logreg" and not self.model_options.get("feature_skip"):
-            raise ValueError("dir_init='logreg' needs the feature skip (model option feature_skip=1): the "
-                             "regression's weights go there")
+        if self.dir_readout not in DIR_READOUTS:
+            raise ValueError(f"dir_readout must be one of {DIR_READOUTS}, got {self.dir_readout!r}")
+        wants_skip = [f"{k}={v!r}" for k, v in (("dir_init", self.dir_init), ("dir_readout", self.dir_readout))
+                      if v in ("logreg", "probe")]
+        if wants_skip and not self.model_options.get("feature_skip"):
+            raise ValueError(f"{', '.join(wants_skip)} needs the feature skip (model option feature_skip=1): the "
+                             "regression's feature weights go there")
 
     @property
     def label_spec(self) -> LabelSpec:

@@ -40,11 +40,11 @@ from lob.io import atomic_write
 from lob.training.config import TrainConfig
 from lob.training.labels import direction_loss
 from lob.training.optim import param_groups
+from lob.training.readout import init_from_logreg, refit_readout
 from lob.training.run import data_files, write_run
 from lob.training.segments import Segment, segments
 from lob.training.split import SymbolSplit, split_symbol
 
-ABSENT_LOGIT = -9.0  # direction logit of a class the train labels never show (~1e-4 probability)
 CURVES = ("step", "train_loss", "train_dir", "train_next", "lr", "val_step", "val_loss", "val_dir", "val_next")
 
 
@@ -118,7 +118,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, force: bool = F
     train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg)
     model = build_model(cfg, tokenizer)
     if cfg.dir_init == "logreg":
-        init_direction_heads(model, train_segs)
+        init_from_logreg(model, train_segs)
     loop = Loop(model, cfg, train_segs, val_segs)
     console.print(f"[bold]{cfg.arch}[/] preset={cfg.preset}: {loop.n_params:,} parameters; vocab "
                   f"{tokenizer.vocab_size}, {tokenizer.n_features} features; train ticks "
@@ -129,7 +129,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, force: bool = F
         console.print(f"resuming {out} at step {loop.step}")
     loop.run(state_file, files, console, t_start)
     model.load_state_dict(loop.best[2])
-    metrics = {**loop.curves, "best_step": loop.best[1], "best_val_loss": loop.best[0],
+    readout = refit_readout(model, train_segs, val_segs) if cfg.dir_readout == "probe" else None
+    metrics = {**loop.curves, "best_step": loop.best[1], "best_val_loss": loop.best[0], "dir_readout": readout,
                "steps_run": len(loop.curves["step"]), "wall_s": loop.elapsed_before + time.perf_counter() - t_start}
     write_run(out, model, tokenizer, cfg, data, files, splits, metrics, force)
     state_file.unlink(missing_ok=True)
@@ -176,38 +177,6 @@ def build_model(cfg: TrainConfig, tokenizer):
     model_cfg = config_from_preset(cfg.arch, cfg.preset, vocab_size=tokenizer.vocab_size,
                                    n_features=tokenizer.n_features, **cfg.model_options)
     return arch(cfg.arch).model(model_cfg)
-
-
-def init_direction_heads(model, train_segs: list[Segment]) -> None:
-    """Start the direction heads as the evaluation's logistic-regression baseline fitted on the train
-    segments (`lob.evaluation.baselines.DirectionBaselines`, the same fit): its weights go to the feature
-    skip, its intercepts to the head's bias, and the head's weights on the sequence state are zeroed, so the
-    untrained model's direction probabilities are that baseline's and training starts from there. A class
-    the train labels lack gets logit ``ABSENT_LOGIT``."""
-    from sklearn.linear_model import LogisticRegression
-
-    from lob.evaluation.baselines import DirectionBaselines
-
-    feats = np.concatenate([s.features for s in train_segs])  # (N, F)
-    labels = np.concatenate([s.labels for s in train_segs])  # (N, H)
-    fits = DirectionBaselines.fit(feats, labels, names=("logreg",)).models["logreg"]
-    n_cls = model.config.n_classes
-    weight = torch.zeros_like(model.dir_skip.weight)  # (H * 3, F)
-    bias = torch.full_like(model.dir_head.bias, ABSENT_LOGIT)  # (H * 3,)
-    for j, clf in enumerate(fits):
-        rows = j * n_cls + clf.classes_
-        if isinstance(clf, LogisticRegression):
-            coef, icpt = clf.coef_, clf.intercept_
-            if len(clf.classes_) == 2:  # scikit-learn's binary form: logit of classes_[1] against classes_[0]
-                coef, icpt = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], icpt])
-            weight[rows] = torch.as_tensor(coef, dtype=weight.dtype)
-            bias[rows] = torch.as_tensor(icpt, dtype=bias.dtype)
-        else:  # one class only: its prior
-            bias[rows] = 0.0
-    with torch.no_grad():
-        model.dir_skip.weight.copy_(weight)
-        model.dir_head.bias.copy_(bias)
-        model.dir_head.weight.zero_()
 
 
 class Loop:
