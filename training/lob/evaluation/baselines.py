@@ -84,15 +84,12 @@ def proba3(clf, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_classifier(name: str, x: np.ndarray, y: np.ndarray, early: dict, l2: float, seed: int,
-             sample_weight: np.ndarray | None = None):
-    """One classifier of horizon labels ``y`` (N,) on ``x`` (N, F); ``sample_weight`` (logreg only) scales
-    each tick's cross-entropy (then ``l2`` is relative to the mean weight)."""
+def fit_classifier(name: str, x: np.ndarray, y: np.ndarray, early: dict, l2: float, seed: int):
+    """One classifier of horizon labels ``y`` (N,) on ``x`` (N, F) (``early``: the trees' validation set)."""
     if name == "majority" or len(np.unique(y)) < 2:  # one class only: its prior is all there is to learn
         return DummyClassifier(strategy="prior").fit(x, y)
     if name == "logreg":
-        return LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), max_iter=500, tol=1e-7).fit(
-            x, y, sample_weight=sample_weight)
+        return LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), max_iter=500, tol=1e-7).fit(x, y)
     return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, early_stopping=bool(early),
                                           n_iter_no_change=10, random_state=seed).fit(x, y, **early)
 

@@ -9,11 +9,12 @@ standardised features (F). Both stages below fit that map as scikit-learn's mult
   ``logreg`` baseline on the features, with the state's weights zero: the untrained model predicts direction
   exactly as that baseline does, and training starts there.
 * ``refit_readout`` (``TrainConfig.dir_readout = "probe"``): after training, the trunk frozen, a regression on
-  ``[h, features]`` of every train tick, streamed from a fresh state per segment as serving streams them,
-  weighted as the training loss weights them; its L2 strength, or keeping the trained readout, is chosen per
-  horizon by the same weighted loss on the validation segments. Training early-stops on the sum of the
-  direction and next-event losses, where the next event dominates; this lets the direction readout stop where
-  direction is best without giving up the next event.
+  ``[h, features]`` of every train tick, streamed from a fresh state per segment as serving streams them; its
+  L2 strength, or keeping the trained readout, is chosen per horizon by the log-loss on the validation
+  segments. Training early-stops on the sum of the direction and next-event losses, where the next event
+  dominates; this lets the direction readout stop where direction is best without giving up the next event.
+  The probe fits plain cross-entropy, the log-loss a user scores: the cost weights (``w_max``) shape the
+  trunk's training only (a first probe fitted with them lost on validation log-loss, docs/tuning.md).
 A class absent from a horizon's train labels gets the logit ``ABSENT_LOGIT``.
 """
 from __future__ import annotations
@@ -75,10 +76,9 @@ def readout_inputs(model, segs: list[Segment]) -> np.ndarray:
     return np.concatenate([h, np.concatenate([s.features for s in segs]).astype(np.float64)], axis=1)
 
 
-def _weighted_ce(proba: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    """The training's direction loss of (N, 3) probabilities: sum(w · CE) / sum(w)."""
-    p = np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0)
-    return float(np.sum(w * -np.log(p)) / np.sum(w))
+def _log_loss(proba: np.ndarray, y: np.ndarray) -> float:
+    """Mean cross-entropy of (N, 3) probabilities against labels (N,)."""
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))))
 
 
 def refit_readout(model, train_segs: list[Segment], val_segs: list[Segment]) -> list[str]:
@@ -86,24 +86,21 @@ def refit_readout(model, train_segs: list[Segment], val_segs: list[Segment]) -> 
     ("trained" or "l2=<strength>")."""
     x_tr, x_va = readout_inputs(model, train_segs), readout_inputs(model, val_segs)
     n_state = x_tr.shape[1] - model.dir_skip.weight.shape[1]
-    y_tr, w_tr = np.concatenate([s.labels for s in train_segs]), np.concatenate([s.weights for s in train_segs])
-    y_va, w_va = np.concatenate([s.labels for s in val_segs]), np.concatenate([s.weights for s in val_segs])
+    y_tr, y_va = np.concatenate([s.labels for s in train_segs]), np.concatenate([s.labels for s in val_segs])
     w_all = torch.cat([model.dir_head.weight, model.dir_skip.weight], 1).detach().double().numpy()  # (H*3, D+F)
     logits = (x_va @ w_all.T + model.dir_head.bias.detach().double().numpy()).reshape(len(x_va), -1, 3)
     trained = np.exp(logits - logits.max(-1, keepdims=True))
     trained /= trained.sum(-1, keepdims=True)  # (N, H, 3)
     choices = []
     for j in range(y_tr.shape[1]):
-        kt, kv = (y_tr[:, j] != IGNORE) & (w_tr[:, j] > 0), (y_va[:, j] != IGNORE) & (w_va[:, j] > 0)
+        kt, kv = y_tr[:, j] != IGNORE, y_va[:, j] != IGNORE
         if not kv.any():
             choices.append("trained")
             continue
-        yv, wv = y_va[kv, j], w_va[kv, j]
-        best = (_weighted_ce(trained[kv, j], yv, wv), "trained", None)
+        best = (_log_loss(trained[kv, j], y_va[kv, j]), "trained", None)
         for l2 in PROBE_L2:
-            clf = fit_classifier("logreg", x_tr[kt], y_tr[kt, j], {}, l2 * w_tr[kt, j].mean(), 0,
-                           sample_weight=w_tr[kt, j])
-            loss = _weighted_ce(proba3(clf, x_va[kv]), yv, wv)
+            clf = fit_classifier("logreg", x_tr[kt], y_tr[kt, j], {}, l2, 0)
+            loss = _log_loss(proba3(clf, x_va[kv]), y_va[kv, j])
             if loss < best[0]:
                 best = (loss, f"l2={l2:g}", clf)
         if best[2] is not None:
