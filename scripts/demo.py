@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lob.contract import CLASSES, HORIZONS, PROB_COLUMNS, STREAM_MODEL, prob_column
+from lob.training.config import SIMULATOR_RECIPE_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
 LOB = str(Path(sys.executable).with_name("lob"))
@@ -182,9 +183,8 @@ def main() -> None:
     sh("simulate", "--out", str(data), "--symbols", str(args.symbols), "--days", "4", "--seed", "0",
        "--events-per-day", str(args.events_per_day))
     split_heldout_day(data, heldout)
-    # the simulator's recorded recipe (docs/results.md): the real-day default's feature skip off
-    sh("train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--seed", "0",
-       "--model-opt", "feature_skip=0")
+    # the simulator's recorded recipe (docs/results.md), not the real-day defaults
+    sh("train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--seed", "0", *SIMULATOR_RECIPE_ARGS)
     # DeepLOB (a default baseline of `lob evaluate`) trains for minutes on CPU: left out of the demo
     sh("evaluate", "--run", str(run), "--data", str(data), "--deeplob-steps", "0")
     offline, served = serve_heldout(run, heldout, out)

@@ -197,16 +197,16 @@ def test_the_documented_edges_are_read():
 @pytest.mark.slow
 def test_default_tiny_run_has_the_documented_edges(tmp_path):
     """docs/results.md's promise: `lob simulate` defaults, `lob train` defaults with the simulator's recorded recipe
-    (``--model-opt feature_skip=0``), `lob evaluate` -> its edges
+    (``SIMULATOR_RECIPE_ARGS``), `lob evaluate` -> its edges
     (against majority, logreg and hgb: the table predates the DeepLOB baseline, left out with --deeplob-steps 0)."""
     from typer.testing import CliRunner
 
     from lob.cli import app
+    from lob.training.config import SIMULATOR_RECIPE_ARGS
 
     cli = CliRunner()
     for args in (["simulate", "--out", str(tmp_path / "data")],
-                 ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--model-opt",
-                  "feature_skip=0"],
+                 ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *SIMULATOR_RECIPE_ARGS],
                  ["evaluate", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--deeplob-steps", "0"]):
         result = cli.invoke(app, args)
         assert result.exit_code == 0, result.output

@@ -238,7 +238,7 @@ def test_lob_train_model_options_set_the_config_and_are_recorded(tmp_path):
     from lob.training.train import train
 
     cfg = TrainConfig(arch="hybrid", max_steps=2, window=64, batch_size=2, eval_every=1, max_val_windows=2,
-                      model_options={"window": 24, "n_layer": 3, "attn_every": 3})
+                      model_options={"window": 24, "n_layer": 3, "attn_every": 3}, dir_init="zero")
     run = train(tmp_path / "data", tmp_path / "run", cfg)
     model, _, _ = load_run(run)
     assert (model.config.window, model.config.n_layer, model.config.attn_every) == (24, 3, 3)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,8 @@ def walk_forward(run: Path, data: Path, k: int, n_boot: int = 1000, deeplob_step
             clock = trading_clock(t.ts_ns)
             stop = int(np.searchsorted(clock, keep * clock[-1], side="right"))
             _write_days(fold / "data", t.slice(0, stop))
-        args = {**{f: v for f, v in training.items() if f in TrainConfig.__dataclass_fields__},
-                "split": tuple(fractions)}
-        fold_run = train(fold / "data", fold / "run", TrainConfig(**args), force=True)
+        cfg = replace(TrainConfig.from_recorded(training), split=tuple(fractions))
+        fold_run = train(fold / "data", fold / "run", cfg, force=True)
         m = evaluate(fold_run, fold / "data", n_boot=n_boot, quiet=True, deeplob_steps=deeplob_steps)
         spans = read_manifest(fold_run)["split"]["symbols"]
         folds.append({"fold": i, "test_ticks": m["test_ticks"],

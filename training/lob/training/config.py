@@ -4,8 +4,9 @@ as ``config.json`` ``training``.
 
 The defaults are the recipe recommended for a real 5- or 10-level day imported by ``lob import lobster``,
 chosen on the validation splits of two NASDAQ days (docs/tuning.md): tiny Mamba-LOB whose direction heads
-also read the tick's features linearly (``RECIPE_MODEL_OPTIONS``), cost-aware labels, λ = 0.3, 700 steps.
-The simulator results recorded before that choice were trained with ``--model-opt feature_skip=0``."""
+also read the tick's features linearly (``RECIPE_MODEL_OPTIONS``) and start as the train split's logistic
+regression (``dir_init``), cost-aware labels, λ = 0.3, 700 steps. The simulator results recorded before those
+choices were trained with ``SIMULATOR_RECIPE_ARGS``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -15,6 +16,9 @@ from lob.training.split import DEFAULT_FRACTIONS
 
 
 RECIPE_MODEL_OPTIONS = {"feature_skip": 1}  # model fields the recipe sets beside the preset's
+# `lob train` arguments of the simulator results recorded before the real-day recipe (make demo, docs/results.md)
+SIMULATOR_RECIPE_ARGS = ("--model-opt", "feature_skip=0", "--dir-init", "zero")
+RECORDED_BEFORE = {"dir_init": "zero", "dir_readout": "sgd"}  # what runs recorded before these fields existed did
 DIR_INITS = ("zero", "logreg")  # how the direction heads start (`lob.training.readout`)
 DIR_READOUTS = ("sgd", "probe")  # how they end: as trained, or refit on the frozen trunk (`lob.training.readout`)
 
@@ -40,7 +44,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     lambda_next: float = 0.3  # λ: weight of next-event cross-entropy (0.1 left next-event top-1 ~0.1 pt over markov1)
     w_max: float = W_MAX  # cap of the move-size weight
-    dir_init: str = "zero"  # "logreg": direction heads start as the train split's logistic regression (DIR_INITS)
+    dir_init: str = "logreg"  # direction heads start as the train split's logistic regression | "zero" (DIR_INITS)
     dir_readout: str = "sgd"  # "probe": refit after training on the frozen trunk, L2 chosen on validation
     burn_in: int = 64  # ticks at each window start that warm the state up, outside the loss
     eval_every: int = 50
@@ -65,6 +69,14 @@ class TrainConfig:
         if wants_skip and not self.model_options.get("feature_skip"):
             raise ValueError(f"{', '.join(wants_skip)} needs the feature skip (model option feature_skip=1): the "
                              "regression's feature weights go there")
+
+    @classmethod
+    def from_recorded(cls, training: dict) -> "TrainConfig":
+        """The config a run recorded (``config.json`` ``training``); a field added since the run was trained
+        takes the value such runs had (``RECORDED_BEFORE``), not today's default."""
+        known = {f.name for f in fields(cls)}
+        args = {**RECORDED_BEFORE, **{k: v for k, v in training.items() if k in known}}
+        return cls(**{**args, "split": tuple(args.get("split", DEFAULT_FRACTIONS))})
 
     @property
     def label_spec(self) -> LabelSpec:

@@ -82,12 +82,13 @@ def untrained_run(out: Path, data: Path, arch: str = "mamba", preset: str = "tin
                   force: bool = False, **model_options) -> Path:
     """A valid run of a random-initialised model (what tests, benches and scripts serve when training is
     not what they measure): the tokenizer fitted on ``data``'s train split as ``lob train`` fits it, the
-    model drawn from ``seed`` as ``lob train`` draws it, no optimiser step. ``lob evaluate``, ``lob export``
+    model drawn from ``seed`` as ``lob train`` draws it (direction heads not started as a regression), no
+    optimiser step. ``lob evaluate``, ``lob export``
     and ``lob predict`` accept it. ``model_options`` replace preset fields (e.g. window=32). Returns ``out``."""
     from lob.training.config import TrainConfig
     from lob.training.train import CURVES, build_model, fit_tokenizer, split_data
 
-    cfg = TrainConfig(arch=arch, preset=preset, seed=seed, model_options=model_options, max_steps=0)
+    cfg = TrainConfig(arch=arch, preset=preset, seed=seed, model_options=model_options, max_steps=0, dir_init="zero")
     dataset, splits, files = split_data(data, cfg)
     tokenizer = fit_tokenizer(dataset, splits)
     metrics = {**{k: [] for k in CURVES}, "best_step": 0, "best_val_loss": None, "steps_run": 0, "wall_s": 0.0}
