@@ -14,16 +14,14 @@ Usage: python bench/burst.py --repo build/model_repository [--symbols 64 --stall
 """
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
 import lobclient
 from lob.serving.launcher import TritonServer
 from lobclient.synthetic import synthetic_ticks
-from recovery import free_port  # bench/recovery.py
+from recovery import feed_arguments, free_port  # bench/recovery.py
 
 
 def run_mode(server: TritonServer, symbols: list[str], chunk: int, args, seed: int) -> dict:
@@ -59,10 +57,7 @@ def run_mode(server: TritonServer, symbols: list[str], chunk: int, args, seed: i
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repo", type=Path, required=True, help="an exported model repository (lob export)")
-    ap.add_argument("--symbols", type=int, default=64)
-    ap.add_argument("--rate", type=float, default=256.0, help="live ticks/s, all symbols together")
+    ap = feed_arguments(__doc__)
     ap.add_argument("--history", type=int, default=32, help="ticks per symbol before the live pace")
     ap.add_argument("--live-before", type=float, default=2.0, help="seconds of live ticks before the stall")
     ap.add_argument("--stall", type=float, default=5.0, help="seconds the feed stalls")
