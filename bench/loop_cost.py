@@ -1,5 +1,5 @@
 """What the time axis costs a live tick: the served step graph (``If(T == 1)``: the one-tick step as it is, else
-a ``Loop`` over T around it; ``lob.export.onnx_step.chunk_graph``) and the Loop-only graph it replaced (issue
+a ``Loop`` over T around it; ``lob.export.onnx_chunk.chunk_graph``) and the Loop-only graph it replaced (issue
 21's, still what TensorRT builds: ``loop_only``) against the one-tick step alone, all at T = 1, in one process.
 
     python bench/loop_cost.py --out bench/loop_cost.md     # ~2 min on 2 cores
@@ -25,6 +25,7 @@ import onnx
 import onnxruntime as ort
 
 import lob.export.onnx_step as onnx_step
+from lob.export.onnx_chunk import loop_only
 from lob.models import registry
 
 VOCAB, N_FEATURES = 960, 12  # the default tokenizer's sizes
@@ -54,7 +55,7 @@ def measure(arch: str, batch: int, calls: int, blocks: int, options: list[str], 
     model = registry.build(arch, vars(registry.config_from_preset(arch, "tiny", VOCAB, N_FEATURES))).eval()
     served, plain, loop = (tmp / f"{arch}-{k}.onnx" for k in ("served", "plain", "loop"))
     onnx_step.export_step_onnx(model, served)
-    onnx.save(onnx_step.loop_only(onnx.load(served)), loop)
+    onnx.save(loop_only(onnx.load(served)), loop)
     chunked = onnx_step.chunk_graph
     onnx_step.chunk_graph = lambda m: m  # the same export, the one-tick graph as it is
     try:

@@ -5,7 +5,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lob.export.onnx_step import export_step_onnx, loop_only, step_subgraphs
+from lob.export.onnx_chunk import loop_only, step_subgraphs
+from lob.export.onnx_step import export_step_onnx
 from lob.models.mamba import MambaLOB
 from lob.models.registry import config_from_preset
 

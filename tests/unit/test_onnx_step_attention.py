@@ -6,7 +6,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lob.export.onnx_step import export_step_onnx, io_names, step_subgraphs
+from lob.export.onnx_chunk import step_subgraphs
+from lob.export.onnx_step import export_step_onnx, io_names
 from lob.models.registry import arch, config_from_preset
 
 from test_onnx_chunk import assert_chunks_equal_single_ticks

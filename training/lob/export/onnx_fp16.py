@@ -36,14 +36,14 @@ SOURCE = Path(STEP_MODEL) / "1" / "model.onnx"  # written by `lob export`
 def convert_fp16(src_onnx: Path, dst_onnx: Path) -> Path:
     """Write the FP16 variant of ONNX model `src_onnx` to `dst_onnx` (atomically); returns `dst_onnx`.
 
-    `src_onnx` is a chunk graph (``lob.export.onnx_step.chunk_graph``): each copy of the one-tick step in it
+    `src_onnx` is a chunk graph (``lob.export.onnx_chunk.chunk_graph``): each copy of the one-tick step in it
     (the T == 1 branch, the ``Loop``'s body) is converted as a graph of its own (FP32 interface: the outer values
     it reads, its own inputs, its outputs), then put back with the FP16 weights both share; the ``If`` and the
     loop around them are unchanged."""
     import onnx
     from onnx import helper
 
-    from lob.export.onnx_step import step_subgraphs
+    from lob.export.onnx_chunk import step_subgraphs
 
     model = onnx.load(str(src_onnx))
     weights = {}

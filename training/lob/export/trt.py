@@ -2,7 +2,7 @@
 
 One engine per precision, built with the TensorRT Python API from the FP32 ONNX that `lob export` writes
 (`mamba_lob_onnx/1/model.onnx`, its string output MODEL_VERSION left out: engines emit none; its ``Loop`` over the
-chunk serves every T, ``lob.export.onnx_step.loop_only``, as onnxruntime's one-tick branch has not been built by
+chunk serves every T, ``lob.export.onnx_chunk.loop_only``, as onnxruntime's one-tick branch has not been built by
 TensorRT here), with one optimisation profile over batch 1..max_batch and, for ``TOKEN`` / ``FEATURES``, the
 time axis 1..``MAX_CHUNK`` ticks (tuned at 1: live ticks; the ``Loop`` becomes a TensorRT loop), and the FP16
 or BF16 builder flag. The layers whose rounding the model cannot absorb run in FP32
@@ -23,7 +23,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from lob.contract import FEATURES, MAX_CHUNK, TOKEN, TRT_STEP_MODELS
 from lob.export.onnx_fp16 import SOURCE
-from lob.export.onnx_step import loop_only
+from lob.export.onnx_chunk import loop_only
 from lob.export.onnx_version import without_version_output
 from lob.io import atomic_write
 
