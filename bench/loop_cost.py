@@ -1,13 +1,17 @@
-"""What the time axis costs a live tick: the served step graph (one-tick step inside an ONNX ``Loop`` over T,
-issue 21) against the same one-tick step without the loop, both at T = 1, in one process.
+"""What the time axis costs a live tick: the served step graph (``If(T == 1)``: the one-tick step as it is, else
+a ``Loop`` over T around it; ``lob.export.onnx_chunk.chunk_graph``) and the Loop-only graph it replaced (issue
+21's, still what TensorRT builds: ``loop_only``) against the one-tick step alone, all at T = 1, in one process.
 
-    python bench/loop_cost.py --out bench/loop_cost.md     # ~1 min on 2 cores
+    python bench/loop_cost.py --out bench/loop_cost.md     # ~2 min on 2 cores
 
 Untrained models of each architecture's ``tiny`` preset (the default recipe's size; cost does not depend on the
 weights), exported by ``lob.export.onnx_step.export_step_onnx`` with and without ``chunk_graph``; onnxruntime
-CPU, 1 thread, zero inputs of batch B. Blocks of ``--calls`` calls alternate between the two graphs and the
-median of ``--blocks`` blocks is reported, with the ratio loop / plain (the machine is shared: the ratio of
-interleaved blocks is the measurement, not the absolute times).
+CPU, 1 thread, zero inputs of batch B. Blocks of ``--calls`` calls alternate between the graphs and the median
+of ``--blocks`` blocks is reported, with each graph's ratio to the one-tick step (the machine is shared: the
+ratio of interleaved blocks is the measurement, not the absolute times). ``--options`` adds the served graph
+under onnxruntime session options Triton's onnxruntime backend takes from config.pbtxt (``arena=0``:
+``enable_mem_arena``, ``pattern=0``: ``enable_mem_pattern``, ``level=basic|extended``:
+``optimization { graph { level } }``).
 """
 from __future__ import annotations
 
@@ -21,9 +25,13 @@ import onnx
 import onnxruntime as ort
 
 import lob.export.onnx_step as onnx_step
+from lob.export.onnx_chunk import loop_only
 from lob.models import registry
 
 VOCAB, N_FEATURES = 960, 12  # the default tokenizer's sizes
+OPTIONS = {"arena=0": ("enable_cpu_mem_arena", False), "pattern=0": ("enable_mem_pattern", False),
+           "level=basic": ("graph_optimization_level", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC),
+           "level=extended": ("graph_optimization_level", ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)}
 
 
 def _feed(session: ort.InferenceSession, batch: int) -> dict[str, np.ndarray]:
@@ -35,19 +43,27 @@ def _feed(session: ort.InferenceSession, batch: int) -> dict[str, np.ndarray]:
     return feed
 
 
-def measure(arch: str, batch: int, calls: int, blocks: int, tmp: Path) -> dict:
-    model = registry.build(arch, vars(registry.config_from_preset(arch, "tiny", VOCAB, N_FEATURES))).eval()
-    chunked = onnx_step.chunk_graph
-    paths = {"loop": tmp / f"{arch}-loop.onnx", "plain": tmp / f"{arch}-plain.onnx"}
-    onnx_step.export_step_onnx(model, paths["loop"])
-    onnx_step.chunk_graph = lambda m: m  # the same export, the one-tick graph as it is
-    try:
-        onnx_step.export_step_onnx(model, paths["plain"])
-    finally:
-        onnx_step.chunk_graph = chunked
+def _session(path: Path, option: str | None) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    sessions = {k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    if option:
+        setattr(opts, *OPTIONS[option])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def measure(arch: str, batch: int, calls: int, blocks: int, options: list[str], tmp: Path) -> dict:
+    model = registry.build(arch, vars(registry.config_from_preset(arch, "tiny", VOCAB, N_FEATURES))).eval()
+    served, plain, loop = (tmp / f"{arch}-{k}.onnx" for k in ("served", "plain", "loop"))
+    onnx_step.export_step_onnx(model, served)
+    onnx.save(loop_only(onnx.load(served)), loop)
+    chunked = onnx_step.chunk_graph
+    onnx_step.chunk_graph = lambda m: m  # the same export, the one-tick graph as it is
+    try:
+        onnx_step.export_step_onnx(model, plain)
+    finally:
+        onnx_step.chunk_graph = chunked
+    sessions = {"plain": _session(plain, None), "loop": _session(loop, None), "served": _session(served, None),
+                **{f"served {o}": _session(served, o) for o in options}}
     feeds = {k: _feed(s, batch) for k, s in sessions.items()}
     times = {k: [] for k in sessions}
     for _ in range(blocks):
@@ -56,9 +72,8 @@ def measure(arch: str, batch: int, calls: int, blocks: int, tmp: Path) -> dict:
             for _ in range(calls):
                 s.run(None, feeds[k])
             times[k].append((time.perf_counter() - t0) / calls * 1e6)
-    plain, loop = (float(np.median(times[k])) for k in ("plain", "loop"))
-    return {"arch": arch, "batch": batch, "plain_us": plain, "loop_us": loop, "ratio": loop / plain,
-            "plain_nodes": len(onnx.load(paths["plain"]).graph.node)}
+    return {"arch": arch, "batch": batch, "us": {k: float(np.median(v)) for k, v in times.items()},
+            "plain_nodes": len(onnx.load(plain).graph.node)}
 
 
 def main() -> None:
@@ -68,14 +83,21 @@ def main() -> None:
     ap.add_argument("--batches", default="1,64")
     ap.add_argument("--calls", type=int, default=100)
     ap.add_argument("--blocks", type=int, default=20)
+    ap.add_argument("--options", default="arena=0,pattern=0", help=f"comma list of {sorted(OPTIONS)}, or ''")
     args = ap.parse_args()
+    options = [o for o in args.options.split(",") if o]
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(a, b, args.calls, args.blocks, Path(tmp)) for a in args.archs.split(",")
+        rows = [measure(a, b, args.calls, args.blocks, options, Path(tmp)) for a in args.archs.split(",")
                 for b in map(int, args.batches.split(","))]
-    lines = ["| arch | B | one-tick step (µs/call) | Loop over T, T = 1 (µs/call) | loop / plain | nodes (plain) |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['arch']} | {r['batch']} | {r['plain_us']:.1f} | {r['loop_us']:.1f} | {r['ratio']:.2f}x | "
-              f"{r['plain_nodes']} |" for r in rows]
+    extra = [f"served {o}" for o in options]
+    lines = ["| arch | B | nodes (one-tick) | one-tick step (µs/call) | Loop, T = 1 (µs/call) | served If, T = 1 "
+             "(µs/call) | Loop / one-tick | served / one-tick |" + "".join(f" {e} / one-tick |" for e in extra),
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(extra)]
+    for r in rows:
+        us = r["us"]
+        lines.append(f"| {r['arch']} | {r['batch']} | {r['plain_nodes']} | {us['plain']:.1f} | {us['loop']:.1f} | "
+                     f"{us['served']:.1f} | {us['loop'] / us['plain']:.2f}x | {us['served'] / us['plain']:.2f}x |"
+                     + "".join(f" {us[e] / us['plain']:.2f}x |" for e in extra))
     print("\n".join(lines))
     args.out.write_text("\n".join(lines) + "\n")
 

@@ -95,11 +95,17 @@ def run_mode(server: TritonServer, symbols: list[str], history: int, rate: float
             "errors": errors}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def feed_arguments(doc: str) -> argparse.ArgumentParser:
+    """A parser with the arguments of a live feed against a server: --repo, --symbols, --rate."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--repo", type=Path, required=True, help="an exported model repository (lob export)")
     ap.add_argument("--symbols", type=int, default=64)
     ap.add_argument("--rate", type=float, default=256.0, help="live ticks/s, all symbols together")
+    return ap
+
+
+def main() -> None:
+    ap = feed_arguments(__doc__)
     ap.add_argument("--live-before", type=int, default=4, help="live rounds (one tick per symbol) before the kill")
     ap.add_argument("--modes", default="256:1:256,256:256:256,4096:256:256",
                     help="history:rewarm_chunk:chunk triples, one run each on the same server. history: ticks per symbol "

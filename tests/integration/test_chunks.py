@@ -3,11 +3,12 @@
 Chunks equal single ticks on both paths (ensemble, direct), through stock tritonclient and through lobclient; a
 chunk crossing START; a chunk with END; a bad tick inside a chunk refuses the whole chunk (the state does not
 move) naming its first bad tick, and lobclient then sends those ticks one by one; chunked and single-tick
-streams of many symbols at once, each in order and equal to its reference.
+streams of many symbols at once, each in order and equal to its reference; a stalled feed's backlog.
 """
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -133,3 +134,28 @@ def test_chunked_and_single_tick_streams_of_many_symbols_at_once_stay_in_order(s
             mine = [p for p in preds if p.symbol == s]
             assert [p.seq for p in mine] == list(range(N_TICKS))
             np.testing.assert_allclose(np.stack([p.dir_probs for p in mine]), np.stack(reference), atol=EXACT, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 64])
+def test_a_stalled_feed_catches_up_with_one_prediction_per_tick_in_order(server, dataset, chunk):
+    """The feed pauses, then its backlog arrives at once (bench/burst.py's stall): every tick gets exactly one
+    prediction, in input order, equal to the uninterrupted stream's, one tick per request (the live default)
+    or with the backlog sent as chunks."""
+    ticks = list(interleave(dataset))
+    reference = list(lobclient.stream(ticks, url=server.url))
+    stall_at = len(ticks) // 3
+
+    def feed():
+        for i, tick in enumerate(ticks):
+            if i < stall_at:
+                time.sleep(0.002)  # live pace: nothing queues
+            elif i == stall_at:
+                time.sleep(0.5)  # the stall; then the rest at once
+            yield tick
+
+    got = list(lobclient.stream(feed(), url=server.url, chunk=chunk, transport=lobclient.Transport(window=4096)))
+    assert [(p.symbol, p.ts_ns) for p in got] == [(x.symbol, x.ts_ns) for x in ticks] and all(p.ok for p in got)
+    for s in dataset:
+        assert [p.seq for p in got if p.symbol == s] == list(range(N_TICKS))
+    np.testing.assert_allclose(np.stack([p.dir_probs for p in got]), np.stack([p.dir_probs for p in reference]),
+                               atol=EXACT, rtol=0)

@@ -25,15 +25,16 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def test_fp16_tracks_fp32_over_a_stream(step_onnx, fp16_onnx):
+@pytest.mark.parametrize("chunk", [1, 30])  # live ticks (the graph's T == 1 branch) and chunks (its Loop)
+def test_fp16_tracks_fp32_over_a_stream(step_onnx, fp16_onnx, chunk):
     fp32, fp16 = _session(step_onnx), _session(fp16_onnx)
     shapes = {i.name: i.shape for i in fp32.get_inputs()}
     batch, rng = 8, np.random.default_rng(0)
     states = [{name: np.zeros((batch, *shapes[name][1:]), np.float32) for name in ("STATE_CONV_IN", "STATE_SSM_IN")}
               for _ in range(2)]
-    for tick in range(0, 300, 30):  # chunks of 30 ticks
-        feed = {"TOKEN": rng.integers(0, VOCAB, (batch, 30)),  # (B, T)
-                "FEATURES": rng.standard_normal((batch, 30, N_FEATURES)).astype(np.float32)}  # (B, T, F)
+    for tick in range(0, 300, chunk):
+        feed = {"TOKEN": rng.integers(0, VOCAB, (batch, chunk)),  # (B, T)
+                "FEATURES": rng.standard_normal((batch, chunk, N_FEATURES)).astype(np.float32)}  # (B, T, F)
         (ref, got) = [dict(zip([o.name for o in s.get_outputs()], s.run(None, {**feed, **st})))
                       for s, st in ((fp32, states[0]), (fp16, states[1]))]
         for out in ("DIR_PROBS", "TOPK_PROBS"):

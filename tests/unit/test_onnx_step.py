@@ -5,6 +5,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from lob.export.onnx_chunk import loop_only, step_subgraphs
 from lob.export.onnx_step import export_step_onnx
 from lob.models.mamba import MambaLOB
 from lob.models.registry import config_from_preset
@@ -58,10 +59,13 @@ def test_graph_names_dtypes_and_dynamic_batch_and_time(exported):
     states_in = sorted(n for n in expected_inputs if n.startswith("STATE_"))
     states_out = sorted(n for n in expected_outputs if n.startswith("STATE_"))
     assert [n.removesuffix("_IN") for n in states_in] == [n.removesuffix("_OUT") for n in states_out]
-    # one Loop over the chunk's ticks, whose body (the one-tick step) is loop-free: layers unrolled
-    assert [node.op_type for node in proto.graph.node].count("Loop") == 1
-    body = next(n for n in proto.graph.node if n.op_type == "Loop").attribute[0].g
-    assert not {"Loop", "Scan", "If"} & {node.op_type for node in body.node} and len(body.node) > 50
+    # If(T == 1): the one-tick step as it is, else a Loop over the chunk's ticks around it; both copies are
+    # loop-free (layers unrolled) and run the same nodes
+    assert [node.op_type for node in proto.graph.node].count("If") == 1
+    single, body = step_subgraphs(proto)
+    ops = [sorted(n.op_type for n in g.node if n.op_type not in ("Gather", "Squeeze", "Unsqueeze", "Constant",
+                                                                 "Identity")) for g in (single, body)]
+    assert ops[0] == ops[1] and not {"Loop", "Scan", "If"} & set(ops[0]) and len(ops[0]) > 50
 
 
 @pytest.mark.parametrize("batch", [1, 7])
@@ -112,3 +116,24 @@ def test_opset_below_18_is_refused(exported, tmp_path):
 def test_chunks_equal_single_ticks(exported):
     model, path = exported
     assert_chunks_equal_single_ticks(model, path, window=16)
+
+
+def test_the_loop_only_graph_tensorrt_builds_equals_the_served_graph(exported, tmp_path):
+    """`lob build-trt` parses ``loop_only`` of the served graph (the Loop for every T, the one-tick branch
+    dropped): in onnxruntime it gives the served graph's outputs, for a live tick and for a chunk."""
+    model, path = exported
+    loop = tmp_path / "loop.onnx"
+    onnx.save(loop_only(onnx.load(str(path))), loop)
+    assert "If" not in {n.op_type for n in onnx.load(str(loop)).graph.node}
+    served, loop_session = _session(path), _session(loop)
+    rng = np.random.default_rng(3)
+    conv, ssm = (s.numpy() for s in model.allocate_inference_cache(3))
+    for t in (1, 4):
+        feed = {"TOKEN": rng.integers(0, VOCAB, (3, t)),
+                "FEATURES": rng.standard_normal((3, t, N_FEATURES), dtype=np.float32),
+                "STATE_CONV_IN": conv, "STATE_SSM_IN": ssm}
+        want, got = served.run(None, feed), loop_session.run(None, feed)
+        assert want[0].shape == (3, t, 3, 3)
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(b, a, atol=1e-6, rtol=0)
+        conv, ssm = want[3:]

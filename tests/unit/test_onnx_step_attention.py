@@ -6,6 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from lob.export.onnx_chunk import step_subgraphs
 from lob.export.onnx_step import export_step_onnx, io_names
 from lob.models.registry import arch, config_from_preset
 
@@ -110,10 +111,10 @@ def test_the_served_ring_graph_is_float32_only(exported):
     reads a float32 table of offsets < W), so the graph TensorRT parses is the one onnxruntime runs."""
     _, path = exported
     proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
-    loop = next(n for n in proto.graph.node if n.op_type == "Loop")
     g = proto.graph
-    g.node.extend(loop.attribute[0].g.node)  # the one-tick step: the Loop's body
-    g.value_info.extend(loop.attribute[0].g.value_info)
+    for step in step_subgraphs(proto):  # the one-tick step: the T == 1 branch and the Loop's body
+        g.node.extend(step.node)
+        g.value_info.extend(step.value_info)
     double = onnx.TensorProto.DOUBLE
     assert not [t.name for t in g.initializer if t.data_type == double]
     assert not [v.name for v in [*g.value_info, *g.input, *g.output] if v.type.tensor_type.elem_type == double]

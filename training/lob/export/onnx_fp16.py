@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lob.contract import FEATURES, STEP_MODEL, TOKEN
+from lob.contract import STEP_MODEL
 from lob.io import atomic_write
 
 FP32_OPS = ("Exp", "Softplus", "Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal")
@@ -36,37 +36,52 @@ SOURCE = Path(STEP_MODEL) / "1" / "model.onnx"  # written by `lob export`
 def convert_fp16(src_onnx: Path, dst_onnx: Path) -> Path:
     """Write the FP16 variant of ONNX model `src_onnx` to `dst_onnx` (atomically); returns `dst_onnx`.
 
-    `src_onnx` is a chunk graph (``lob.export.onnx_step.chunk_graph``): the one-tick step inside its ``Loop``
-    is converted as a graph of its own (FP32 interface: the chunk's inputs, the loop-carried states, the
-    per-tick outputs), then put back with its FP16 weights; the loop around it is unchanged."""
+    `src_onnx` is a chunk graph (``lob.export.onnx_chunk.chunk_graph``): each copy of the one-tick step in it
+    (the T == 1 branch, the ``Loop``'s body) is converted as a graph of its own (FP32 interface: the outer values
+    it reads, its own inputs, its outputs), then put back with the FP16 weights both share; the ``If`` and the
+    loop around them are unchanged."""
     import onnx
     from onnx import helper
-    from onnxconverter_common import float16
+
+    from lob.export.onnx_chunk import step_subgraphs
 
     model = onnx.load(str(src_onnx))
-    loop = next(n for n in model.graph.node if n.op_type == "Loop")
-    body = next(a for a in loop.attribute if a.name == "body").g
-    outer = [v for v in model.graph.input if v.name in (TOKEN, FEATURES)]  # read by the body from outer scope
-    step = helper.make_model(helper.make_graph(list(body.node), body.name, [*outer, *body.input], list(body.output),
-                                               list(model.graph.initializer)),
-                             opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    weights = {}
+    for sub in step_subgraphs(model):
+        read = {x for n in sub.node for x in n.input}
+        outer = [v for v in model.graph.input if v.name in read]  # read by the subgraph from the outer scope
+        step = helper.make_model(helper.make_graph(list(sub.node), sub.name, [*outer, *sub.input], list(sub.output),
+                                                   list(model.graph.initializer)),
+                                 opset_imports=list(model.opset_import), ir_version=model.ir_version)
+        fp16 = _convert(step)
+        for field, values in (("node", fp16.graph.node), ("value_info", fp16.graph.value_info)):
+            del getattr(sub, field)[:]
+            getattr(sub, field).extend(values)
+        weights.update((t.name, t) for t in fp16.graph.initializer)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(weights.values())
+    onnx.checker.check_model(model)
+    atomic_write(Path(dst_onnx), lambda tmp: onnx.save(model, tmp))
+    return Path(dst_onnx)
+
+
+def _convert(step):
+    """The one-tick step model ``step`` in FP16 (the module docstring's FP32 parts kept), FP32 interface."""
+    import onnx
+    from onnxconverter_common import float16
+
     for i, node in enumerate(step.graph.node):  # the node block list matches by name: name every node
         node.name = node.name or f"{node.op_type}_{i}"
     producer = {out: node for node in step.graph.node for out in node.output}
     exp_args = [producer[n.input[0]].name for n in step.graph.node
                 if n.op_type == "Exp" and n.input[0] in producer and producer[n.input[0]].op_type == "Mul"]
+    outputs = {o.name for o in step.graph.output}  # the T == 1 branch's (B, 1, ...) view of an FP32 softmax
+    reshapes = [n.name for n in step.graph.node if n.op_type == "Unsqueeze" and set(n.output) <= outputs]
     fp32_outputs = [o.name for o in step.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
-    fp16 = float16.convert_float_to_float16(step, keep_io_types=True, node_block_list=exp_args,
+    fp16 = float16.convert_float_to_float16(step, keep_io_types=True, node_block_list=[*exp_args, *reshapes],
                                             op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS])
     _restore_fp32_outputs(fp16, fp32_outputs)
-    for field, values in (("node", fp16.graph.node), ("value_info", fp16.graph.value_info)):
-        del getattr(body, field)[:]
-        getattr(body, field).extend(values)
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(fp16.graph.initializer)
-    onnx.checker.check_model(model)
-    atomic_write(Path(dst_onnx), lambda tmp: onnx.save(model, tmp))
-    return Path(dst_onnx)
+    return fp16
 
 
 def _restore_fp32_outputs(model, names: list[str]) -> None:

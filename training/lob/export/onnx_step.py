@@ -12,9 +12,10 @@ pairs them (server issue #8586). Batch and time axes are dynamic (and, for an at
 
 The one-tick step (layers unrolled, no loops) is exported with the dynamo exporter (torch.export +
 onnxscript), the default of ``torch.onnx.export``, at opset 18 (the TorchScript exporter cannot export
-``rms_norm``); ``chunk_graph`` then wraps it, unchanged, as the body of an ONNX ``Loop`` over T, so tick t of
-a chunk runs exactly the nodes one single-tick call runs, for every architecture and any T (a chunk longer
-than an attention model's ring included).
+``rms_norm``); ``lob.export.onnx_chunk.chunk_graph`` then serves it, unchanged, over T: a chunk of one tick (a live tick) runs it as it
+is, a longer one runs it as the body of an ONNX ``Loop`` over T (``If(T == 1)`` chooses), so tick t of a chunk
+runs exactly the nodes one single-tick call runs, for every architecture and any T (a chunk longer than an
+attention model's ring included).
 
 The exported graph then gets two folds that keep its results to float rounding (``lean_step_graph``):
 onnxruntime's CPU run of this small graph costs ~1.3 µs per node whatever the node does, so every
@@ -29,17 +30,16 @@ from pathlib import Path
 
 import onnx
 import torch
-from onnx import TensorProto, helper
 from onnxscript import ir
 from onnxscript.rewriter import pattern, rewrite
 from torch import Tensor, nn
 
-from lob.contract import DIR_PROBS, FEATURES, TOKEN, TOPK_IDS, TOPK_PROBS, parse_state_name, state_names
+from lob.contract import DIR_PROBS, FEATURES, TOKEN, TOPK_IDS, TOPK_PROBS, state_names
+from lob.export.onnx_chunk import chunk_graph
 from lob.export.onnx_version import with_version_output
 from lob.io import atomic_write
 from lob.models.base import TickModel
 
-BOOL, FLOAT, INT64 = TensorProto.BOOL, TensorProto.FLOAT, TensorProto.INT64
 
 
 def io_names(model: TickModel) -> tuple[list[str], list[str]]:
@@ -105,75 +105,6 @@ def export_step_onnx(model: TickModel, path: Path, opset: int = 18, model_versio
         onnx.checker.check_model(tmp, full_check=True)
 
     atomic_write(Path(path), write)
-
-
-def chunk_graph(step: onnx.ModelProto) -> onnx.ModelProto:
-    """The one-tick step graph ``step`` (``TOKEN`` (B, 1), ``FEATURES`` (B, F), states) as a graph over a
-    chunk (``TOKEN`` (B, T), ``FEATURES`` (B, T, F), the same states): an ONNX ``Loop`` of T iterations whose
-    body is ``step``'s nodes (renamed into the loop's scope), the states loop-carried and the per-tick
-    outputs stacked and transposed to (B, T, ...). ``step``'s initializers stay in the outer graph."""
-    g = step.graph
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
-        raise ValueError("chunk_graph: the step graph already has subgraphs")
-    weights = {t.name for t in g.initializer}
-    inner = lambda name: name if not name or name in weights else f"tick/{name}"  # noqa: E731
-    state_in = [v for v in g.input if v.name not in (TOKEN, FEATURES)]
-    state_out = [v for v in g.output if parse_state_name(v.name)]
-    per_tick = [v for v in g.output if not parse_state_name(v.name)]
-    body_nodes = [helper.make_node("Gather", [TOKEN, "t"], ["tick/token_t"], axis=1),  # (B,)
-                  helper.make_node("Constant", [], ["tick/axis1"], value=helper.make_tensor("", INT64, [1], [1])),
-                  helper.make_node("Unsqueeze", ["tick/token_t", "tick/axis1"], [inner(TOKEN)]),  # (B, 1)
-                  helper.make_node("Gather", [FEATURES, "t"], [inner(FEATURES)], axis=1)]  # (B, F)
-    for node in g.node:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(node)
-        copy.name = inner(node.name or f"{node.op_type}_{len(body_nodes)}")
-        copy.input[:] = [inner(x) for x in node.input]
-        copy.output[:] = [inner(x) for x in node.output]
-        body_nodes.append(copy)
-    body_nodes.append(helper.make_node("Identity", ["cond"], ["tick/cond_out"]))
-
-    def renamed(v: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:
-        out = onnx.ValueInfoProto()
-        out.CopyFrom(v)
-        out.name = name
-        return out
-
-    body = helper.make_graph(
-        body_nodes, "tick",
-        [helper.make_tensor_value_info("t", INT64, []), helper.make_tensor_value_info("cond", BOOL, []),
-         *(renamed(v, inner(v.name)) for v in state_in)],
-        [helper.make_tensor_value_info("tick/cond_out", BOOL, []),
-         *(renamed(v, inner(v.name)) for v in state_out), *(renamed(v, inner(v.name)) for v in per_tick)])
-    stacked = [f"{v.name}_by_tick" for v in per_tick]  # (T, B, ...)
-    nodes = [helper.make_node("Shape", [TOKEN], ["chunk_len_1"], start=1, end=2),  # (1,): T
-             helper.make_node("Constant", [], ["chunk_scalar"], value=helper.make_tensor("", INT64, [0], [])),
-             helper.make_node("Reshape", ["chunk_len_1", "chunk_scalar"], ["chunk_len"]),
-             helper.make_node("Constant", [], ["chunk_true"], value=helper.make_tensor("", BOOL, [], [True])),
-             helper.make_node("Loop", ["chunk_len", "chunk_true", *(v.name for v in state_in)],
-                              [*(v.name for v in state_out), *stacked], name="ticks", body=body)]
-    for v, s in zip(per_tick, stacked):
-        rank = len(v.type.tensor_type.shape.dim) + 1
-        nodes.append(helper.make_node("Transpose", [s], [v.name], perm=[1, 0, *range(2, rank)]))
-    inputs = [helper.make_tensor_value_info(TOKEN, INT64, ["batch", "time"]),
-              helper.make_tensor_value_info(FEATURES, FLOAT, ["batch", "time", _dims(_value(g.input, FEATURES))[1]]),
-              *state_in]
-    outputs = [helper.make_tensor_value_info(v.name, v.type.tensor_type.elem_type,
-                                             ["batch", "time", *_dims(v)[1:]]) for v in per_tick]
-    by_name = {v.name: v for v in [*outputs, *state_out]}
-    graph = helper.make_graph(nodes, g.name, inputs, [by_name[v.name] for v in g.output], list(g.initializer))
-    out = helper.make_model(graph, opset_imports=list(step.opset_import), ir_version=step.ir_version)
-    out.producer_name, out.producer_version = step.producer_name, step.producer_version
-    return out
-
-
-def _value(values, name: str) -> onnx.ValueInfoProto:
-    return next(v for v in values if v.name == name)
-
-
-def _dims(v: onnx.ValueInfoProto) -> list:
-    """Dims of a value: ints where fixed, names (str) where symbolic."""
-    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
 
 
 @contextmanager

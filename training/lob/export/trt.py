@@ -1,9 +1,11 @@
 """`lob build-trt`: TensorRT engines of the step model for the `mamba_lob_trt_*` models.
 
 One engine per precision, built with the TensorRT Python API from the FP32 ONNX that `lob export` writes
-(`mamba_lob_onnx/1/model.onnx`, its string output MODEL_VERSION left out: engines emit none), with one optimisation
-profile over batch 1..max_batch and, for ``TOKEN`` / ``FEATURES``, the time axis 1..``MAX_CHUNK`` ticks (tuned
-at 1: live ticks; the graph's ``Loop`` over the chunk becomes a TensorRT loop), and the FP16 or BF16 builder flag. The layers whose rounding the model cannot absorb run in FP32
+(`mamba_lob_onnx/1/model.onnx`, its string output MODEL_VERSION left out: engines emit none; its ``Loop`` over the
+chunk serves every T, ``lob.export.onnx_chunk.loop_only``, as onnxruntime's one-tick branch has not been built by
+TensorRT here), with one optimisation profile over batch 1..max_batch and, for ``TOKEN`` / ``FEATURES``, the
+time axis 1..``MAX_CHUNK`` ticks (tuned at 1: live ticks; the ``Loop`` becomes a TensorRT loop), and the FP16
+or BF16 builder flag. The layers whose rounding the model cannot absorb run in FP32
 (``OBEY_PRECISION_CONSTRAINTS``): exp(dt * A) with its product, softplus, the softmaxes and the RMSNorm
 reductions, as in `lob.export.onnx_fp16`. Engine I/O stays FP32/INT64, so the configs equal mamba_lob_onnx's.
 
@@ -21,6 +23,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from lob.contract import FEATURES, MAX_CHUNK, TOKEN, TRT_STEP_MODELS
 from lob.export.onnx_fp16 import SOURCE
+from lob.export.onnx_chunk import loop_only
 from lob.export.onnx_version import without_version_output
 from lob.io import atomic_write
 
@@ -80,7 +83,7 @@ def _build(trt, onnx_path: Path, flag: str, max_batch: int, opt_batch: int) -> b
         raise TrtBuildError(f"TensorRT cannot start a builder (no CUDA GPU visible?): {err}") from err
     network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
     parser = trt.OnnxParser(network, logger)
-    graph = without_version_output(onnx.load(str(onnx_path)))  # TensorRT has no string tensors
+    graph = loop_only(without_version_output(onnx.load(str(onnx_path))))  # TensorRT has no string tensors
     if not parser.parse(graph.SerializeToString(), str(onnx_path.parent)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise TrtBuildError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
