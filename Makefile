@@ -64,10 +64,10 @@ test: backend system-packages client-venv
 	$(BIN)/lob validate model_repository
 	@for py in $(BIN)/python $(CLIENT_VENV)/bin/python; do \
 	  echo "lobclient environment: $$(env -u PYTHONPATH $$py tests/integration/client_driver.py --versions)"; done
-	LOB_CLIENT_PYTHON=$(CLIENT_VENV)/bin/python $(BIN)/python -m pytest -q -ra
+	LOB_CLIENT_PYTHON=$(CLIENT_VENV)/bin/python $(BIN)/python -m pytest -q -ra --durations=30
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -ra -m "not slow and not server"
+	$(BIN)/python -m pytest -q -ra --durations=30 -m "not slow and not server"
 
 bench: backend
 	bash bench/perf_analyzer.sh
