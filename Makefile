@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 # The client alone, as a quant installs it: its wheel beside the newest numpy 2, tritonclient, protobuf, grpcio
 CLIENT_VENV := .venv-client
 CLIENT_STAMP := $(CLIENT_VENV)/.installed
+CLIENT_DEPS := $(CLIENT_VENV)/.deps
 DEMO ?= out/demo
 # make demo-real [ZIP=LOBSTER zip, default scripts/demo_real.py's] [STEPS=N DEEPLOB_STEPS=N: quick checks only]
 DEMO_REAL ?= out/demo-real
@@ -27,15 +28,23 @@ $(STAMP): pyproject.toml client/pyproject.toml
 
 venv: $(STAMP)
 
-# numpy first, as in a user's environment: installing the wheel must keep numpy 2 (tests/integration/test_client_env.py)
-$(CLIENT_STAMP): client/pyproject.toml $(shell find client/lobclient client/lobtick -name '*.py' -o -name py.typed)
-	rm -rf $(CLIENT_VENV) client/build build/client-wheel
+# numpy first, as in a user's environment: installing the wheel must keep numpy 2 (tests/integration/test_client_env.py).
+# The venv is made anew when client/pyproject.toml changes; a change to the client's sources only rebuilds and
+# reinstalls the wheel (same version number: uninstalled first), its dependencies already there.
+$(CLIENT_DEPS): client/pyproject.toml
+	rm -rf $(CLIENT_VENV)
 	$(PY) -m venv $(CLIENT_VENV)
 	$(CLIENT_VENV)/bin/pip install -q --upgrade pip
 	$(CLIENT_VENV)/bin/pip install -q "numpy>=2"
+	$(CLIENT_VENV)/bin/pip install -q "pytest>=8" "pytest-timeout>=2" mypy
+	touch $(CLIENT_DEPS)
+
+$(CLIENT_STAMP): $(CLIENT_DEPS) $(shell find client/lobclient client/lobtick -name '*.py' -o -name py.typed)
+	rm -rf client/build build/client-wheel
 	$(CLIENT_VENV)/bin/pip wheel -q --no-deps -w build/client-wheel ./client
 	rm -rf client/build
-	$(CLIENT_VENV)/bin/pip install -q build/client-wheel/lobclient-*.whl "pytest>=8" "pytest-timeout>=2" mypy
+	$(CLIENT_VENV)/bin/pip uninstall -q -y lobclient
+	$(CLIENT_VENV)/bin/pip install -q build/client-wheel/lobclient-*.whl
 	touch $(CLIENT_STAMP)
 
 client-venv: $(CLIENT_STAMP)
@@ -64,10 +73,10 @@ test: backend system-packages client-venv
 	$(BIN)/lob validate model_repository
 	@for py in $(BIN)/python $(CLIENT_VENV)/bin/python; do \
 	  echo "lobclient environment: $$(env -u PYTHONPATH $$py tests/integration/client_driver.py --versions)"; done
-	LOB_CLIENT_PYTHON=$(CLIENT_VENV)/bin/python $(BIN)/python -m pytest -q -ra
+	LOB_CLIENT_PYTHON=$(CLIENT_VENV)/bin/python $(BIN)/python -m pytest -q -ra --durations=30
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -ra -m "not slow and not server"
+	$(BIN)/python -m pytest -q -ra --durations=30 -m "not slow and not server"
 
 bench: backend
 	bash bench/perf_analyzer.sh

@@ -27,10 +27,17 @@ def data_and_run(tmp_path_factory):
     return root / "data", run
 
 
-def test_writes_every_metric_and_the_report(data_and_run):
+@pytest.fixture(scope="module")
+def evaluated(data_and_run) -> dict:
+    """The plain evaluation of the run (test split, DeepLOB with 2 steps), once: what `evaluate` returned."""
     data, run = data_and_run
-    evaluate(run, data, n_boot=50, quiet=True, deeplob_steps=2)
+    return evaluate(run, data, n_boot=100, quiet=True, deeplob_steps=2)
+
+
+def test_writes_every_metric_and_the_report(data_and_run, evaluated):
+    _, run = data_and_run
     m = json.loads((run / "metrics.json").read_text())
+    assert m == evaluated
     ne = m["next_event"]
     assert 0 <= ne["top1"] <= ne["top5"] <= 1 and ne["perplexity"] >= 1
     assert set(ne["baselines"]) == {"majority", "copy_prev", "markov1"}
@@ -63,11 +70,11 @@ def test_writes_every_metric_and_the_report(data_and_run):
     assert m["deeplob"]["val_loss"] > 0 and "normalisation" in m["deeplob"]
 
 
-def test_validation_and_cross_name_scoring(data_and_run, tmp_path):
+def test_validation_and_cross_name_scoring(data_and_run, evaluated, tmp_path):
     """--on val scores the validation split into its own file; --score-data scores other names with the model
     and the baselines fitted on the run's data (scoring the run's own data that way is the plain evaluation)."""
     data, run = data_and_run
-    test = evaluate(run, data, n_boot=100, quiet=True, deeplob_steps=2)
+    test = evaluated
     assert (run / "deeplob.pt").exists()
     split = json.loads((run / "manifest.json").read_text())["split"]["symbols"]
     val = evaluate(run, data, n_boot=100, quiet=True, deeplob_steps=2, part="val")

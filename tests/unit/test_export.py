@@ -38,12 +38,21 @@ def _tracked_snapshot() -> dict[str, bytes]:
             if p.is_file() and "__pycache__" not in p.parts}
 
 
-def test_repository_files_and_version(data_and_run, tmp_path):
+@pytest.fixture(scope="module")
+def exported(data_and_run, tmp_path_factory):
+    """`lob export` of the module's run into a fresh build folder, once: (repo, the version it returned, the tracked
+    repository's files before and after)."""
     _, run = data_and_run
-    repo = tmp_path / "build" / "model_repository"
+    repo = tmp_path_factory.mktemp("build") / "model_repository"
     tracked = _tracked_snapshot()
     version = export_repository(run, repo)
-    assert _tracked_snapshot() == tracked  # the tracked repository is never written
+    return repo, version, tracked, _tracked_snapshot()
+
+
+def test_repository_files_and_version(data_and_run, exported):
+    _, run = data_and_run
+    repo, version, tracked_before, tracked_after = exported
+    assert tracked_after == tracked_before  # the tracked repository is never written
     info = json.loads((repo / "mamba_lob_onnx/1/export.json").read_text())
     assert info["model_version"] == version == f"run-{sha256_file(run / 'checkpoint.pt')[:12]}"
     tok = Tokenizer.load(repo / "lob_tokenizer/1/tokenizer.json")
@@ -78,10 +87,9 @@ def test_refuses_the_tracked_repository_and_folders_it_did_not_build(data_and_ru
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def test_onnx_over_chunks_of_the_token_stream_matches_lob_predict(data_and_run, tmp_path):
+def test_onnx_over_chunks_of_the_token_stream_matches_lob_predict(data_and_run, exported, tmp_path):
     data, run = data_and_run
-    repo = tmp_path / "model_repository"
-    export_repository(run, repo)
+    repo = exported[0]
     offline = pq.read_table(predict(run, data, tmp_path / "p.parquet", limit=N_TICKS)).to_pydict()
     symbols = sorted(load_dataset(data))
     ticks = load_dataset(data)

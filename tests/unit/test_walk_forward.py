@@ -28,7 +28,8 @@ def test_walk_forward_trains_on_the_past_only(tmp_path):
     simulate_dataset(tmp_path / "data", n_symbols=2, n_days=2, seed=4, events_per_day=2500, start_date="2024-01-02")
     run = train(tmp_path / "data", tmp_path / "run", TrainConfig(max_steps=2, window=64, batch_size=4, eval_every=2,
                                                                  max_val_windows=4))
-    out = walk_forward(run, tmp_path / "data", 2, n_boot=100, deeplob_steps=2)
+    # no DeepLOB: nothing here reads it (its fit and scores are test_evaluate's); the folds record that it was off
+    out = walk_forward(run, tmp_path / "data", 2, n_boot=100, deeplob_steps=0)
     assert json.loads((run / "walk_forward.json").read_text()) == out
     full = load_dataset(tmp_path / "data")
     f0, f1 = out["folds"]
@@ -44,3 +45,5 @@ def test_walk_forward_trains_on_the_past_only(tmp_path):
         assert len(vals) == 2 and m[key]["mean"] == pytest.approx(np.mean(vals))
         assert m[key]["std"] == pytest.approx(np.std(vals, ddof=1))
     assert not (run / "walk_forward" / "fold0" / "run" / ".run.resume.pt").exists()
+    for i in (0, 1):  # each fold is evaluated with the budget asked for
+        assert json.loads((run / "walk_forward" / f"fold{i}" / "run" / "metrics.json").read_text())["deeplob"] == {"steps": 0}
