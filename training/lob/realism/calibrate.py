@@ -158,12 +158,16 @@ def _clock_gaps(branching, decay_s, n: int, session_s: float, u_shaped: bool, se
 
 
 FLOW_PARAMS = ("market_mult", "cancel_mult", "inside_rate", "depth")
+START_INSIDE = (0.01, 0.03, 0.1, 0.3)  # the coarse grid fit_flow starts from
+START_MARKET = (0.5, 1.5, 5.0)
 
 
 def fit_flow(spec: SymbolSpec, target: dict[str, float], levels: int, n: int, seed: int,
              iters: int = FLOW_ITERS) -> tuple[SymbolSpec, dict[str, float]]:
     """Step 2: SMM over FLOW_PARAMS (log scale) from ``spec``; returns the fitted spec and its moments.
 
+    Nelder-Mead starts from the best of ``spec`` and a coarse grid (START_INSIDE x START_MARKET, the rest as in
+    ``spec``).
     Each evaluation simulates days of ``n`` events (the real day's count, at most MAX_FIT_DAY: a day
     starts from a fresh book) until SIM_EVENTS events are reached. Data without trades (a bookTicker
     alone) fixes ``market_mult`` at 0.
@@ -190,7 +194,11 @@ def fit_flow(spec: SymbolSpec, target: dict[str, float], levels: int, n: int, se
         m = moments(x)
         return sum(((m[k] - target[k]) / MOMENT_SCALE[k]) ** 2 for k in names if k in MOMENT_SCALE)
 
-    x0 = np.log([getattr(spec, k) for k in free])
+    # Nelder-Mead stalls on the plateaus of the spread quantiles (a spread pinned at the grid step): start it
+    # from the best of the direct guess and a coarse grid of inside and market rates
+    starts = [np.log([getattr(s, k) for k in free]) for s in [spec] + [
+        replace(spec, inside_rate=i, market_mult=m) for i in START_INSIDE for m in (START_MARKET if not no_trades else (1.0,))]]
+    x0 = min(starts, key=loss)
     simplex = x0 + np.vstack([np.zeros(len(free)), 0.7 * np.eye(len(free))])
     res = minimize(loss, x0, method="Nelder-Mead", options={"maxfev": iters, "initial_simplex": simplex})
     fitted = replace(spec_of(res.x), clock_branching=spec.clock_branching, clock_decay_s=spec.clock_decay_s)
