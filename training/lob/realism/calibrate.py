@@ -166,8 +166,8 @@ def fit_flow(spec: SymbolSpec, target: dict[str, float], levels: int, n: int, se
              iters: int = FLOW_ITERS) -> tuple[SymbolSpec, dict[str, float]]:
     """Step 2: SMM over FLOW_PARAMS (log scale) from ``spec``; returns the fitted spec and its moments.
 
-    Nelder-Mead starts from the best of ``spec`` and a coarse grid (START_INSIDE x START_MARKET, the rest as in
-    ``spec``).
+    Nelder-Mead starts from ``spec``; when it ends more than one scale per moment off, once more from the
+    best point of a coarse grid (START_INSIDE x START_MARKET, the rest as in ``spec``), the better fit kept.
     Each evaluation simulates days of ``n`` events (the real day's count, at most MAX_FIT_DAY: a day
     starts from a fresh book) until SIM_EVENTS events are reached. Data without trades (a bookTicker
     alone) fixes ``market_mult`` at 0.
@@ -194,13 +194,16 @@ def fit_flow(spec: SymbolSpec, target: dict[str, float], levels: int, n: int, se
         m = moments(x)
         return sum(((m[k] - target[k]) / MOMENT_SCALE[k]) ** 2 for k in names if k in MOMENT_SCALE)
 
-    # Nelder-Mead stalls on the plateaus of the spread quantiles (a spread pinned at the grid step): start it
-    # from the best of the direct guess and a coarse grid of inside and market rates
-    starts = [np.log([getattr(s, k) for k in free]) for s in [spec] + [
-        replace(spec, inside_rate=i, market_mult=m) for i in START_INSIDE for m in (START_MARKET if not no_trades else (1.0,))]]
-    x0 = min(starts, key=loss)
-    simplex = x0 + np.vstack([np.zeros(len(free)), 0.7 * np.eye(len(free))])
-    res = minimize(loss, x0, method="Nelder-Mead", options={"maxfev": iters, "initial_simplex": simplex})
+    def fit(x0):
+        simplex = x0 + np.vstack([np.zeros(len(free)), 0.7 * np.eye(len(free))])
+        return minimize(loss, x0, method="Nelder-Mead", options={"maxfev": iters, "initial_simplex": simplex})
+
+    res = fit(np.log([getattr(spec, k) for k in free]))
+    if res.fun > len(MOMENT_SCALE):  # off by more than one scale per moment: stalled on a plateau of the spread
+        # quantiles (e.g. a spread pinned at the grid step); again from the best point of a coarse grid
+        grid = [np.log([getattr(replace(spec, inside_rate=i, market_mult=m), k) for k in free])
+                for i in START_INSIDE for m in (START_MARKET if not no_trades else (1.0,))]
+        res = min(res, fit(min(grid, key=loss)), key=lambda r: r.fun)
     fitted = replace(spec_of(res.x), clock_branching=spec.clock_branching, clock_decay_s=spec.clock_decay_s)
     return fitted, moments(res.x)
 
