@@ -8,7 +8,8 @@ import pytest
 import torch
 from scipy import stats
 
-from lob.data.schema import load_dataset
+from lob.data.lobster_export import export_lobster
+from lob.data.schema import dataset_files, load_dataset, read_ticks
 from lob.data.simulator import simulate_dataset
 from lob.evaluation.generate import RolloutBook, block_returns, bucket_value, generate, sample, stylized_facts
 from lob.tokenizer import TickInput, Tokenizer
@@ -47,6 +48,14 @@ def test_rollouts_shapes_facts_and_determinism(tiny_run, tmp_path):
     assert all(0.0 <= v <= 1.0 for v in on_disk["tv_distance"].values())
     assert np.isfinite(on_disk["real_continuation"]["mean_loglik_nats"]) and on_disk["real_continuation"]["perplexity"] > 1
     assert 0.0 <= on_disk["token_roundtrip"] <= 1.0
+    # the rebuilt ticks, one canonical file per rollout (read back validated: books never crossed), export apart
+    files = dataset_files(tmp_path / "a" / "ticks")
+    assert [f.name for f in files] == [f"2024-01-02_r{r:02d}.parquet" for r in range(3)]
+    rebuilt = [read_ticks(f) for f in files]
+    assert [t.meta["rollout"] for t in rebuilt] == [0, 1, 2] and all(len(t) == 60 for t in rebuilt)
+    assert np.allclose(np.concatenate([t.mid() for t in rebuilt]), table["mid"])
+    assert np.array_equal(np.concatenate([t.ts_ns for t in rebuilt]), table["ts_ns"])
+    assert len({p.name for p in export_lobster(tmp_path / "a" / "ticks", tmp_path / "lobster")}) == 3
     again = generate(run, data, tmp_path / "b", **kw)
     assert (tmp_path / "a" / "rollouts.parquet").read_bytes() == (tmp_path / "b" / "rollouts.parquet").read_bytes()
     assert json.dumps(again, sort_keys=True) == json.dumps(facts, sort_keys=True)

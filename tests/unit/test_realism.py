@@ -179,3 +179,20 @@ def test_fact_primitives_pin_one_kurtosis_convention_and_one_nan_rule():
 
     assert total_variation(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == 1.0
     assert total_variation(np.array([0.5, 0.5]), np.array([1.0, 0.0])) == 0.5
+
+
+def test_a_part_of_a_dataset_is_lob_trains_chronological_split(tmp_path):
+    """``DIR:SYM@PART`` reads the part `lob train` would use: two days with 1 s and 3 s gaps (trading time 300 s
+    + 900 s; overnight counts zero): train is the first 840 s of it (across the day break), test the last 180 s (both ends included)."""
+    from lob.realism.report import load_days
+
+    _write(tmp_path, [100] * 301, [101] * 301, [10**9] * 300, date="2024-01-02")
+    _write(tmp_path, [100] * 301, [101] * 301, [3 * 10**9] * 300, date="2024-01-03", t0=T0 + 86_400 * 10**9)
+    _, train = load_days(f"{tmp_path}:X@train")
+    _, test = load_days(f"{tmp_path}@test")
+    _, held = load_days(f"{tmp_path}@heldout")
+    assert [len(d) for d in train] == [301, 180] and [d.meta["date"] for d in train] == ["2024-01-02", "2024-01-03"]
+    assert [len(d) for d in test] == [61] and test[0].ts_ns[0] == T0 + (86_400 + 720) * 10**9
+    assert len(held[0]) == 121 and held[0].meta["part"] == "heldout" and held[0].meta["day_span_s"] == 900.0
+    with pytest.raises(ValueError, match="unknown part 'tail'"):
+        load_days(f"{tmp_path}@tail")

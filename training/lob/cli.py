@@ -95,7 +95,8 @@ def simulate(
 @app.command()
 @user_errors
 def calibrate(
-    data: str = typer.Option(..., metavar="DIR[:SYMBOL]", help="Real dataset (one symbol) to fit."),
+    data: str = typer.Option(..., metavar="DIR[:SYMBOL][@PART]", help="Real dataset (one symbol) to fit; @train, @val, "
+                             "@test or @heldout (val + test): that chronological part, as `lob train` splits."),
     out: Path = typer.Option(..., help="Instrument PARAMS.json to write (for `lob simulate --params`)."),
     seed: int = typer.Option(0, help="Seed of the simulations inside the fit (common random numbers)."),
 ):
@@ -188,11 +189,14 @@ def import_binance_ws_cmd(
 @app.command()
 @user_errors
 def realism(
-    data_a: str = typer.Argument(..., metavar="DIR_A[:SYMBOL]", help="Dataset to judge (e.g. a simulation)."),
-    data_b: str = typer.Argument(..., metavar="DIR_B[:SYMBOL]", help="Reference dataset (e.g. a real day)."),
+    data_a: str = typer.Argument(..., metavar="DIR_A[:SYMBOL][@PART]", help="Dataset to judge (e.g. a simulation)."),
+    data_b: str = typer.Argument(..., metavar="DIR_B[:SYMBOL][@PART]",
+                                 help="Reference dataset (e.g. a real day; real:GOOG@test: the last 15% of its "
+                                      "trading time, `lob train`'s test part; @train, @val, @heldout = val + test)."),
     out: Optional[Path] = typer.Option(None, help="Report JSON to write (and a PNG beside it)."),
 ):
-    """Stylized facts of two datasets side by side and their distances (TV, Wasserstein-1)."""
+    """Stylized facts of two datasets side by side and their distances (TV, Wasserstein-1), and LOB-Bench's 24
+    scores beside the reference's real-vs-real floor."""
     from lob.realism.report import print_report, realism_report
 
     print_report(realism_report(data_a, data_b, out))

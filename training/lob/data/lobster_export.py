@@ -225,7 +225,8 @@ def export_lobster(data: Path, out: Path, symbols: list[str] | None = None) -> l
         msg, book, n_levels = lobster_csvs(t)
         local = _local_ns(t)
         date = t.meta.get("date") or f.stem
-        stem = f"{t.symbol}_{date}_{int(local[0]) // 10**6}_{int(local[-1]) // 10**6 + 1}"
+        tag = f.stem[len(date):] if f.stem.startswith(date) else ""  # e.g. a `lob generate` rollout's "_r03"
+        stem = f"{t.symbol}_{date}{tag}_{int(local[0]) // 10**6}_{int(local[-1]) // 10**6 + 1}"
         for kind, text in (("orderbook", book), ("message", msg)):
             path = out / f"{stem}_{kind}_{n_levels}.csv"
             atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text))

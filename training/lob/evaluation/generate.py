@@ -20,7 +20,9 @@ can land in a neighbouring bucket. Bucket values: the midpoint of a bounded buck
 edge of the open top bucket.
 
 Writes ``OUT/rollouts.parquet`` (rollout, step, token, kind, side, mid_move, spread_bucket, size_bucket,
-dt_bucket, mid, ts_ns; step 0 is the first generated tick), ``OUT/facts.json`` and ``OUT/facts.png``:
+dt_bucket, mid, ts_ns; step 0 is the first generated tick), the rebuilt ticks as a canonical dataset with one
+file per rollout (``OUT/ticks/<SYMBOL>/<date>_r<NN>.parquet``, for `lob realism` and `lob export-lobster`),
+``OUT/facts.json`` and ``OUT/facts.png``:
 total-variation distances between the rollouts' and the real continuation's event-kind mix, spread,
 mid-move and inter-arrival bucket distributions; Pearson kurtosis (Gaussian 3) of ``return_ticks``-event
 mid log-returns; ACF (lags 1..10) of those returns and of their absolute values, each averaged over the
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lob.data.schema import load_dataset
+from lob.data.schema import Ticks, load_dataset, write_ticks
 from lob.io import atomic_write, write_json
 from lob.realism.stats import ACF_LAGS, acf, pearson_kurtosis, total_variation
 from lob.tokenizer import EVENT_CLASSES, TickInput, Tokenizer
@@ -158,6 +160,12 @@ class RolloutBook:
                          float(trade_px), float(trade_sz), int(trade_side))
 
 
+def as_ticks(ticks: list[TickInput], symbol: str, meta: dict) -> Ticks:
+    """A rollout's rebuilt ticks as a canonical table (N rows)."""
+    col = lambda i, dtype=np.float64: np.array([t[i] for t in ticks], dtype)  # noqa: E731
+    return Ticks(col(0, np.int64), col(1), col(2), col(3), col(4), col(5), col(6), col(7, np.int8), symbol, meta)
+
+
 # ------------------------------------------------------------------------------------------------ sampling
 
 def sample(logits: torch.Tensor, top_k: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
@@ -172,7 +180,7 @@ def rollout(model, tokenizer: Tokenizer, prompt_tokens: np.ndarray, prompt_featu
             last_tick: TickInput, tok_state, steps: int, rollouts: int, top_k: int, temperature: float,
             seed: int) -> dict[str, np.ndarray]:
     """Sample ``rollouts`` x ``steps`` tokens after the prompt. Returns arrays (R, S): token, re-encoded token,
-    mid, ts_ns, and the decoded digits."""
+    mid, ts_ns; and "ticks": each rollout's rebuilt ticks (R lists of S ``TickInput``)."""
     g = torch.Generator().manual_seed(seed)
     *_, (_, next_logits, _, state) = model.forward_chunked(prompt_tokens[None], prompt_features[None])  # last chunk
     logits = next_logits[:, -1].expand(rollouts, -1)
@@ -181,11 +189,13 @@ def rollout(model, tokenizer: Tokenizer, prompt_tokens: np.ndarray, prompt_featu
     tok_states = [tok_state] * rollouts
     out = {k: np.zeros((rollouts, steps), np.int64) for k in ("token", "reencoded", "ts_ns")}
     out["mid"] = np.zeros((rollouts, steps), np.float64)
+    out["ticks"] = [[] for _ in range(rollouts)]
     for t in range(steps):
         tokens = sample(logits, top_k, temperature, g)  # (R,)
         features = np.empty((rollouts, tokenizer.n_features), np.float32)
         for r, token in enumerate(tokens.tolist()):
             tick = books[r].apply(tokenizer.describe(token))
+            out["ticks"][r].append(tick)
             out["reencoded"][r, t], features[r], tok_states[r] = tokenizer.step(tick, tok_states[r])
             out["token"][r, t], out["mid"][r, t], out["ts_ns"][r, t] = token, books[r].mid, tick.ts_ns
         logits, _, *state = model.step(tokens, torch.from_numpy(features), *state)
@@ -331,6 +341,10 @@ def generate(run: Path, data: Path, out: Path, prompt_ticks: int = 512, steps: i
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "rollouts.parquet", lambda tmp: pq.write_table(table, tmp))
     write_json(out / "facts.json", facts)
+    meta = {"date": seg.ticks.meta.get("date", ""), "tick_size": seg.ticks.meta.get("tick_size"),
+            "n_levels": seg.ticks.meta.get("n_levels", len(last.bid_px)), "source": f"lob generate ({Path(run).name})"}
+    for r, ticks in enumerate(gen["ticks"]):
+        write_ticks(out / "ticks" / symbol / f"{meta['date']}_r{r:02d}.parquet", as_ticks(ticks, symbol, meta | {"rollout": r}))
     _plot(facts, gen["mid"], real_mids[0], prompt_mid, out / "facts.png")
     return facts
 

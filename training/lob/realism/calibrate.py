@@ -7,7 +7,9 @@ count as in ``lob.realism.report``):
    (first mid), ``grid_ticks`` (median gap between the first two levels, in ticks: a wide-spread book
    quotes every few ticks), ``lot_size`` (the largest power of ten that 99% of sizes are multiples of), ``limit_size`` (mean |best-queue change| of non-trade events at an unchanged best price),
    ``market_size`` (mean trade size), the session length (the days' mean first-to-last span, 6.5 h for
-   full days) and whether its activity is U-shaped (spans of 3 h or more), events per day.
+   full days) and whether its activity is U-shaped (spans of 3 h or more), events per day. A chronological
+   part of the days (``DIR:SYMBOL@train``, ``lob.realism.report.select_part``) stands for its whole days:
+   the session is the days' span, the events per day the part's rate over it.
 2. **Simulated method of moments** for the order-flow rates: ``market_mult``, ``cancel_mult``,
    ``inside_rate`` and ``depth`` (log scale) minimise the squared standardised differences between
    simulated and real trade share, mid-moving share, spread quantiles (25/50/75 %, log ticks) and median
@@ -117,7 +119,7 @@ def direct_spec(symbol: str, days: list[Ticks], levels: int) -> tuple[SymbolSpec
     limit_size = max(1.0, float(changes.mean()) / lot) if changes.size else 1.0
     market_size = max(1.0, float(trades.mean()) / lot) if trades.size else 1.0
     depth = max(1.0, float(np.median(np.r_[t.bid_sz[:, 0], t.ask_sz[:, 0]])) / lot)
-    spans = [(d.ts_ns[-1] - d.ts_ns[0]) * 1e-9 for d in days]
+    spans = [d.meta.get("day_span_s", (d.ts_ns[-1] - d.ts_ns[0]) * 1e-9) for d in days]  # a part: its whole day
     session = float(min(max(np.mean(spans), 1.0), 24 * 3600.0))
     if abs(session - SESSION_S) < 0.05 * SESSION_S:
         session = SESSION_S
@@ -126,7 +128,9 @@ def direct_spec(symbol: str, days: list[Ticks], levels: int) -> tuple[SymbolSpec
     spec = SymbolSpec(symbol=symbol, price=round(round(price / (tick * grid)) * tick * grid, 10), tick_size=tick,
                       lot_size=lot, depth=depth, limit_size=limit_size, market_size=market_size, inside_rate=inside,
                       grid_ticks=grid, session_s=session, u_shaped=session >= 3 * 3600)
-    return spec, int(round(np.mean([len(truncate(d, levels)) for d in days])))
+    per_day = [len(truncate(d, levels)) * span / max((d.ts_ns[-1] - d.ts_ns[0]) * 1e-9, 1e-9)
+               for d, span in zip(days, spans)]  # a part's events at its rate over the whole day
+    return spec, int(round(np.mean(per_day)))
 
 
 # ---------------------------------------------------------------------------------------------- simulation
@@ -154,12 +158,16 @@ def _clock_gaps(branching, decay_s, n: int, session_s: float, u_shaped: bool, se
 
 
 FLOW_PARAMS = ("market_mult", "cancel_mult", "inside_rate", "depth")
+START_INSIDE = (0.01, 0.03, 0.1, 0.3)  # the coarse grid fit_flow starts from
+START_MARKET = (0.5, 1.5, 5.0)
 
 
 def fit_flow(spec: SymbolSpec, target: dict[str, float], levels: int, n: int, seed: int,
              iters: int = FLOW_ITERS) -> tuple[SymbolSpec, dict[str, float]]:
     """Step 2: SMM over FLOW_PARAMS (log scale) from ``spec``; returns the fitted spec and its moments.
 
+    Nelder-Mead starts from ``spec``; when it ends more than one scale per moment off, once more from the
+    best point of a coarse grid (START_INSIDE x START_MARKET, the rest as in ``spec``), the better fit kept.
     Each evaluation simulates days of ``n`` events (the real day's count, at most MAX_FIT_DAY: a day
     starts from a fresh book) until SIM_EVENTS events are reached. Data without trades (a bookTicker
     alone) fixes ``market_mult`` at 0.
@@ -186,9 +194,16 @@ def fit_flow(spec: SymbolSpec, target: dict[str, float], levels: int, n: int, se
         m = moments(x)
         return sum(((m[k] - target[k]) / MOMENT_SCALE[k]) ** 2 for k in names if k in MOMENT_SCALE)
 
-    x0 = np.log([getattr(spec, k) for k in free])
-    simplex = x0 + np.vstack([np.zeros(len(free)), 0.7 * np.eye(len(free))])
-    res = minimize(loss, x0, method="Nelder-Mead", options={"maxfev": iters, "initial_simplex": simplex})
+    def fit(x0):
+        simplex = x0 + np.vstack([np.zeros(len(free)), 0.7 * np.eye(len(free))])
+        return minimize(loss, x0, method="Nelder-Mead", options={"maxfev": iters, "initial_simplex": simplex})
+
+    res = fit(np.log([getattr(spec, k) for k in free]))
+    if res.fun > len(MOMENT_SCALE):  # off by more than one scale per moment: stalled on a plateau of the spread
+        # quantiles (e.g. a spread pinned at the grid step); again from the best point of a coarse grid
+        grid = [np.log([getattr(replace(spec, inside_rate=i, market_mult=m), k) for k in free])
+                for i in START_INSIDE for m in (START_MARKET if not no_trades else (1.0,))]
+        res = min(res, fit(min(grid, key=loss)), key=lambda r: r.fun)
     fitted = replace(spec_of(res.x), clock_branching=spec.clock_branching, clock_decay_s=spec.clock_decay_s)
     return fitted, moments(res.x)
 
@@ -223,6 +238,19 @@ def fit_clock(log10_dt: np.ndarray, n: int, session_s: float, u_shaped: bool, re
 
 # ---------------------------------------------------------------------------------------------- calibrate
 
+def provenance(spec_arg: str, days: list[Ticks]) -> str:
+    """What ``DIR[:SYMBOL][@PART]`` holds, without the local folder: the source files its importer
+    recorded (else the folder's name), and the part."""
+    from lob.realism.report import parse_spec
+
+    root, _, part = parse_spec(spec_arg)
+    files = sorted({f for d in days for f in d.meta.get("files", [])})
+    what = f"{days[0].meta.get('source', 'dataset')} {' + '.join(files)}" if files else root.name
+    if part:
+        what += f", part {part!r} of lob.training.split (train: first 70% of trading time; test: last 15%)"
+    return what
+
+
 def calibrate(spec_arg: str, out: Path | None = None, seed: int = 0, flow_iters: int = FLOW_ITERS,
               clock_iters: int = CLOCK_ITERS) -> dict:
     """Fit an instrument to ``DIR[:SYMBOL]``; write the params JSON to ``out`` (atomically) when given."""
@@ -244,7 +272,7 @@ def calibrate(spec_arg: str, out: Path | None = None, seed: int = 0, flow_iters:
         "format": FORMAT,
         "instrument": asdict(spec),
         "events_per_day": events,
-        "fitted_to": {"data": spec_arg, "days": [d.meta.get("date") for d in days], "levels": levels,
+        "fitted_to": {"data": provenance(spec_arg, days), "days": [d.meta.get("date") for d in days], "levels": levels,
                       "time_resolution_ns": resolution, "events": int(sum(len(d) for d in days))},
         "method": "method of moments (tick, price, grid, sizes, session) + simulated method of moments "
                   "(flow rates: Nelder-Mead on standardised moments; Hawkes clock: W1 of log10 gaps)",

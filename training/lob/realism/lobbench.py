@@ -19,12 +19,22 @@ pooled over its sequences. The 21 unconditional scores of the paper (units: pric
 * ``ofi``: level-1 order-flow imbalance of each book change, averaged over the last ``OFI_WINDOW`` = 100;
   ``ofi_up|stay|down``: that average just before a mid move up / no move / down.
 
+The paper's 3 conditional scores ``X | C`` (``COND_SCORES``) pair each message's value of X with its value of
+C: ``ask_volume | spread`` (level-1 ask volume given the spread), ``spread | time`` (given the time of day,
+s after midnight), ``spread | volatility`` (given the sequence's volatility: the standard deviation of the
+log returns of the mid sampled (last value) on a 0.1 s grid aligned to midnight, between adjacent grid
+points that both hold a message; 0 when undefined).
+
 Distances, both 0 for identical samples: **L1** is the total variation (half the L1 norm) between the two
 histograms (bins: every distinct value of a discrete score; Freedman-Diaconis edges of the pooled values
 otherwise; 1 when one side has no value), in [0, 1]; **W1** is the Wasserstein-1 distance after z-scoring
-both samples with the pooled mean and standard deviation. Summaries: mean, median and interquartile mean
-(IQM: the mean of the middle 50%) over the scores defined on both sides. The paper's conditional scores
-(ask volume | spread, spread | time, spread | volatility) are not implemented.
+both samples with the pooled mean and standard deviation. A conditional score groups the pooled messages by
+C (spread: its distinct values; time: 24 edges evenly from 0 to 86,400 s; volatility: the pooled deciles),
+takes X's L1 and W1 inside each group (X binned by its distinct values for ``spread | volatility``, by the
+group's pooled deciles otherwise; a group one side lacks counts L1 1, W1 0) and sums them weighted by the
+group's share of all messages. Summaries: mean, median and interquartile mean (IQM: the mean of the middle
+50%) over the scores defined on both sides: ``summary`` over all 24 (as LOB-Bench's summary includes the
+conditional scores), ``summary_unconditional`` over the 21.
 
 **Floor**: one real dataset against itself, its even-numbered sequences against its odd-numbered ones:
 the distance two samples of the same market keep (``floor``).
@@ -74,6 +84,10 @@ def sequences(days: list[Ticks], levels: int) -> list[Sequence]:
                                   for n, x in (("px", t.bid_px), ("sz", t.bid_sz), ("px", t.ask_px), ("sz", t.ask_sz))),
                                 tick))
     return out
+
+
+def _spread(q: Sequence) -> np.ndarray:
+    return np.round(q.ask_px[:, 0] - q.bid_px[:, 0])
 
 
 def _mid(q: Sequence) -> np.ndarray:
@@ -138,7 +152,7 @@ def _ofi(q: Sequence) -> tuple[np.ndarray, np.ndarray]:
 
 
 SCORES = {
-    "spread": lambda q: np.round(q.ask_px[:, 0] - q.bid_px[:, 0]),
+    "spread": _spread,
     "orderbook_imbalance": lambda q: (q.bid_sz[:, 0] - q.ask_sz[:, 0]) / (q.bid_sz[:, 0] + q.ask_sz[:, 0]),
     "log_inter_arrival_time": lambda q: np.log(np.maximum(np.diff(q.msg.time_ns) * 1e-6, 1e-9)),
     "log_time_to_cancel": _time_to_cancel,
@@ -162,21 +176,70 @@ SCORES = {
 }
 
 
+def _volatility(q: Sequence) -> float:
+    """Std (ddof 1) of the mid's log returns on a 0.1 s grid (last mid in each step) between adjacent
+    steps that both hold a message; 0 with fewer than 2 returns."""
+    step = q.msg.time_ns // 10**8
+    last = np.r_[step[1:] != step[:-1], True]
+    s, mid = step[last], np.log(_mid(q)[last])
+    r = np.diff(mid)[np.diff(s) == 1]
+    return float(r.std(ddof=1)) if r.size > 1 else 0.0
+
+
+TIME_EDGES = np.linspace(0, 86_400, 24)
+COND_SCORES = {  # name: (X, C, bins of C, X discrete)
+    "ask_volume | spread": (lambda q: q.ask_sz[:, 0], _spread, "discrete", False),
+    "spread | time": (_spread, lambda q: q.msg.time_ns * 1e-9, TIME_EDGES, False),
+    "spread | volatility": (_spread, lambda q: np.full(len(q.msg.time_ns), _volatility(q)), "deciles", True),
+}
+
+
 def score_values(seqs: list[Sequence]) -> dict[str, np.ndarray]:
-    """{score: its values pooled over ``seqs``}."""
-    return {name: np.concatenate([np.asarray(fn(q), float) for q in seqs] or [np.zeros(0)]) for name, fn in SCORES.items()}
+    """{score: its values pooled over ``seqs``}: (n,) for SCORES, (2, n) rows X and C for COND_SCORES."""
+    out = {name: np.concatenate([np.asarray(fn(q), float) for q in seqs] or [np.zeros(0)]) for name, fn in SCORES.items()}
+    for name, (x, c, _, _) in COND_SCORES.items():
+        out[name] = np.concatenate([np.stack([x(q), c(q)]).astype(float) for q in seqs] or [np.zeros((2, 0))], axis=1)
+    return out
 
 
-def l1(a: np.ndarray, b: np.ndarray, discrete: bool = False) -> float:
+def _edges(pooled: np.ndarray, bins) -> np.ndarray:
+    """Bin edges of ``pooled``: its distinct values ("discrete"), Freedman-Diaconis ("fd"), its distinct
+    deciles ("deciles"), or the given array."""
+    if isinstance(bins, np.ndarray):
+        return bins
+    if bins == "discrete":
+        return np.unique(pooled)
+    return np.histogram_bin_edges(pooled, bins="fd") if bins == "fd" else np.unique(np.quantile(pooled, np.arange(1, 10) / 10))
+
+
+def l1(a: np.ndarray, b: np.ndarray, discrete: bool = False, bins=None) -> float:
     """Total variation between the histograms of samples ``a`` and ``b``: 0 identical, 1 disjoint (and when
-    one is empty; NaN when both are). Bins: the distinct values if ``discrete``, else Freedman-Diaconis edges
-    of the pooled sample (values outside the edges fall in the two open end bins)."""
+    one is empty; NaN when both are). Bins (``_edges`` of the pooled sample): the distinct values if
+    ``discrete``, else ``bins`` ("deciles", edges) or Freedman-Diaconis edges; values outside the edges
+    fall in the two open end bins."""
     if a.size == 0 or b.size == 0:
         return math.nan if a.size == b.size else 1.0
-    pooled = np.concatenate([a, b])
-    edges = np.unique(pooled) if discrete else np.histogram_bin_edges(pooled, bins="fd")
+    edges = _edges(np.concatenate([a, b]), "discrete" if discrete else bins or "fd")
     pa, pb = (np.bincount(np.searchsorted(edges, x, side="right"), minlength=edges.size + 1) / x.size for x in (a, b))
     return float(0.5 * np.abs(pa - pb).sum())
+
+
+def conditional(a: np.ndarray, b: np.ndarray, cond_bins, discrete: bool) -> dict[str, float]:
+    """{"l1", "w1"} of X | C between (2, n) samples ``a`` and ``b`` (rows X, C): each group of C (``_edges``
+    of the pooled C by ``cond_bins``) scored on X (distinct values if ``discrete``, else deciles), weighted by
+    its share of the pooled messages; a group one side lacks scores L1 1, W1 0. NaN when either is empty."""
+    if a.shape[1] == 0 or b.shape[1] == 0:
+        return {"l1": math.nan, "w1": math.nan}
+    edges = _edges(np.concatenate([a[1], b[1]]), cond_bins)
+    ga, gb = (np.searchsorted(edges, x[1], side="right") for x in (a, b))
+    n = a.shape[1] + b.shape[1]
+    out = {"l1": 0.0, "w1": 0.0}
+    for g in np.union1d(ga, gb):
+        xa, xb = a[0, ga == g], b[0, gb == g]
+        share = (xa.size + xb.size) / n
+        out["l1"] += share * l1(xa, xb, discrete, "deciles")
+        out["w1"] += share * (w1(xa, xb) if xa.size and xb.size else 0.0)
+    return out
 
 
 def w1(a: np.ndarray, b: np.ndarray) -> float:
@@ -203,8 +266,9 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def distances(va: dict[str, np.ndarray], vb: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """{score: {"l1", "w1"}} between two pooled score sets."""
-    return {k: {"l1": l1(va[k], vb[k], k in DISCRETE), "w1": w1(va[k], vb[k])} for k in SCORES}
+    """{score: {"l1", "w1"}} between two pooled score sets (SCORES, then COND_SCORES)."""
+    return ({k: {"l1": l1(va[k], vb[k], k in DISCRETE), "w1": w1(va[k], vb[k])} for k in SCORES}
+            | {k: conditional(va[k], vb[k], cb, disc) for k, (_, _, cb, disc) in COND_SCORES.items()})
 
 
 def floor(seqs: list[Sequence]) -> dict[str, dict[str, float]]:
@@ -214,10 +278,12 @@ def floor(seqs: list[Sequence]) -> dict[str, dict[str, float]]:
 
 def compare(seqs_a: list[Sequence], seqs_b: list[Sequence]) -> dict:
     """LOB-Bench distances of ``seqs_a`` to the reference ``seqs_b`` beside ``seqs_b``'s floor:
-    {"scores": {score: {"l1", "w1", "floor_l1", "floor_w1"}}, "summary": {"l1"|"w1"|"floor_l1"|"floor_w1": ...},
-    "sequences": [n_a, n_b]}."""
+    {"scores": {score: {"l1", "w1", "floor_l1", "floor_w1"}}, "summary": {"l1"|"w1"|"floor_l1"|"floor_w1": ...}
+    over all 24 scores,
+    "summary_unconditional": the same over SCORES alone, "sequences": [n_a, n_b]}."""
     d, f = distances(score_values(seqs_a), score_values(seqs_b)), floor(seqs_b)
-    scores = {k: {"l1": d[k]["l1"], "w1": d[k]["w1"], "floor_l1": f[k]["l1"], "floor_w1": f[k]["w1"]} for k in SCORES}
-    return {"scores": scores, "summary": {m: summary([s[m] for s in scores.values()])
-                                          for m in ("l1", "w1", "floor_l1", "floor_w1")},
+    scores = {k: {"l1": d[k]["l1"], "w1": d[k]["w1"], "floor_l1": f[k]["l1"], "floor_w1": f[k]["w1"]} for k in d}
+    metrics = ("l1", "w1", "floor_l1", "floor_w1")
+    return {"scores": scores, "summary": {m: summary([s[m] for s in scores.values()]) for m in metrics},
+            "summary_unconditional": {m: summary([scores[k][m] for k in SCORES]) for m in metrics},
             "sequences": [len(seqs_a), len(seqs_b)]}

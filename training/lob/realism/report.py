@@ -32,7 +32,9 @@ are `lob.realism.stats`' (its conventions: Pearson kurtosis, NaN where a sample 
 
 The report also holds LOB-Bench's score set through the same window (``report["lobbench"]``,
 `lob.realism.lobbench`): each score's L1 and W1 beside the reference's real-vs-real floor, and their
-mean / median / IQM.
+mean / median / IQM over all 24 scores (the 3 conditional ones included, as LOB-Bench's summary does) and
+over the 21 unconditional ones. ``DIR[:SYMBOL]@PART`` reads a chronological part of a dataset
+(``select_part``: `lob train`'s split, e.g. ``real:GOOG@test`` the last 15% of its trading time).
 """
 from __future__ import annotations
 
@@ -58,17 +60,46 @@ INTRADAY_BINS = 20
 
 # ---------------------------------------------------------------------------------------------- loading
 
-def parse_spec(spec: str) -> tuple[Path, str | None]:
-    """``DIR`` or ``DIR:SYMBOL`` -> (folder, symbol or None)."""
+PARTS = ("train", "val", "test", "heldout")  # `lob train`'s chronological split; heldout = val + test
+
+
+def parse_spec(spec: str) -> tuple[Path, str | None, str | None]:
+    """``DIR[:SYMBOL][@PART]`` -> (folder, symbol or None, part or None)."""
+    part = None
+    head, sep, tail = spec.rpartition("@")
+    if sep and tail in PARTS and not Path(spec).is_dir():
+        spec, part = head, tail
+    elif sep and "/" not in tail and not Path(spec).is_dir():
+        raise ValueError(f"{spec}: unknown part {tail!r}; parts are {', '.join(PARTS)}")
     head, sep, tail = spec.rpartition(":")
     if sep and tail and "/" not in tail and not Path(spec).is_dir():
-        return Path(head), tail
-    return Path(spec), None
+        return Path(head), tail, part
+    return Path(spec), None, part
+
+
+def select_part(days: list[Ticks], part: str) -> list[Ticks]:
+    """The ``part`` of one symbol's days as `lob train` splits them (``lob.training.split.split_symbol``,
+    default fractions of trading time: train the first 70%, val the next 15%, test the last 15%, heldout
+    val + test), cut back into days; each day's meta gains ``part`` and ``day_span_s`` (its whole span)."""
+    from lob.training.split import split_symbol
+
+    sp = split_symbol(Ticks.concat(days))
+    lo, hi = {"train": sp.train, "val": sp.val, "test": sp.test, "heldout": slice(sp.val_start, sp.n_ticks)}[part].indices(sp.n_ticks)[:2]
+    out, start = [], 0
+    for d in days:
+        a, b = max(lo, start), min(hi, start + len(d))
+        if b - a >= 2:
+            t = d.slice(a - start, b - start)
+            t.meta.update(part=part, day_span_s=(d.ts_ns[-1] - d.ts_ns[0]) * 1e-9)
+            out.append(t)
+        start += len(d)
+    return out
 
 
 def load_days(spec: str) -> tuple[str, list[Ticks]]:
-    """The symbol-day files of ``DIR[:SYMBOL]`` (one symbol: the named one, or the only one)."""
-    root, symbol = parse_spec(spec)
+    """The symbol-day files of ``DIR[:SYMBOL][@PART]`` (one symbol: the named one, or the only one; a PART
+    of ``PARTS``: that chronological part of them, ``select_part``)."""
+    root, symbol, part = parse_spec(spec)
     files = dataset_files(root)
     symbols = sorted({f.parent.name for f in files})
     if symbol is None:
@@ -77,7 +108,8 @@ def load_days(spec: str) -> tuple[str, list[Ticks]]:
         symbol = symbols[0]
     elif symbol not in symbols:
         raise KeyError(f"{root}: no data for symbol {symbol!r}; have {symbols}")
-    return symbol, [read_ticks(f) for f in files if f.parent.name == symbol]
+    days = [read_ticks(f) for f in files if f.parent.name == symbol]
+    return symbol, select_part(days, part) if part else days
 
 
 def n_levels(days: list[Ticks]) -> int:
@@ -382,8 +414,10 @@ def print_report(report: dict) -> None:
                    title_justify="left")
     for col in ("score", "L1", "L1 floor", "W1", "W1 floor"):
         scores.add_column(col, justify="left" if col == "score" else "right")
-    rows = [(k, v) for k, v in lb["scores"].items()] + [(f"[bold]{k}[/]", {m: s[k] for m, s in lb["summary"].items()})
-                                                        for k in ("mean", "median", "iqm")]
+    rows = [(k, v) for k, v in lb["scores"].items()] + [
+        (f"[bold]{k}[/] ({label})", {m: s[k] for m, s in lb[key].items()})
+        for key, label in (("summary", "all 24, as LOB-Bench"), ("summary_unconditional", "21 unconditional"))
+        for k in ("mean", "median", "iqm")]
     for name, v in rows:
         scores.add_row(name, *(_fmt(v[m]) for m in ("l1", "floor_l1", "w1", "floor_w1")))
     console.print(scores)
