@@ -10,9 +10,8 @@ Next event (token ``t+1`` given ticks up to ``t``):
 
 Direction (per horizon), as probabilities (N, 3) from the tokenizer's standardised features of tick ``t``:
   * majority: the train class frequencies at every tick (``DummyClassifier("prior")``; argmax = majority class);
-  * logreg: multinomial logistic regression (scikit-learn, L-BFGS), objective
-    ``mean CE + l2 · ||W||²`` (bias unpenalised), i.e. ``C = 1 / (2 · l2 · N)`` (the objective of the torch
-    L-BFGS fit it replaced; tests/unit/test_evaluate.py checks both agree);
+  * logreg: multinomial logistic regression (`lob.training.readout.logistic_regression`, the fit the model's
+    direction readout starts from), objective ``mean CE + l2 · ||W||²`` (bias unpenalised);
   * hgb: gradient-boosted trees (``HistGradientBoostingClassifier``), early-stopped on the validation split
     (chronologically after train; without validation ticks of its classes, all 200 iterations run);
   * deeplob: the field's reference model (`lob.evaluation.deeplob`: convolutions, inception and an LSTM over
@@ -27,13 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
 
 from lob.training.labels import IGNORE
+from lob.training.readout import LOGREG_L2, class_proba, logistic_regression
 
 FEATURE_BASELINES = ("majority", "logreg", "hgb")  # fitted on the tokenizer's features of tick t
 DIRECTION_BASELINES = (*FEATURE_BASELINES, "deeplob")  # every direction baseline metrics.json scores
-L2 = 1e-4
 BETAS = (0.1, 1.0, 10.0, 100.0, 1000.0)  # Markov-1 prior strengths tried on validation
 
 
@@ -77,19 +75,11 @@ class TokenBaselines:
                 "markov1": self.markov_next[tokens]}
 
 
-def proba3(clf, x: np.ndarray) -> np.ndarray:
-    """(N, 3) probabilities over all three classes, zero for a class absent from the classifier's train labels."""
-    out = np.zeros((x.shape[0], 3))
-    out[:, clf.classes_] = clf.predict_proba(x)
-    return out
-
-
-def fit_classifier(name: str, x: np.ndarray, y: np.ndarray, early: dict, l2: float, seed: int):
-    """One classifier of horizon labels ``y`` (N,) on ``x`` (N, F) (``early``: the trees' validation set)."""
+def _fit_one(name: str, x: np.ndarray, y: np.ndarray, early: dict, l2: float, seed: int):
     if name == "majority" or len(np.unique(y)) < 2:  # one class only: its prior is all there is to learn
         return DummyClassifier(strategy="prior").fit(x, y)
     if name == "logreg":
-        return LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), max_iter=500, tol=1e-7).fit(x, y)
+        return logistic_regression(x, y, l2)
     return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, early_stopping=bool(early),
                                           n_iter_no_change=10, random_state=seed).fit(x, y, **early)
 
@@ -100,7 +90,7 @@ class DirectionBaselines:
 
     @staticmethod
     def fit(features: np.ndarray, labels: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None = None,
-            l2: float = L2, seed: int = 0, names: tuple[str, ...] = FEATURE_BASELINES) -> "DirectionBaselines":
+            l2: float = LOGREG_L2, seed: int = 0, names: tuple[str, ...] = FEATURE_BASELINES) -> "DirectionBaselines":
         """features (N, F) float32 standardised, labels (N, H) int64 with IGNORE for masked ticks;
         ``val`` the validation split's (features, labels) alike, for the trees' early stopping."""
         models: dict[str, list] = {name: [] for name in names}
@@ -113,10 +103,10 @@ class DirectionBaselines:
                 if vkeep.any():
                     early = {"X_val": val[0][vkeep].astype(np.float64), "y_val": val[1][vkeep, j]}
             for name in names:
-                models[name].append(fit_classifier(name, x, y, early, l2, seed))
+                models[name].append(_fit_one(name, x, y, early, l2, seed))
         return DirectionBaselines(models)
 
     def predict_proba(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """name -> (N, H, 3) float64 direction probabilities per horizon."""
         x = features.astype(np.float64)
-        return {name: np.stack([proba3(m, x) for m in models], axis=1) for name, models in self.models.items()}
+        return {name: np.stack([class_proba(m, x) for m in models], axis=1) for name, models in self.models.items()}

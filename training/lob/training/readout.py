@@ -2,8 +2,9 @@
 
 The direction logits of a tick are ``dir_head(h) + dir_skip(features)`` (`lob.models.base.TickModel.heads`,
 with the feature skip): a linear map of the sequence state ``h`` (D, after the final norm) and the tick's
-standardised features (F). Both stages below fit that map as scikit-learn's multinomial logistic regression
-(`lob.evaluation.baselines`' fit, L-BFGS) and write it into those two layers, per horizon:
+standardised features (F). Both stages below fit that map as ``logistic_regression`` (scikit-learn's
+multinomial L-BFGS fit, which is also the evaluation's ``logreg`` baseline) and write it into those two
+layers, per horizon:
 
 * ``init_from_logreg`` (``TrainConfig.dir_init = "logreg"``): before training, the evaluation's own
   ``logreg`` baseline on the features, with the state's weights zero: the untrained model predicts direction
@@ -22,27 +23,48 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lob.evaluation.baselines import DirectionBaselines, fit_classifier, proba3
+from sklearn.linear_model import LogisticRegression
+
 from lob.training.labels import IGNORE
 from lob.training.segments import Segment
 
 ABSENT_LOGIT = -9.0  # direction logit of a class the train labels never show (~1e-4 probability)
-PROBE_L2 = (1e-4, 1e-3, 1e-2)  # L2 strengths of the probe tried on validation (mean-loss scale, as L2)
+LOGREG_L2 = 1e-4  # L2 of the logistic regression: the evaluation's baseline and the readout's start
+PROBE_L2 = (1e-4, 1e-3, 1e-2)  # L2 strengths of the probe tried on validation
+
+
+def logistic_regression(x: np.ndarray, y: np.ndarray, l2: float = LOGREG_L2) -> LogisticRegression:
+    """Multinomial logistic regression of labels ``y`` (N,) on ``x`` (N, F), L-BFGS, objective
+    ``mean CE + l2 · ||W||²`` (bias unpenalised), i.e. ``C = 1 / (2 · l2 · N)``."""
+    return LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), max_iter=500, tol=1e-7).fit(x, y)
+
+
+def class_proba(clf, x: np.ndarray) -> np.ndarray:
+    """(N, 3) probabilities over all three classes, zero for a class absent from the classifier's train labels."""
+    out = np.zeros((x.shape[0], 3))
+    out[:, clf.classes_] = clf.predict_proba(x)
+    return out
+
+
+def _fit(x: np.ndarray, y: np.ndarray, l2: float = LOGREG_L2):
+    """``logistic_regression``, or with one class in ``y`` that class (an int): its prior is all there is."""
+    classes = np.unique(y)
+    return logistic_regression(x, y, l2) if len(classes) > 1 else int(classes[0])
 
 
 def _write(model, j: int, clf, n_state: int) -> None:
-    """Horizon ``j``'s logits := ``clf``'s, a classifier fitted on ``[h (n_state), features]``."""
+    """Horizon ``j``'s logits := those of ``clf`` (``_fit``'s), fitted on ``[h (n_state), features]``."""
     n_cls = model.config.n_classes
     rows = slice(j * n_cls, (j + 1) * n_cls)
     dim = n_state + model.dir_skip.weight.shape[1]
     coef, icpt = np.zeros((n_cls, dim)), np.full(n_cls, ABSENT_LOGIT)
-    if hasattr(clf, "coef_"):
+    if isinstance(clf, int):  # one class only
+        icpt[clf] = 0.0
+    else:
         c, b = clf.coef_, clf.intercept_
         if len(clf.classes_) == 2:  # scikit-learn's binary form: logit of classes_[1] against classes_[0]
             c, b = np.vstack([np.zeros_like(c), c]), np.concatenate([[0.0], b])
         coef[clf.classes_], icpt[clf.classes_] = c, b
-    else:  # one class only: its prior
-        icpt[clf.classes_] = 0.0
     with torch.no_grad():
         head = model.dir_head.weight[rows]
         head.copy_(torch.as_tensor(coef[:, :n_state]) if n_state else torch.zeros_like(head))
@@ -52,10 +74,11 @@ def _write(model, j: int, clf, n_state: int) -> None:
 
 def init_from_logreg(model, train_segs: list[Segment]) -> None:
     """Direction heads := the evaluation's ``logreg`` baseline fitted on the train segments (state weights 0)."""
-    feats = np.concatenate([s.features for s in train_segs])  # (N, F)
+    feats = np.concatenate([s.features for s in train_segs]).astype(np.float64)  # (N, F)
     labels = np.concatenate([s.labels for s in train_segs])  # (N, H)
-    for j, clf in enumerate(DirectionBaselines.fit(feats, labels, names=("logreg",)).models["logreg"]):
-        _write(model, j, clf, n_state=0)
+    for j in range(labels.shape[1]):
+        keep = labels[:, j] != IGNORE
+        _write(model, j, _fit(feats[keep], labels[keep, j]), n_state=0)
 
 
 @torch.no_grad()
@@ -99,8 +122,9 @@ def refit_readout(model, train_segs: list[Segment], val_segs: list[Segment]) -> 
             continue
         best = (_log_loss(trained[kv, j], y_va[kv, j]), "trained", None)
         for l2 in PROBE_L2:
-            clf = fit_classifier("logreg", x_tr[kt], y_tr[kt, j], {}, l2, 0)
-            loss = _log_loss(proba3(clf, x_va[kv]), y_va[kv, j])
+            clf = _fit(x_tr[kt], y_tr[kt, j], l2)
+            loss = _log_loss(class_proba(clf, x_va[kv]) if not isinstance(clf, int) else np.eye(3)[[clf] * kv.sum()],
+                             y_va[kv, j])
             if loss < best[0]:
                 best = (loss, f"l2={l2:g}", clf)
         if best[2] is not None:
