@@ -205,8 +205,15 @@ def test_lob_top_shows_live_rates_counts_and_signals(server, redis_server, sidec
         feeder.join(30)
         with grpcclient.InferenceServerClient(server.url) as client:  # what the server says it has done
             done = {s.name: s.inference_count for s in client.get_inference_statistics().model_stats}
-        shown = wait_for(lambda: showing(lambda s: all(number(cells(s, m)[6]) == done[m] for m in done)), 10,
-                         f"lob top showing the server's inference counts {done}", poll_s=0.2)
+        symbols = sorted({t.symbol for t in ticks})
+
+        def complete(s: str) -> bool:  # the counts, and a whole frame: the tokenizer and signal tables drawn too
+            return (all(number(cells(s, m)[6]) == done[m] for m in done)
+                    and bool(cells(s, "lob_tokenizer", table="Tokenizers"))
+                    and all(cells(s, symbol, table="Signals") for symbol in symbols))
+
+        shown = wait_for(lambda: showing(complete), 10, f"lob top showing the server's inference counts {done}",
+                         poll_s=0.2)
         assert set(done) >= {"lob_stream", "lob_tokenizer", "mamba_lob_onnx"}
         # the tokenizer: the sidecar's 2 sequences open, the config's capacity, the bad ticks counted
         _, open_now, capacity, *_, refused_total, _, _ = cells(shown, "lob_tokenizer", table="Tokenizers")
@@ -218,7 +225,6 @@ def test_lob_top_shows_live_rates_counts_and_signals(server, redis_server, sidec
         beat = re.search(r"heartbeat (\d+\.\d) s old", shown)
         assert beat and float(beat.group(1)) < 5, shown
         reader = lobclient.SignalReader(redis_server.url, prefix="prom", max_age_s=3600)
-        symbols = sorted({t.symbol for t in ticks})
         for symbol in symbols:
             sig = reader.latest(symbol)
             assert not sig.neutral, sig.reason
