@@ -8,7 +8,8 @@ import torch
 
 from lob.data.schema import load_dataset, write_ticks
 from lob.data.simulator import simulate_dataset
-from lob.evaluation.baselines import DirectionBaselines, TokenBaselines
+from lob.evaluation.baselines import DirectionBaselines
+from lob.training.markov import TokenBaselines
 from lob.evaluation.evaluate import evaluate
 from lob.evaluation.metrics import accuracy, brier, confusion, direction_scores, ece, macro_f1
 from lob.training.labels import IGNORE

@@ -309,3 +309,29 @@ def test_probe_readout_is_what_the_run_predicts_and_never_worse_on_validation(da
     after = loss(model, val_segs)
     assert all(a <= b + 1e-6 for a, b in zip(after, before)), (choices, before, after)  # never worse on validation
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in trunk.items())  # the trunk never moves
+
+
+@pytest.mark.parametrize("select_on", ["dir", "loss"])
+def test_kept_weights_are_the_evaluation_the_selection_rule_names(data, tmp_path, select_on):
+    from lob.training.train import Loop, _val_loss, fit_tokenizer, label_segments, split_data
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(max_steps=240, patience=100, select_on=select_on, lr=1e-2, labels="smoothed", smooth_bps=0.25,
+                      **{**FAST, "eval_every": 8})
+    run = train(data, tmp_path / "run", cfg)
+    m = json.loads((run / "train_metrics.json").read_text())
+    steps, v_dir, v_next, v_loss = (np.array(m[k]) for k in ("val_step", "val_dir", "val_next", "val_loss"))
+    beats = v_next < m["val_next_markov1"]
+    # not vacuous: the next-event head starts behind Markov-1 and passes it within the run
+    assert not beats[0] and beats.any(), (v_next, m["val_next_markov1"])
+    assert np.ptp(v_dir) > 0.05 and np.ptp(v_loss) > 0.05  # and the curves to choose from are not flat
+    want = steps[np.flatnonzero(beats)[np.argmin(v_dir[beats])]] if select_on == "dir" else steps[np.argmin(v_loss)]
+    assert m["best_step"] == want
+    # the checkpoint holds the weights evaluated at that step: its validation losses are the curve's there
+    model, tokenizer, _ = load_run(run)
+    dataset, splits, _ = split_data(data, cfg)
+    train_segs, val_segs = label_segments(dataset, splits, fit_tokenizer(dataset, splits), cfg)
+    loop = Loop(model, cfg, train_segs, val_segs)
+    i = int(np.flatnonzero(steps == want)[0])
+    got = _val_loss(model, val_segs, loop.val_picks, loop.val_window, cfg)
+    assert np.allclose(got, (v_loss[i], v_dir[i], v_next[i]), rtol=0, atol=1e-5), (got, i)

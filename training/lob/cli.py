@@ -248,6 +248,8 @@ def train(
                                  "the train split's logistic regression; needs feature_skip=1)."),
     dir_readout: str = typer.Option(TrainConfig.dir_readout, help="How they end: sgd (as trained) | probe (refit "
                                     "on the frozen trunk as a logistic regression, L2 chosen on validation)."),
+    select_on: str = typer.Option(TrainConfig.select_on, help="Weights kept: dir (lowest validation direction "
+                                  "loss once next-event beats Markov-1) | loss (lowest total validation loss)."),
     force: bool = typer.Option(False, help="Replace an existing run folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted run (same arguments) from its last evaluation."),
 ):
@@ -258,7 +260,7 @@ def train(
                       max_steps=max_steps,
                       seed=seed, fee_bps=fee_bps, labels=labels, smooth_bps=smooth_bps, lr=lr,
                       lambda_next=lambda_next, w_max=w_max, window=window, batch_size=batch_size,
-                      dir_init=dir_init, dir_readout=dir_readout)
+                      dir_init=dir_init, dir_readout=dir_readout, select_on=select_on)
     run_train(data, out, cfg, force=force, resume=resume)
 
 

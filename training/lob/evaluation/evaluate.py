@@ -42,12 +42,13 @@ import torch
 from lob.contract import CLASSES, HORIZONS
 from lob.data.schema import dataset_files, load_dataset
 from lob.evaluation.backtest import Touch, backtest, segment_run
-from lob.evaluation.baselines import DirectionBaselines, TokenBaselines
+from lob.evaluation.baselines import DirectionBaselines
 from lob.evaluation.deeplob import DEFAULT_STEPS, DeepLOBBaseline
 from lob.evaluation.bootstrap import block_length, paired_ci
 from lob.evaluation.metrics import accuracy, confusion, direction_scores, reliability
 from lob.io import atomic_write, sha256_file, write_json
 from lob.training.labels import IGNORE, LabelSpec
+from lob.training.markov import TokenBaselines
 from lob.training.run import RunError, load_run
 from lob.training.segments import segments
 from lob.training.split import split_from_boundaries, split_symbol

@@ -5,7 +5,8 @@ as ``config.json`` ``training``.
 The defaults are the recipe recommended for a real 5- or 10-level day imported by ``lob import lobster``,
 chosen on the validation splits of two NASDAQ days (docs/tuning.md): tiny Mamba-LOB whose direction heads
 also read the tick's features linearly (``RECIPE_MODEL_OPTIONS``) and start as the train split's logistic
-regression (``dir_init``), cost-aware labels, λ = 0.3, 700 steps. The simulator results recorded before those
+regression (``dir_init``), cost-aware labels, λ = 0.3, 700 steps, the weights of the best validation direction
+loss kept (``select_on``). The simulator results recorded before those
 choices were trained with ``SIMULATOR_RECIPE_ARGS``."""
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from lob.training.split import DEFAULT_FRACTIONS
 
 RECIPE_MODEL_OPTIONS = {"feature_skip": 1}  # model fields the recipe sets beside the preset's
 # `lob train` arguments of the simulator results recorded before the real-day recipe (make demo, docs/results.md)
-SIMULATOR_RECIPE_ARGS = ("--model-opt", "feature_skip=0", "--dir-init", "zero")
-RECORDED_BEFORE = {"dir_init": "zero", "dir_readout": "sgd"}  # what runs recorded before these fields existed did
+SIMULATOR_RECIPE_ARGS = ("--model-opt", "feature_skip=0", "--dir-init", "zero", "--select-on", "loss")
+RECORDED_BEFORE = {"dir_init": "zero", "dir_readout": "sgd", "select_on": "loss"}  # what runs before these fields did
 DIR_INITS = ("zero", "logreg")  # how the direction heads start (`lob.training.readout`)
 DIR_READOUTS = ("sgd", "probe")  # how they end: as trained, or refit on the frozen trunk (`lob.training.readout`)
+SELECT_ONS = ("loss", "dir")  # which validation evaluation's weights a run keeps (`lob.training.train.Loop`)
 
 
 @dataclass
@@ -46,6 +48,9 @@ class TrainConfig:
     w_max: float = W_MAX  # cap of the move-size weight
     dir_init: str = "logreg"  # direction heads start as the train split's logistic regression | "zero" (DIR_INITS)
     dir_readout: str = "sgd"  # "probe": refit after training on the frozen trunk, L2 chosen on validation
+    # the weights kept: "dir", the lowest validation direction loss among evaluations whose next-event loss beats
+    # Markov-1's (`lob.training.markov`) on the same windows; "loss", the lowest L_dir + λ·L_next (SELECT_ONS)
+    select_on: str = "dir"
     burn_in: int = 64  # ticks at each window start that warm the state up, outside the loss
     eval_every: int = 50
     patience: int = 4
@@ -64,6 +69,8 @@ class TrainConfig:
             raise ValueError(f"dir_init must be one of {DIR_INITS}, got {self.dir_init!r}")
         if self.dir_readout not in DIR_READOUTS:
             raise ValueError(f"dir_readout must be one of {DIR_READOUTS}, got {self.dir_readout!r}")
+        if self.select_on not in SELECT_ONS:
+            raise ValueError(f"select_on must be one of {SELECT_ONS}, got {self.select_on!r}")
         wants_skip = [f"{k}={v!r}" for k, v in (("dir_init", self.dir_init), ("dir_readout", self.dir_readout))
                       if v in ("logreg", "probe")]
         if wants_skip and not self.model_options.get("feature_skip"):

@@ -14,7 +14,10 @@ batches of ``batch_size`` random windows of ``window`` ticks (model state fresh 
 start; the first ``burn_in`` ticks, at most half a window, only warm the state up and stay out of the
 loss). Loss ``L_dir + λ · L_next`` (``lob.training.labels``). Every ``eval_every`` steps the same loss is
 taken on the validation windows (non-overlapping, fixed); training stops after ``patience``
-evaluations without improvement and keeps the best weights. Everything random flows from ``seed``:
+evaluations without improvement and keeps the best weights: by default (``select_on`` "dir") the lowest
+direction loss among evaluations whose next-event loss beats Markov-1's on the same windows, the direction
+being what a run is judged on and the next-event head a means to it that must at least beat the token baseline
+(before any does, the lowest total loss). Everything random flows from ``seed``:
 same data, same seed, same checkpoint. Weight decay applies to weight matrices only
 (``lob.training.optim``).
 
@@ -39,6 +42,7 @@ from lob.data.schema import load_dataset
 from lob.io import atomic_write
 from lob.training.config import TrainConfig
 from lob.training.labels import direction_loss
+from lob.training.markov import TokenBaselines
 from lob.training.optim import param_groups
 from lob.training.readout import init_from_logreg, refit_readout
 from lob.training.run import data_files, write_run
@@ -96,6 +100,14 @@ def _val_loss(model, segs, picks, window: int, cfg: TrainConfig) -> tuple[float,
     return d + cfg.lambda_next * n, d, n
 
 
+def _markov_val_loss(model, train_segs, segs, picks, window: int, cfg: TrainConfig) -> float:
+    """Markov-1's next-event cross-entropy (`lob.training.markov`, fitted on ``train_segs``) on the positions
+    ``loss_terms`` scores in the validation windows ``picks``."""
+    markov = TokenBaselines.fit([s.tokens for s in train_segs], model.config.vocab_size, [s.tokens for s in segs])
+    b = min(cfg.burn_in, window // 2)
+    return -float(np.mean([markov.markov_log_prob(segs[i].tokens[s + b:s + window]) for i, s in picks]))
+
+
 def resume_path(out: Path) -> Path:
     """Where an unfinished run ``out`` keeps its training state."""
     out = Path(out)
@@ -130,7 +142,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, force: bool = F
     loop.run(state_file, files, console, t_start)
     model.load_state_dict(loop.best[2])
     readout = refit_readout(model, train_segs, val_segs) if cfg.dir_readout == "probe" else None
-    metrics = {**loop.curves, "best_step": loop.best[1], "best_val_loss": loop.best[0], "dir_readout": readout,
+    metrics = {**loop.curves, "best_step": loop.best[1], "best_val_loss": loop.best[0],
+               "val_next_markov1": loop.markov_next, "dir_readout": readout,
                "steps_run": len(loop.curves["step"]), "wall_s": loop.elapsed_before + time.perf_counter() - t_start}
     write_run(out, model, tokenizer, cfg, data, files, splits, metrics, force)
     state_file.unlink(missing_ok=True)
@@ -181,7 +194,7 @@ def build_model(cfg: TrainConfig, tokenizer):
 
 class Loop:
     """The optimisation loop over random train windows, with periodic validation, early stopping and the
-    resume file: ``step`` (next step to run), ``curves``, ``best`` (val loss, step, state_dict)."""
+    resume file: ``step`` (next step to run), ``curves``, ``best`` (val loss, step, state_dict, selection key)."""
 
     def __init__(self, model, cfg: TrainConfig, train_segs: list[Segment], val_segs: list[Segment]):
         from lob.models.registry import count_parameters
@@ -190,13 +203,14 @@ class Loop:
         self.n_params = count_parameters(model)
         self.val_window = min(cfg.window, min(len(s.tokens) for s in val_segs))  # a short val part may be shorter
         self.val_picks = _val_picks(val_segs, self.val_window, cfg.max_val_windows)
+        self.markov_next = _markov_val_loss(model, train_segs, val_segs, self.val_picks, self.val_window, cfg)
         self.opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: _lr_factor(s, cfg, cfg.max_steps))
         self.rng = np.random.default_rng(cfg.seed)
         self.starts = np.array([len(s.tokens) - cfg.window + 1 for s in train_segs])  # window starts per segment
         self.cum = np.cumsum(self.starts)
         self.curves = {k: [] for k in CURVES}
-        self.best = (math.inf, -1, None)
+        self.best = (math.inf, -1, None, (2, math.inf))
         self.bad_evals, self.step, self.elapsed_before = 0, 0, 0.0
 
     def resume(self, state_file: Path, files: list[dict]) -> None:
@@ -256,8 +270,9 @@ class Loop:
         val, v_dir, v_next = _val_loss(self.model, self.val_segs, self.val_picks, self.val_window, self.cfg)
         for k, v in (("val_step", step), ("val_loss", val), ("val_dir", v_dir), ("val_next", v_next)):
             self.curves[k].append(v)
-        if val < self.best[0]:
-            self.best, self.bad_evals = (val, step, copy.deepcopy(self.model.state_dict())), 0
+        key = (0, v_dir) if self.cfg.select_on == "dir" and v_next < self.markov_next else (1, val)
+        if key < self.best[3]:
+            self.best, self.bad_evals = (val, step, copy.deepcopy(self.model.state_dict()), key), 0
         else:
             self.bad_evals += 1
         st = {"step": step, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
