@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from lob.cli import app
 from lob.evaluation.compare import compare_runs, design_table, run_table
 
-TRAINING = {"arch": "transformer", "preset": "tiny", "model_options": {}, "max_steps": 700, "lr": 0.003}
+TRAINING = {"arch": "transformer", "preset": "tiny", "model_options": {}, "max_steps": 700, "lr": 0.003,
+            "split": [0.7, 0.15, 0.15]}
 
 
 def _direction(model_ll: float, ci: list[float], edge: int) -> dict:
@@ -80,8 +81,12 @@ def test_a_preset_and_the_same_config_by_model_opt_are_one_design(tmp_path):
 
 
 def test_other_training_arguments_make_another_design(tmp_path):
-    _, groups = compare_runs([_run(tmp_path, "a", 0, 1.0, 0), _run(tmp_path, "b", 1, 1.0, 0, max_steps=100)])
-    assert len(groups) == 2
+    rows, groups = compare_runs([_run(tmp_path, "a", 0, 1.0, 0), _run(tmp_path, "b", 1, 1.0, 0, max_steps=100),
+                                 _run(tmp_path, "c", 2, 1.0, 0, labels="smoothed", dir_init="zero")])
+    assert len(groups) == 3
+    # the label says what differs, so two designs never read alike
+    assert [r.design for r in rows] == ["transformer tiny W=512", "transformer tiny max_steps=100 W=512",
+                                        "transformer tiny labels=smoothed dir_init=zero W=512"]
 
 
 def test_unevaluated_or_duplicate_runs_are_refused_by_name(tmp_path):

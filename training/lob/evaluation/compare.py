@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from lob.io import atomic_write
+from lob.training.config import TrainConfig
 from lob.training.run import RunError
+
+# today's training defaults as config.json records them (tuples as lists)
+DEFAULTS = {f.name: json.loads(json.dumps(f.default)) for f in fields(TrainConfig) if f.default is not MISSING}
 
 
 @dataclass
@@ -61,10 +65,14 @@ def _read(run: Path, name: str, hint: str) -> dict:
 def design_of(training: dict, model: dict) -> tuple[str, str]:
     """(label, key) of a run's design. The key is the model's config and every training argument but the
     seed and the model options (which the config holds), so a preset and the same config reached with
-    ``--model-opt`` are one design. The label names arch, preset, model options and the attention window."""
+    ``--model-opt`` are one design. The label names arch, preset, model options, the training arguments the run
+    recorded away from today's defaults (e.g. ``labels=smoothed``) and the attention window."""
     options = training.get("model_options") or {}
+    changed = {k: v for k, v in training.items() if k in DEFAULTS and k not in ("arch", "preset", "seed")
+               and v != DEFAULTS[k]}
     label = " ".join([training["arch"], training["preset"], *(f"{k}={v}" for k, v in sorted(options.items())
-                                                             if k != "window")])
+                                                             if k != "window"),
+                      *(f"{k}={v}" for k, v in changed.items())])
     if "window" in model:
         label += f" W={model['window']}"
     rest = {k: v for k, v in training.items() if k not in ("seed", "model_options")}
