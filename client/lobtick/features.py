@@ -1,10 +1,12 @@
 """Per-tick event description of a limit order book: the ONE formula both tokenizer paths run.
 
-``advance(state, tick...) -> (event, raw_features, new_state)`` works on plain Python floats and
-lists: the streaming path (``Tokenizer.step``) calls it once per tick, the batch path
-(``Tokenizer.transform``) calls it in a loop over ``ndarray.tolist()`` rows. Same code, same float64
-operations in the same order, hence identical tokens and features. Plain float math on a dozen
-scalars costs a few µs; the same formulas as tiny numpy calls would cost tens.
+The formula (``_formula``) is written once over an arithmetic namespace: ``ONE`` (one tick as Python floats;
+a dozen scalars cost a few µs where tiny numpy calls would cost tens) or ``MANY`` (a sequence's ticks as numpy
+arrays, every tick's previous tick known up front, so only the EMAs run tick by tick). ``advance_one(state,
+tick, alphas)`` is the streaming path (``Tokenizer.step``/``step_batch``, a live tick); ``advance(state, ticks,
+alphas)`` the batch path (``Tokenizer.transform``/``step_chunk``/``fit``). Both do the same float64 operations
+in the same order (sums level by level, libm logs), hence identical tokens and features bit for bit.
+``run`` is ``advance`` with one ``Event`` per tick (for callers that walk the events, e.g. lob.realism).
 
 Raw features (before the tokenizer's standardisation), in ``FEATURE_NAMES`` order:
 
@@ -88,16 +90,17 @@ def ema_alpha(span: float) -> float:
     return 2.0 / (span + 1.0)
 
 
-# The arithmetic the formula runs on: ONE tick as Python floats (a book side a list of L floats; a dozen scalars
-# cost a few µs where tiny numpy calls would cost tens), or MANY ticks as (N,) arrays (a side (N, L)). Both do
-# the same IEEE float64 operations in the same order: sums go level by level from level 1 (cumsum, never numpy's
-# pairwise sum), logs are libm's (``math``) in both, so ONE and MANY agree bit for bit.
+# The arithmetic the formula runs on: ONE tick as Python floats (a book side: L floats, ``side[0]`` level 1; a
+# dozen scalars cost a few µs where tiny numpy calls would cost tens), or MANY ticks as numpy arrays (a side:
+# (L, N), so ``side[0]`` is level 1 of every tick and ``sum(side)`` adds (N,) rows). Both do the same IEEE float64
+# operations in the same order: sums go level by level from level 1 (Python's ``sum``, never numpy's pairwise
+# sum), logs are libm's (``math``) in both, so ONE and MANY agree bit for bit.
 ONE = SimpleNamespace(
-    where=lambda c, a, b: a if c else b, choose=lambda c, a, b: a() if c else b(), log=math.log, log1p=math.log1p, sqrt=math.sqrt, abs=abs, maximum=max,
-    float=float, level=lambda side, k: side[k], total=lambda side, stop=None: sum(side[:stop]),
+    where=lambda c, a, b: a if c else b, choose=lambda c, a, b: a() if c else b(), log=math.log, log1p=math.log1p,
+    sqrt=math.sqrt, abs=abs, maximum=max, float=float, same=operator.eq, bucket=bisect_left,
     deepest=lambda px, sz: px[len(sz) - sz.count(0.0) - 1],  # non-empty levels come first
     in_range_total=lambda px, sz, sign, edge: sum(q for p, q in zip(px, sz) if sign * p >= edge),
-    same=operator.eq, bucket=bisect_left, rows=lambda x: [x], unrows=lambda rows: rows[0])
+    rows=lambda x: [x], unrows=lambda rows: rows[0])
 
 
 def _libm(fn):
@@ -105,12 +108,11 @@ def _libm(fn):
 
 
 MANY = SimpleNamespace(
-    where=np.where, choose=lambda c, a, b: np.where(c, a(), b()), log=_libm(math.log), log1p=_libm(math.log1p), sqrt=np.sqrt, abs=np.abs, maximum=np.maximum,
-    float=lambda x: x.astype(np.float64), level=lambda side, k: side[:, k],
-    total=lambda side, stop=None: np.cumsum(side[:, :stop], axis=1)[:, -1],
-    deepest=lambda px, sz: px[np.arange(len(px)), np.count_nonzero(sz, axis=1) - 1],
-    in_range_total=lambda px, sz, sign, edge: np.cumsum(np.where(sign * px >= edge[:, None], sz, 0.0), axis=1)[:, -1],
-    same=lambda a, b: (a == b).all(axis=1), bucket=lambda edges, x: np.searchsorted(edges, x, side="left"),
+    where=np.where, choose=lambda c, a, b: np.where(c, a(), b()), log=_libm(math.log), log1p=_libm(math.log1p),
+    sqrt=np.sqrt, abs=np.abs, maximum=np.maximum, float=lambda x: x.astype(np.float64),
+    same=lambda a, b: (a == b).all(axis=0), bucket=lambda edges, x: np.searchsorted(edges, x, side="left"),
+    deepest=lambda px, sz: px[np.count_nonzero(sz, axis=0) - 1, np.arange(px.shape[1])],
+    in_range_total=lambda px, sz, sign, edge: sum(np.where(sign * p >= edge, q, 0.0) for p, q in zip(px, sz)),
     rows=lambda x: x.tolist(), unrows=np.array)
 
 
@@ -127,19 +129,20 @@ def visible_change(o, px, sz, prev_px, prev_sz, sign: float):
         return o.in_range_total(px, sz, sign, edge) - o.in_range_total(prev_px, prev_sz, sign, edge)
 
     # same price levels (the usual add or cancel): every level is in range
-    return o.choose(o.same(px, prev_px), lambda: o.total(sz) - o.total(prev_sz), scrolled)
+    return o.choose(o.same(px, prev_px), lambda: sum(sz) - sum(prev_sz), scrolled)
 
 
-def _formula(o, states, chained, alphas, ts, bpx, bsz, apx, asz, trade_px, trade_sz, side, p_ts, p_bpx, p_bsz,
+def _formula(o, state, alphas, ts, bpx, bsz, apx, asz, trade_px, trade_sz, side, p_ts, p_bpx, p_bsz,
              p_apx, p_asz, first):
-    """The formula on ticks and their previous ticks (a first tick's previous is itself: every difference is 0)."""
+    """The formula on consecutive ticks of one sequence after ``state``, given each tick's previous tick (a first
+    tick's previous is itself: every difference is 0)."""
     a_ofi, a_rv, a_vwap = alphas
-    b1, a1, qb1, qa1 = (o.level(x, 0) for x in (bpx, apx, bsz, asz))
-    pb1, pa1, pqb1, pqa1 = (o.level(x, 0) for x in (p_bpx, p_apx, p_bsz, p_asz))
+    b1, a1, qb1, qa1 = bpx[0], apx[0], bsz[0], asz[0]
+    pb1, pa1, pqb1, pqa1 = p_bpx[0], p_apx[0], p_bsz[0], p_asz[0]
     mid = 0.5 * (b1 + a1)
     spread_bps = 1e4 * (a1 - b1) / mid
     micro_bps = 1e4 * ((b1 * qa1 + a1 * qb1) / (qb1 + qa1) - mid) / mid
-    depth_b, depth_a = o.total(bsz, 5), o.total(asz, 5)
+    depth_b, depth_a = sum(bsz[:5]), sum(asz[:5])
     q_ref = 0.5 * (pqb1 + pqa1)
     mid_bps = 1e4 * o.log(mid / (0.5 * (pb1 + pa1)))
     dt_us = o.float(ts - p_ts) * 1e-3
@@ -158,15 +161,11 @@ def _formula(o, states, chained, alphas, ts, bpx, bsz, apx, asz, trade_px, trade
     cls = o.where(first, FIRST, o.where(traded, o.where(side > 0, TRADE_ASK, TRADE_BID), cls))
     size = o.where(first, 0.0, o.where(traded, trade_sz / q_ref, o.abs(d) / q_ref))
 
-    # the recurrences, tick by tick in Python floats; each row starts from its own state unless chained
+    # the recurrences, tick by tick in Python floats
     emas = []
-    s = states[0]
-    e_ofi, e_rv, v_num, v_den = s.ofi_ema, s.rv_ema, s.vwap_num, s.vwap_den
-    for i, (x_ofi, x_rv, tr, x_num, x_den) in enumerate(zip(o.rows(ofi), o.rows(mid_bps * mid_bps), o.rows(traded),
-                                                            o.rows(trade_px * trade_sz), o.rows(trade_sz))):
-        if not chained:
-            s = states[i]
-            e_ofi, e_rv, v_num, v_den = s.ofi_ema, s.rv_ema, s.vwap_num, s.vwap_den
+    e_ofi, e_rv, v_num, v_den = state.ofi_ema, state.rv_ema, state.vwap_num, state.vwap_den
+    for x_ofi, x_rv, tr, x_num, x_den in zip(o.rows(ofi), o.rows(mid_bps * mid_bps), o.rows(traded),
+                                             o.rows(trade_px * trade_sz), o.rows(trade_sz)):
         e_ofi += a_ofi * (x_ofi - e_ofi)
         e_rv += a_rv * (x_rv - e_rv)
         if tr:
@@ -200,39 +199,30 @@ def advance_one(state: TokenizerState, tick: tuple, alphas: tuple[float, float, 
     lists of L floats) after ``state`` -> (event, raw features (F floats, FEATURE_NAMES order), next state)."""
     ts, book = tick[0], tuple(map(tuple, tick[1:5]))
     prev = (ts, *book, True) if state.book is None else (state.ts_ns, *state.book, False)
-    event, raw, (mid, *emas) = _formula(ONE, [state], True, alphas, ts, *book, *tick[5:], *prev)
+    event, raw, (mid, *emas) = _formula(ONE, state, alphas, ts, *book, *tick[5:], *prev)
     return event, raw, TokenizerState(book, ts, mid, *emas)
 
 
-def advance(states: list[TokenizerState], ticks, chained: bool, alphas: tuple[float, float, float]
-            ) -> tuple[Event, np.ndarray, list[TokenizerState]]:
-    """MANY canonical ticks (a ``lobtick.ticks.Ticks`` of N >= 1) -> (events, raw features (N, F) float64, next states).
-
-    ``chained``: the ticks are consecutive ticks of ONE sequence continuing ``states[0]``, and one state (after the
-    last tick) comes back; otherwise row i is the next tick of sequence ``states[i]`` (N states in, N out). Row i
-    equals ``advance_one`` of that tick after its previous state bit for bit. ``alphas`` = EMA weights (ofi,
-    realized vol, vwap).
-    """
-    n = len(ticks)
-    cur = (ticks.ts_ns, ticks.bid_px, ticks.bid_sz, ticks.ask_px, ticks.ask_sz)  # (N,), (N, L) x 4
-    heads = states[:1] if chained else states
-    first = np.array([s.book is None for s in heads])
-    head_ts = np.array([cur[0][i] if s.book is None else s.ts_ns for i, s in enumerate(heads)], np.int64)
-    head_books = [np.array([cur[k + 1][i] if s.book is None else s.book[k] for i, s in enumerate(heads)])
-                  for k in range(4)]  # 4 x (H, L)
-    if chained:
-        first = np.r_[first, np.zeros(n - 1, bool)]
-        prev = (np.r_[head_ts, cur[0][:-1]], *(np.concatenate([h, c[:-1]]) for h, c in zip(head_books, cur[1:])))
+def advance(state: TokenizerState, ticks, alphas: tuple[float, float, float]
+            ) -> tuple[Event, np.ndarray, TokenizerState]:
+    """MANY canonical consecutive ticks of one sequence (a ``lobtick.ticks.Ticks`` of N >= 1) after ``state`` ->
+    (events, raw features (N, F) float64, state after the last tick); tick i equals ``advance_one`` after the
+    ticks before it, bit for bit. ``alphas`` = EMA weights (ofi, realized vol, vwap)."""
+    books = (ticks.bid_px, ticks.bid_sz, ticks.ask_px, ticks.ask_sz)  # (N, L) each
+    if state.book is None:  # a first tick's previous is itself
+        head_ts, head_books = ticks.ts_ns[:1], [b[:1] for b in books]
     else:
-        prev = (head_ts, *head_books)
+        head_ts, head_books = np.array([state.ts_ns], np.int64), [np.array([b], np.float64) for b in state.book]
+    first = np.zeros(len(ticks), bool)
+    first[0] = state.book is None
+    p_ts = np.r_[head_ts, ticks.ts_ns[:-1]]
+    p_books = [np.concatenate([h, b[:-1]]) for h, b in zip(head_books, books)]
     side = ticks.trade_side.astype(np.int64)
-    events, raw, (mid, *emas) = _formula(MANY, states, chained, alphas, *cur, ticks.trade_px, ticks.trade_sz, side,
-                                         *prev, first)
-    ends = [n - 1] if chained else range(n)
-    book_rows = [c.tolist() for c in cur[1:]]
-    new_states = [TokenizerState(tuple(tuple(b[i]) for b in book_rows), int(cur[0][i]), float(mid[i]),
-                                 *(float(e[i]) for e in emas)) for i in ends]
-    return events._replace(cls=events.cls.astype(np.int64)), np.stack(raw, axis=1), new_states
+    events, raw, (mid, *emas) = _formula(MANY, state, alphas, ticks.ts_ns, *(b.T for b in books), ticks.trade_px,
+                                         ticks.trade_sz, side, p_ts, *(b.T for b in p_books), first)
+    last = TokenizerState(tuple(tuple(b[-1].tolist()) for b in books), int(ticks.ts_ns[-1]), float(mid[-1]),
+                          *(float(e[-1]) for e in emas))
+    return events._replace(cls=events.cls.astype(np.int64)), np.stack(raw, axis=1), last
 
 
 def run(state: TokenizerState, ticks, alphas: tuple[float, float, float]) -> tuple[list[Event], np.ndarray, TokenizerState]:
@@ -240,7 +230,7 @@ def run(state: TokenizerState, ticks, alphas: tuple[float, float, float]) -> tup
     ``Event`` of floats per tick (for callers that walk the events, e.g. lob.realism)."""
     if not len(ticks):
         return [], np.zeros((0, len(FEATURE_NAMES))), state
-    events, raw, (state,) = advance([state], ticks, True, alphas)
+    events, raw, state = advance(state, ticks, alphas)
     return [Event(*row) for row in zip(*(e.tolist() for e in events))], raw, state
 
 

@@ -3,12 +3,11 @@
 Pure numpy (never imports torch): the Triton python backend (through ``lob.tokenizer``) and the client's direct
 path (``lobclient.protocol.DirectRequests``) run this module unchanged.
 
-One implementation, two entry points. ``lobtick.features.advance`` is the per-tick formula on plain
-Python floats; ``step`` (streaming, once per tick in the server) calls it once, ``transform``
-(batch, training) calls it in a loop over ``ndarray.tolist()`` rows, and both finish with the same
-``_encode`` (buckets) and ``_standardise`` (numpy, any leading shape). Stream and batch therefore
-give bit-identical tokens and features. The price is a Python loop in the batch path (tens of
-thousands of ticks/s on one core), paid once per dataset per training run.
+One implementation, two entry points. ``lobtick.features`` holds the per-tick formula, written once and run
+on one tick's Python floats (``advance_one``: ``step``/``step_batch``, the server's live ticks) or on a
+sequence's numpy arrays (``advance``: ``transform``/``step_chunk``/``fit``, training and chunks); both finish
+with the same ``_encode`` (buckets) and ``_standardise`` (numpy, any leading shape). Stream and batch therefore
+give bit-identical tokens and features. ``fit_transform`` fits and tokenizes the training split in one pass.
 
 Token layout (mixed radix, most significant first)::
 
@@ -162,7 +161,7 @@ class Tokenizer:
         std = x.std(axis=0)
         std[std == 0.0] = 1.0  # a constant feature stays at 0 after centring
         tok = cls(config, buckets, x.mean(axis=0).tolist(), std.tolist())
-        return tok, [(*tok._finish(MANY, ev, raws), state) for ev, raws, state in runs]
+        return tok, [(*tok._finish(ev, raws), state) for ev, raws, state in runs]
 
     # ---------------------------------------------------------------------------------------- properties
 
@@ -217,7 +216,7 @@ class Tokenizer:
         ``state`` continues a sequence (default: a new one). Raises ``TickError`` naming the row and field.
         """
         events, raws, state = _run(ticks, TokenizerState() if state is None else state, self._alphas)
-        return (*self._finish(MANY, events, raws), state)
+        return (*self._finish(events, raws), state)
 
     def step(self, tick: TickInput, state: TokenizerState | None) -> tuple[int, np.ndarray, TokenizerState]:
         """Streaming API: ``(token, features (F,) float32, new state)``; ``state`` is never modified.
@@ -234,33 +233,26 @@ class Tokenizer:
         """Streaming API for B sequences at once, one tick each (the server's batch of requests):
         ``(tokens (B,) int64, features (B, F) float32, per row the new state or the row's TickError)``.
 
-        Each tick is checked alone (``is_canonical``), then the good rows go through ``advance`` together (one
-        row: ``advance_one``); row b equals ``step(ticks[b], states[b])`` and a chunk's tick bit for bit. A
-        refused row has token 0 and zero features.
+        Each tick is checked alone (``is_canonical``) and goes through ``advance_one`` (Python floats: a
+        request of one tick pays no numpy per tick), then one standardisation of the (B, F) batch; row b
+        equals ``step(ticks[b], states[b])`` and a chunk's tick bit for bit. A refused row has token 0 and
+        zero features.
         """
         tokens = np.zeros(len(ticks), np.int64)  # (B,)
-        features = np.zeros((len(ticks), self.n_features), np.float32)  # (B, F)
+        raws = np.zeros((len(ticks), self.n_features), np.float64)  # (B, F)
         new_states: list[TokenizerState | TickError] = []
-        good, rows = [], []  # indices and (state, checked tick) of the rows that pass
         for b, (tick, state) in enumerate(zip(ticks, states)):
             state = TokenizerState() if state is None else state
             try:
-                rows.append((state, _checked(tick, state)))
+                event, raws[b], new_state = advance_one(state, _checked(tick, state), self._alphas)
+                tokens[b] = self._encode(ONE, event)
             except TickError as err:
-                new_states.append(err)
-                continue
-            new_states.append(state)
-            good.append(b)
-        if len(rows) == 1:  # the live case: Python floats, no numpy per tick
-            events, raws, new_state = advance_one(*rows[0], self._alphas)
-            tokens[good], features[good] = self._finish(ONE, events, raws)
-            new_states[good[0]] = new_state
-        elif rows:
-            columns = [np.array(c) for c in zip(*(t for _, t in rows))]  # (n,), 4 x (n, L), (n,) x 3
-            events, raws, advanced = advance([s for s, _ in rows], Ticks(*columns), False, self._alphas)
-            tokens[good], features[good] = self._finish(MANY, events, raws)
-            for b, new_state in zip(good, advanced):
-                new_states[b] = new_state
+                new_state = err
+            new_states.append(new_state)
+        features = self._standardise(raws)
+        for b, new_state in enumerate(new_states):
+            if isinstance(new_state, TickError):
+                features[b] = 0.0
         return tokens, features, new_states
 
     def step_chunk(self, ticks: Ticks, state: TokenizerState | None
@@ -315,18 +307,20 @@ class Tokenizer:
 
     # ----------------------------------------------------------------------------------------- internals
 
-    def _finish(self, o, e: Event, raws) -> tuple[np.ndarray, np.ndarray]:
-        """Events and raw features of ``o`` (``lobtick.features.ONE`` or ``MANY``) -> (tokens (N,) int64, features
-        (N, F) float32): the token layout (``bucket`` is ``bisect_left``), then ``_standardise``."""
+    def _finish(self, e: Event, raws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """N events (arrays) and raw features (N, F) -> (tokens (N,) int64, features (N, F) float32)."""
+        return self._encode(MANY, e).astype(np.int64), self._standardise(raws)
+
+    def _encode(self, o, e: Event):
+        """The token layout of ``o``'s events (``lobtick.features.ONE``: an int; ``MANY``: (N,) ints); ``bucket``
+        is ``bisect_left``."""
         _, r_mid, r_spread, r_size, r_dt = self._radices
         bucket = o.bucket
         mid = o.where(e.mid_bps > 0.0, self._n_mag + 1 + bucket(self._mid_edges, e.mid_bps),
                       self._n_mag - 1 - bucket(self._mid_edges, -e.mid_bps))
         mid = o.where(e.mid_bps == 0.0, self._n_mag, mid)
-        tokens = ((((e.cls * r_mid + mid) * r_spread + bucket(self._spread_edges, e.spread_bps)) * r_size
-                   + bucket(self._size_edges, e.size)) * r_dt + bucket(self._dt_edges, e.dt_us))
-        raws = np.asarray(raws, np.float64).reshape(-1, self.n_features)  # (N, F)
-        return np.asarray(tokens, np.int64).reshape(len(raws)), self._standardise(raws)
+        return ((((e.cls * r_mid + mid) * r_spread + bucket(self._spread_edges, e.spread_bps)) * r_size
+                 + bucket(self._size_edges, e.size)) * r_dt + bucket(self._dt_edges, e.dt_us))
 
     def _standardise(self, raw: np.ndarray) -> np.ndarray:
         """(..., F) float64 raw features -> (..., F) float32 standardised and clipped."""
@@ -393,8 +387,7 @@ def _run(ticks: Ticks, state: TokenizerState, alphas: tuple[float, float, float]
     source = _validated(ticks)
     if state.ts_ns is not None and ticks.ts_ns[0] < state.ts_ns:
         raise TickError(source, 0, "ts_ns", f"timestamp goes backwards: {int(ticks.ts_ns[0])} < previous {state.ts_ns}")
-    events, raws, (state,) = advance([state], ticks, True, alphas)
-    return events, raws, state
+    return advance(state, ticks, alphas)
 
 
 def _validated(ticks: Ticks) -> str:
