@@ -96,7 +96,7 @@ def ema_alpha(span: float) -> float:
 # operations in the same order: sums go level by level from level 1 (Python's ``sum``, never numpy's pairwise
 # sum), logs are libm's (``math``) in both, so ONE and MANY agree bit for bit.
 ONE = SimpleNamespace(
-    where=lambda c, a, b: a if c else b, choose=lambda c, a, b: a() if c else b(), log=math.log, log1p=math.log1p,
+    where=lambda c, a, b: a if c else b, choose=lambda c, a, b, *args: a(*args) if c else b(*args), log=math.log, log1p=math.log1p,
     sqrt=math.sqrt, abs=abs, maximum=max, float=float, same=operator.eq, bucket=bisect_left,
     deepest=lambda px, sz: px[len(sz) - sz.count(0.0) - 1],  # non-empty levels come first
     in_range_total=lambda px, sz, sign, edge: sum(q for p, q in zip(px, sz) if sign * p >= edge),
@@ -108,7 +108,7 @@ def _libm(fn):
 
 
 MANY = SimpleNamespace(
-    where=np.where, choose=lambda c, a, b: np.where(c, a(), b()), log=_libm(math.log), log1p=_libm(math.log1p),
+    where=np.where, choose=lambda c, a, b, *args: np.where(c, a(*args), b(*args)), log=_libm(math.log), log1p=_libm(math.log1p),
     sqrt=np.sqrt, abs=np.abs, maximum=np.maximum, float=lambda x: x.astype(np.float64),
     same=lambda a, b: (a == b).all(axis=0), bucket=lambda edges, x: np.searchsorted(edges, x, side="left"),
     deepest=lambda px, sz: px[np.count_nonzero(sz, axis=0) - 1, np.arange(px.shape[1])],
@@ -124,12 +124,17 @@ def visible_change(o, px, sz, prev_px, prev_sz, sign: float):
     scrolled into or out of view is not an order. At the best level alone this is the CKS OFI's
     per-side term, so a one-level (bookTicker) feed gets the same definition.
     """
-    def scrolled():
-        edge = o.maximum(sign * o.deepest(px, sz), sign * o.deepest(prev_px, prev_sz))
-        return o.in_range_total(px, sz, sign, edge) - o.in_range_total(prev_px, prev_sz, sign, edge)
-
     # same price levels (the usual add or cancel): every level is in range
-    return o.choose(o.same(px, prev_px), lambda: sum(sz) - sum(prev_sz), scrolled)
+    return o.choose(o.same(px, prev_px), _all_levels, _in_range, o, px, sz, prev_px, prev_sz, sign)
+
+
+def _all_levels(o, px, sz, prev_px, prev_sz, sign):
+    return sum(sz) - sum(prev_sz)
+
+
+def _in_range(o, px, sz, prev_px, prev_sz, sign):
+    edge = o.maximum(sign * o.deepest(px, sz), sign * o.deepest(prev_px, prev_sz))
+    return o.in_range_total(px, sz, sign, edge) - o.in_range_total(prev_px, prev_sz, sign, edge)
 
 
 def _formula(o, state, alphas, ts, bpx, bsz, apx, asz, trade_px, trade_sz, side, p_ts, p_bpx, p_bsz,
@@ -162,7 +167,7 @@ def _formula(o, state, alphas, ts, bpx, bsz, apx, asz, trade_px, trade_sz, side,
     size = o.where(first, 0.0, o.where(traded, trade_sz / q_ref, o.abs(d) / q_ref))
 
     # the recurrences, tick by tick in Python floats
-    emas = []
+    ofi_ema, rv_ema, vwap_num, vwap_den = [], [], [], []
     e_ofi, e_rv, v_num, v_den = state.ofi_ema, state.rv_ema, state.vwap_num, state.vwap_den
     for x_ofi, x_rv, tr, x_num, x_den in zip(o.rows(ofi), o.rows(mid_bps * mid_bps), o.rows(traded),
                                              o.rows(trade_px * trade_sz), o.rows(trade_sz)):
@@ -171,8 +176,11 @@ def _formula(o, state, alphas, ts, bpx, bsz, apx, asz, trade_px, trade_sz, side,
         if tr:
             v_num += a_vwap * (x_num - v_num)
             v_den += a_vwap * (x_den - v_den)
-        emas.append((e_ofi, e_rv, v_num, v_den))
-    ofi_ema, rv_ema, vwap_num, vwap_den = (o.unrows(list(c)) for c in zip(*emas))
+        ofi_ema.append(e_ofi)
+        rv_ema.append(e_rv)
+        vwap_num.append(v_num)
+        vwap_den.append(v_den)
+    ofi_ema, rv_ema, vwap_num, vwap_den = o.unrows(ofi_ema), o.unrows(rv_ema), o.unrows(vwap_num), o.unrows(vwap_den)
 
     has_vwap = vwap_den > 0.0
     vwap_ratio = o.where(has_vwap, mid * vwap_den / o.where(has_vwap, vwap_num, 1.0), 1.0)
