@@ -124,6 +124,15 @@ def visible_change(o, px, sz, prev_px, prev_sz, sign: float):
     scrolled into or out of view is not an order. At the best level alone this is the CKS OFI's
     per-side term, so a one-level (bookTicker) feed gets the same definition.
     """
+    # most events touch one side: the other did not change (0 either way; ONE skips the sums)
+    return o.choose(o.same(sz, prev_sz) & o.same(px, prev_px), _unchanged, _changed, o, px, sz, prev_px, prev_sz, sign)
+
+
+def _unchanged(o, px, sz, prev_px, prev_sz, sign):
+    return 0.0
+
+
+def _changed(o, px, sz, prev_px, prev_sz, sign):
     # same price levels (the usual add or cancel): every level is in range
     return o.choose(o.same(px, prev_px), _all_levels, _in_range, o, px, sz, prev_px, prev_sz, sign)
 
