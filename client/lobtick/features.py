@@ -160,9 +160,8 @@ def _formula(o, state, alphas, ts, bpx, bsz, apx, asz, trade_px, trade_sz, side,
     q_ref = 0.5 * (pqb1 + pqa1)
     mid_bps = 1e4 * o.log(mid / (0.5 * (pb1 + pa1)))
     dt_us = o.float(ts - p_ts) * 1e-3
-    # CKS: bid-side inflow minus ask-side inflow at the best level
-    flow = o.where(b1 >= pb1, qb1, 0.0) - o.where(b1 <= pb1, pqb1, 0.0)
-    flow = flow - o.where(a1 <= pa1, qa1, 0.0) + o.where(a1 >= pa1, pqa1, 0.0)
+    # CKS: bid-side inflow minus ask-side inflow at the best level (a condition times a size: the size or 0)
+    flow = (b1 >= pb1) * qb1 - (b1 <= pb1) * pqb1 - (a1 <= pa1) * qa1 + (a1 >= pa1) * pqa1
     ofi = flow / q_ref
     d_bid = visible_change(o, bpx, bsz, p_bpx, p_bsz, 1.0)
     d_ask = visible_change(o, apx, asz, p_apx, p_asz, -1.0)
@@ -173,7 +172,7 @@ def _formula(o, state, alphas, ts, bpx, bsz, apx, asz, trade_px, trade_sz, side,
     cls = o.where((d_bid == 0.0) & (d_ask == 0.0), OTHER, cls)
     traded = side != 0
     cls = o.where(first, FIRST, o.where(traded, o.where(side > 0, TRADE_ASK, TRADE_BID), cls))
-    size = o.where(first, 0.0, o.where(traded, trade_sz / q_ref, o.abs(d) / q_ref))
+    size = o.where(first, 0.0, (trade_sz + (side == 0) * o.abs(d)) / q_ref)  # trade_sz is 0 without a trade
 
     # the recurrences, tick by tick in Python floats
     ofi_ema, rv_ema, vwap_num, vwap_den = [], [], [], []
@@ -202,7 +201,7 @@ def _formula(o, state, alphas, ts, bpx, bsz, apx, asz, trade_px, trade_sz, side,
         micro_bps,
         o.sqrt(rv_ema),
         o.float(side),
-        o.log1p(o.where(traded, trade_sz / q_ref, 0.0)),  # 0 without a trade
+        o.log1p(trade_sz / q_ref),  # 0 without a trade
         1e4 * o.log(vwap_ratio),  # 0 before the first trade
         o.log1p(dt_us),
         mid_bps,
