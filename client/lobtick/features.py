@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 import operator
 from bisect import bisect_left
+from functools import reduce
 from types import SimpleNamespace
 from typing import NamedTuple
 
@@ -92,14 +93,20 @@ def ema_alpha(span: float) -> float:
 
 # The arithmetic the formula runs on: ONE tick as Python floats (a book side: L floats, ``side[0]`` level 1; a
 # dozen scalars cost a few µs where tiny numpy calls would cost tens), or MANY ticks as numpy arrays (a side:
-# (L, N), so ``side[0]`` is level 1 of every tick and ``sum(side)`` adds (N,) rows). Both do the same IEEE float64
-# operations in the same order: sums go level by level from level 1 (Python's ``sum``, never numpy's pairwise
-# sum), logs are libm's (``math``) in both, so ONE and MANY agree bit for bit.
+# (L, N), so ``side[0]`` is level 1 of every tick and ``_total(side)`` adds (N,) rows). Both do the same IEEE
+# float64 operations in the same order: sums are a plain left fold level by level from level 1 (``_total``: not
+# numpy's pairwise sum, nor the compensated ``sum`` of floats of Python >= 3.12), logs are libm's (``math``) in
+# both, so ONE and MANY agree bit for bit.
+def _total(levels):
+    """0.0 + level 1 + level 2 + ..., left to right (floats or (N,) rows)."""
+    return reduce(operator.add, levels, 0.0)
+
+
 ONE = SimpleNamespace(
     where=lambda c, a, b: a if c else b, choose=lambda c, a, b, *args: a(*args) if c else b(*args), log=math.log, log1p=math.log1p,
     sqrt=math.sqrt, abs=abs, maximum=max, float=float, same=operator.eq, bucket=bisect_left,
     deepest=lambda px, sz: px[len(sz) - sz.count(0.0) - 1],  # non-empty levels come first
-    in_range_total=lambda px, sz, sign, edge: sum(q for p, q in zip(px, sz) if sign * p >= edge),
+    in_range_total=lambda px, sz, sign, edge: _total(q for p, q in zip(px, sz) if sign * p >= edge),
     rows=lambda x: [x], unrows=lambda rows: rows[0])
 
 
@@ -112,7 +119,7 @@ MANY = SimpleNamespace(
     sqrt=np.sqrt, abs=np.abs, maximum=np.maximum, float=lambda x: x.astype(np.float64),
     same=lambda a, b: (a == b).all(axis=0), bucket=lambda edges, x: np.searchsorted(edges, x, side="left"),
     deepest=lambda px, sz: px[np.count_nonzero(sz, axis=0) - 1, np.arange(px.shape[1])],
-    in_range_total=lambda px, sz, sign, edge: sum(np.where(sign * p >= edge, q, 0.0) for p, q in zip(px, sz)),
+    in_range_total=lambda px, sz, sign, edge: _total(np.where(sign * p >= edge, q, 0.0) for p, q in zip(px, sz)),
     rows=lambda x: x.tolist(), unrows=np.array)
 
 
@@ -138,7 +145,7 @@ def _changed(o, px, sz, prev_px, prev_sz, sign):
 
 
 def _all_levels(o, px, sz, prev_px, prev_sz, sign):
-    return sum(sz) - sum(prev_sz)
+    return _total(sz) - _total(prev_sz)
 
 
 def _in_range(o, px, sz, prev_px, prev_sz, sign):
@@ -156,7 +163,7 @@ def _formula(o, state, alphas, ts, bpx, bsz, apx, asz, trade_px, trade_sz, side,
     mid = 0.5 * (b1 + a1)
     spread_bps = 1e4 * (a1 - b1) / mid
     micro_bps = 1e4 * ((b1 * qa1 + a1 * qb1) / (qb1 + qa1) - mid) / mid
-    depth_b, depth_a = sum(bsz[:5]), sum(asz[:5])
+    depth_b, depth_a = _total(bsz[:5]), _total(asz[:5])
     q_ref = 0.5 * (pqb1 + pqa1)
     mid_bps = 1e4 * o.log(mid / (0.5 * (pb1 + pa1)))
     dt_us = o.float(ts - p_ts) * 1e-3
