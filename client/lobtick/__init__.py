@@ -6,7 +6,7 @@ direct path (``lobclient.protocol.DirectRequests``) run. Shipped in the ``lobcli
 Modules (import them directly; this package imports nothing):
 - `ticks`: ``Ticks`` (columnar ticks of one symbol), ``validate`` (names the bad row and field), ``TickDataError``,
   ``N_LEVELS``
-- `features`: the per-tick formula both tokenizer paths run (``advance``, ``TokenizerState``, ``EVENT_CLASSES``)
+- `features`: the per-tick formula both tokenizer paths run (``advance_one``, ``advance``, ``TokenizerState``, ``EVENT_CLASSES``)
 - `tokenizer`: ``Tokenizer`` (fit, batch ``transform``, streaming ``step``/``step_batch``/``step_chunk``, versioned
   JSON), ``TickInput``, ``TickError``
 - `io`: ``atomic_write`` (``lob.io`` re-exports it)

@@ -90,6 +90,9 @@ def validate(t: Ticks, source: str, row_offset: int = 0) -> None:
         if getattr(t, name).shape != shape:
             raise TickDataError(source, None, name, f"shape {getattr(t, name).shape}, expected {shape}")
 
+    if _canonical(t):  # one pass over whole arrays; the checks below only name what is wrong
+        return
+
     def fail(mask: np.ndarray, field_name: str, problem: str, col: int | None = None) -> None:
         bad = np.flatnonzero(mask)
         if bad.size:
@@ -125,3 +128,22 @@ def validate(t: Ticks, source: str, row_offset: int = 0) -> None:
         worse = sign * (px[:, 1:] - px[:, :-1]) > 0
         fail((both & ~worse).any(axis=1), f"{side}_px", f"{side} prices not strictly {'de' if sign < 0 else 'in'}creasing by level")
     fail(t.bid_px[:, 0] >= t.ask_px[:, 0], "bid_px_1", "crossed or locked book (best bid >= best ask)")
+
+
+def _canonical(t: Ticks) -> bool:
+    """``validate``'s rules at once (whole-array reductions, no per-level pass): True iff it would pass."""
+    books = (t.bid_px, t.bid_sz, t.ask_px, t.ask_sz)
+    with np.errstate(invalid="ignore"):
+        if not all(np.isfinite(a).all() and (a >= 0).all() for a in (*books, t.trade_px, t.trade_sz)):
+            return False
+    traded = t.trade_side != 0
+    if not (np.isin(t.trade_side, (-1, 0, 1)).all() and ((t.trade_px > 0) & (t.trade_sz > 0))[traded].all()
+            and not (t.trade_px[~traded].any() or t.trade_sz[~traded].any()) and (np.diff(t.ts_ns) >= 0).all()):
+        return False
+    for px, sz, sign in ((t.bid_px, t.bid_sz, -1.0), (t.ask_px, t.ask_sz, 1.0)):
+        present = px > 0
+        if not ((sz[:, 0] > 0).all() and present[:, 0].all() and (present == (sz > 0)).all()
+                and not (~present[:, :-1] & present[:, 1:]).any()
+                and (sign * (px[:, 1:] - px[:, :-1]) > 0)[present[:, 1:]].all()):
+            return False
+    return bool((t.bid_px[:, 0] < t.ask_px[:, 0]).all())

@@ -3,12 +3,11 @@
 Pure numpy (never imports torch): the Triton python backend (through ``lob.tokenizer``) and the client's direct
 path (``lobclient.protocol.DirectRequests``) run this module unchanged.
 
-One implementation, two entry points. ``lobtick.features.advance`` is the per-tick formula on plain
-Python floats; ``step`` (streaming, once per tick in the server) calls it once, ``transform``
-(batch, training) calls it in a loop over ``ndarray.tolist()`` rows, and both finish with the same
-``_encode`` (buckets) and ``_standardise`` (numpy, any leading shape). Stream and batch therefore
-give bit-identical tokens and features. The price is a Python loop in the batch path (tens of
-thousands of ticks/s on one core), paid once per dataset per training run.
+One implementation, two entry points. ``lobtick.features`` holds the per-tick formula, written once and run
+on one tick's Python floats (``advance_one``: ``step``/``step_batch``, the server's live ticks) or on a
+sequence's numpy arrays (``advance``: ``transform``/``step_chunk``/``fit``, training and chunks); both finish
+with the same ``_encode`` (buckets) and ``_standardise`` (numpy, any leading shape). Stream and batch therefore
+give bit-identical tokens and features. ``fit_transform`` fits and tokenizes the training split in one pass.
 
 Token layout (mixed radix, most significant first)::
 
@@ -34,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from bisect import bisect_left
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,12 +42,14 @@ from lobtick.features import (
     EVENT_CLASSES,
     FEATURE_NAMES,
     FIRST,
+    MANY,
+    ONE,
     Event,
     TokenizerState,
     advance,
+    advance_one,
     ema_alpha,
     is_canonical,
-    run,
 )
 from lobtick.io import atomic_write
 from lobtick.ticks import N_LEVELS, TickDataError, Ticks, validate
@@ -96,10 +96,10 @@ class TickInput(NamedTuple):
                    float(ticks.trade_px[i]), float(ticks.trade_sz[i]), int(ticks.trade_side[i]))
 
 
-def _quantile_edges(values: list[float], n_buckets: int) -> list[float]:
+def _quantile_edges(values: np.ndarray, n_buckets: int) -> list[float]:
     if n_buckets < 1:
         raise ValueError(f"bucket counts must be >= 1, got {n_buckets}")
-    if not values or n_buckets == 1:
+    if not len(values) or n_buckets == 1:
         return []
     probs = np.linspace(0.0, 1.0, n_buckets + 1)[1:-1]
     return np.unique(np.quantile(np.asarray(values, np.float64), probs)).tolist()
@@ -135,6 +135,13 @@ class Tokenizer:
     @classmethod
     def fit(cls, train: list[Ticks], **config) -> "Tokenizer":
         """Fit buckets and feature scaling on the TRAINING split (one ``Ticks`` per sequence)."""
+        return cls.fit_transform(train, **config)[0]
+
+    @classmethod
+    def fit_transform(cls, train: list[Ticks], **config
+                      ) -> tuple["Tokenizer", list[tuple[np.ndarray, np.ndarray, TokenizerState]]]:
+        """``fit``, and each training sequence's ``transform`` from a fresh state (one per item of ``train``, in
+        order), from ONE pass of the per-tick formula: equal to ``fit`` then ``transform`` bit for bit."""
         unknown = sorted(set(config) - set(DEFAULT_CONFIG))
         if unknown:
             raise ValueError(f"unknown tokenizer config {unknown}; known: {sorted(DEFAULT_CONFIG)}")
@@ -142,23 +149,19 @@ class Tokenizer:
         if not train or not sum(len(t) for t in train):
             raise ValueError("Tokenizer.fit needs at least one training tick")
         alphas = _alphas(config)
-        events: list[Event] = []
-        raws: list[tuple] = []
-        for t in filter(len, train):
-            _validated(t)
-            ev, raw, _ = run(TokenizerState(), t, alphas)
-            events += ev
-            raws += raw
+        runs = [_run(t, TokenizerState(), alphas) for t in train]  # (events, raws, state) per sequence
+        e = Event(*map(np.concatenate, zip(*(ev for ev, _, _ in runs))))  # (N,) each
         buckets = {
-            "mid_bps": _quantile_edges([abs(e.mid_bps) for e in events if e.mid_bps != 0.0], config["mid_buckets"]),
-            "spread_bps": _quantile_edges([e.spread_bps for e in events], config["spread_buckets"]),
-            "size": _quantile_edges([e.size for e in events if e.size > 0.0], config["size_buckets"]),
-            "dt_us": _quantile_edges([e.dt_us for e in events if e.cls != FIRST], config["dt_buckets"]),
+            "mid_bps": _quantile_edges(np.abs(e.mid_bps[e.mid_bps != 0.0]), config["mid_buckets"]),
+            "spread_bps": _quantile_edges(e.spread_bps, config["spread_buckets"]),
+            "size": _quantile_edges(e.size[e.size > 0.0], config["size_buckets"]),
+            "dt_us": _quantile_edges(e.dt_us[e.cls != FIRST], config["dt_buckets"]),
         }
-        x = np.asarray(raws, np.float64)  # (N, F)
+        x = np.concatenate([raws for _, raws, _ in runs])  # (N, F)
         std = x.std(axis=0)
         std[std == 0.0] = 1.0  # a constant feature stays at 0 after centring
-        return cls(config, buckets, x.mean(axis=0).tolist(), std.tolist())
+        tok = cls(config, buckets, x.mean(axis=0).tolist(), std.tolist())
+        return tok, [(*tok._finish(ev, raws), state) for ev, raws, state in runs]
 
     # ---------------------------------------------------------------------------------------- properties
 
@@ -212,40 +215,37 @@ class Tokenizer:
 
         ``state`` continues a sequence (default: a new one). Raises ``TickError`` naming the row and field.
         """
-        state = TokenizerState() if state is None else state
-        if not len(ticks):  # (lobtick.ticks.validate cannot take an empty table)
-            return np.zeros(0, np.int64), np.zeros((0, self.n_features), np.float32), state
-        source = _validated(ticks)
-        if state.ts_ns is not None and ticks.ts_ns[0] < state.ts_ns:
-            raise TickError(source, 0, "ts_ns",
-                            f"timestamp goes backwards: {int(ticks.ts_ns[0])} < previous {state.ts_ns}")
-        events, raws, state = run(state, ticks, self._alphas)
-        tokens = np.fromiter(map(self._encode, events), np.int64, len(events))  # (N,)
-        features = self._standardise(np.asarray(raws, np.float64).reshape(len(events), self.n_features))  # (N, F)
-        return tokens, features, state
+        events, raws, state = _run(ticks, TokenizerState() if state is None else state, self._alphas)
+        return (*self._finish(events, raws), state)
 
     def step(self, tick: TickInput, state: TokenizerState | None) -> tuple[int, np.ndarray, TokenizerState]:
         """Streaming API: ``(token, features (F,) float32, new state)``; ``state`` is never modified.
 
         A bad tick raises ``TickError`` naming the field; the caller keeps its old state.
         """
-        token, raw, new_state = self._advance(tick, state)
-        return token, self._standardise(np.asarray(raw, np.float64)), new_state
+        tokens, features, (new_state,) = self.step_batch([tick], [state])
+        if isinstance(new_state, TickError):
+            raise new_state
+        return int(tokens[0]), features[0], new_state
 
     def step_batch(self, ticks: list[TickInput], states: list[TokenizerState | None]
                    ) -> tuple[np.ndarray, np.ndarray, list[TokenizerState | TickError]]:
         """Streaming API for B sequences at once, one tick each (the server's batch of requests):
         ``(tokens (B,) int64, features (B, F) float32, per row the new state or the row's TickError)``.
 
-        Row b equals ``step(ticks[b], states[b])`` bit for bit (the same per-tick code, then one
-        standardisation of the (B, F) batch); a refused row has token 0 and zero features.
+        Each tick is checked alone (``is_canonical``) and goes through ``advance_one`` (Python floats: a
+        request of one tick pays no numpy per tick), then one standardisation of the (B, F) batch; row b
+        equals ``step(ticks[b], states[b])`` and a chunk's tick bit for bit. A refused row has token 0 and
+        zero features.
         """
         tokens = np.zeros(len(ticks), np.int64)  # (B,)
         raws = np.zeros((len(ticks), self.n_features), np.float64)  # (B, F)
         new_states: list[TokenizerState | TickError] = []
         for b, (tick, state) in enumerate(zip(ticks, states)):
+            state = TokenizerState() if state is None else state
             try:
-                tokens[b], raws[b], new_state = self._advance(tick, state)
+                event, raws[b], new_state = advance_one(state, _checked(tick, state), self._alphas)
+                tokens[b] = self._encode(ONE, event)
             except TickError as err:
                 new_state = err
             new_states.append(new_state)
@@ -271,23 +271,11 @@ class Tokenizer:
         except TickError:  # find the first tick step() refuses, from the state the ticks before it leave
             for i in range(len(ticks)):
                 try:
-                    _, _, state = self._advance(TickInput.of(ticks, i), state)
+                    _, _, state = self.step(TickInput.of(ticks, i), state)
                 except TickError as err:
                     where = f"tick {i} of {len(ticks)}, ts_ns={int(ticks.ts_ns[i])}"
                     raise TickError(where, None, err.field, err.problem) from None
             raise
-
-    def _advance(self, tick: TickInput, state: TokenizerState | None) -> tuple[int, tuple, TokenizerState]:
-        """One checked tick: (token, raw features (F floats), new state); raises ``TickError``."""
-        state = TokenizerState() if state is None else state
-        ts, books, trade_px, trade_sz, trade_side = _unpack(tick)
-        if state.ts_ns is not None and ts < state.ts_ns:
-            raise TickError(f"tick ts_ns={ts}", None, "ts_ns",
-                            f"timestamp goes backwards: {ts} < previous {state.ts_ns}")
-        if not is_canonical(*books, trade_px, trade_sz, trade_side):
-            _raise_invalid(ts, books, trade_px, trade_sz, trade_side)
-        event, raw, new_state = advance(state, ts, *books, trade_px, trade_sz, trade_side, self._alphas)
-        return self._encode(event), raw, new_state
 
     def describe(self, token: int) -> dict:
         """Inverse of the token layout: event kind, side and each bucket with its value range.
@@ -319,16 +307,20 @@ class Tokenizer:
 
     # ----------------------------------------------------------------------------------------- internals
 
-    def _encode(self, e: Event) -> int:
+    def _finish(self, e: Event, raws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """N events (arrays) and raw features (N, F) -> (tokens (N,) int64, features (N, F) float32)."""
+        return self._encode(MANY, e).astype(np.int64), self._standardise(raws)
+
+    def _encode(self, o, e: Event):
+        """The token layout of ``o``'s events (``lobtick.features.ONE``: an int; ``MANY``: (N,) ints); ``bucket``
+        is ``bisect_left``."""
         _, r_mid, r_spread, r_size, r_dt = self._radices
-        if e.mid_bps == 0.0:
-            mid = self._n_mag
-        elif e.mid_bps > 0.0:
-            mid = self._n_mag + 1 + bisect_left(self._mid_edges, e.mid_bps)
-        else:
-            mid = self._n_mag - 1 - bisect_left(self._mid_edges, -e.mid_bps)
-        return ((((e.cls * r_mid + mid) * r_spread + bisect_left(self._spread_edges, e.spread_bps)) * r_size
-                 + bisect_left(self._size_edges, e.size)) * r_dt + bisect_left(self._dt_edges, e.dt_us))
+        bucket = o.bucket
+        mid = o.where(e.mid_bps > 0.0, self._n_mag + 1 + bucket(self._mid_edges, e.mid_bps),
+                      self._n_mag - 1 - bucket(self._mid_edges, -e.mid_bps))
+        mid = o.where(e.mid_bps == 0.0, self._n_mag, mid)
+        return ((((e.cls * r_mid + mid) * r_spread + bucket(self._spread_edges, e.spread_bps)) * r_size
+                 + bucket(self._size_edges, e.size)) * r_dt + bucket(self._dt_edges, e.dt_us))
 
     def _standardise(self, raw: np.ndarray) -> np.ndarray:
         """(..., F) float64 raw features -> (..., F) float32 standardised and clipped."""
@@ -385,6 +377,19 @@ def _bucket_range(edges: list[float], k: int, floor: float = -np.inf) -> tuple[f
     return (edges[k - 1] if k > 0 else floor, edges[k] if k < len(edges) else np.inf)
 
 
+def _run(ticks: Ticks, state: TokenizerState, alphas: tuple[float, float, float]
+         ) -> tuple[Event, np.ndarray, TokenizerState]:
+    """Chained ``advance`` of a checked ``ticks``: valid and continuing ``state`` in time, else ``TickError``
+    naming row and field."""
+    if not len(ticks):  # (lobtick.ticks.validate cannot take an empty table)
+        empty = Event(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(4)))
+        return empty, np.zeros((0, len(FEATURE_NAMES))), state
+    source = _validated(ticks)
+    if state.ts_ns is not None and ticks.ts_ns[0] < state.ts_ns:
+        raise TickError(source, 0, "ts_ns", f"timestamp goes backwards: {int(ticks.ts_ns[0])} < previous {state.ts_ns}")
+    return advance(state, ticks, alphas)
+
+
 def _validated(ticks: Ticks) -> str:
     source = ticks.symbol or "ticks"
     try:
@@ -392,6 +397,17 @@ def _validated(ticks: Ticks) -> str:
     except TickDataError as err:
         raise TickError(err.source, err.row, err.field, err.problem) from None
     return source
+
+
+def _checked(tick: TickInput, state: TokenizerState) -> tuple:
+    """One tick checked alone and against ``state``'s time: ``(ts_ns, bid_px, bid_sz, ask_px, ask_sz, trade_px,
+    trade_sz, trade_side)``, the book as lists of L floats; else ``TickError`` naming the field."""
+    ts, books, trade_px, trade_sz, trade_side = _unpack(tick)
+    if state.ts_ns is not None and ts < state.ts_ns:
+        raise TickError(f"tick ts_ns={ts}", None, "ts_ns", f"timestamp goes backwards: {ts} < previous {state.ts_ns}")
+    if not is_canonical(*books, trade_px, trade_sz, trade_side):
+        _raise_invalid(ts, books, trade_px, trade_sz, trade_side)
+    return (ts, *books, trade_px, trade_sz, trade_side)
 
 
 def _unpack(tick: TickInput) -> tuple[int, tuple[list, list, list, list], float, float, int]:

@@ -141,6 +141,22 @@ def test_tokens_in_vocab_and_buckets_fitted_on_train_only(tok10):
     assert Tokenizer.fit([random_walk(3000, 10, seed=1), odd]).buckets != tok10.buckets
 
 
+def test_fit_transform_equals_fit_then_transform_bit_for_bit():
+    """Training tokenizes its train parts while fitting (one feature pass): the same tokenizer, and per part the
+    same tokens, features and end state as ``fit`` then ``transform`` from a fresh state (an empty part too)."""
+    train = [random_walk(1500, 10, seed=3), random_walk(700, 1, seed=4).slice(0, 0), random_walk(900, 1, seed=5)]
+    tok, out = Tokenizer.fit_transform(train, size_buckets=3)
+    fitted = Tokenizer.fit(train, size_buckets=3)
+    assert tok.content_hash == fitted.content_hash and len(out) == 3
+    for ticks, (tokens, features, state) in zip(train, out):
+        want_tokens, want_features, want_state = fitted.transform(ticks)
+        assert tokens.dtype == want_tokens.dtype and features.dtype == want_features.dtype
+        np.testing.assert_array_equal(tokens, want_tokens)
+        np.testing.assert_array_equal(features, want_features)
+        assert state == want_state
+    assert [len(t) for t, _, _ in out] == [1500, 0, 900]
+
+
 def test_describe_inverts_the_token_layout(tok10):
     described = [tok10.describe(t) for t in range(tok10.vocab_size)]
     digits = {(d["kind"], d["side"], d["mid_move"], d["spread_bucket"], d["size_bucket"], d["dt_bucket"]) for d in described}

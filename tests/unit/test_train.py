@@ -257,8 +257,8 @@ def test_logreg_init_starts_the_direction_heads_at_the_evaluations_logistic_regr
 
     cfg = TrainConfig(labels="smoothed", smooth_bps=smooth_bps, dir_init="logreg", **FAST)
     dataset, splits, _ = split_data(data, cfg)
-    tokenizer = fit_tokenizer(dataset, splits)
-    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg)
+    tokenizer, train_tokens = fit_tokenizer(dataset, splits)
+    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg, train_tokens)
     model = build_model(cfg, tokenizer)
     init_from_logreg(model, train_segs)
     seg = val_segs[0]
@@ -289,8 +289,8 @@ def test_probe_readout_is_what_the_run_predicts_and_never_worse_on_validation(da
 
     cfg = TrainConfig(labels="smoothed", smooth_bps=0.25, **FAST)
     dataset, splits, _ = split_data(data, cfg)
-    tokenizer = fit_tokenizer(dataset, splits)
-    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg)
+    tokenizer, train_tokens = fit_tokenizer(dataset, splits)
+    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg, train_tokens)
     model = build_model(cfg, tokenizer)  # untrained: its readout is random
 
     def loss(m, segs):  # the training's weighted direction loss per horizon, each segment streamed from fresh

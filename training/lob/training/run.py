@@ -91,7 +91,7 @@ def untrained_run(out: Path, data: Path, arch: str = "mamba", preset: str = "tin
 
     cfg = TrainConfig(arch=arch, preset=preset, seed=seed, model_options=model_options, max_steps=0, dir_init="zero")
     dataset, splits, files = split_data(data, cfg)
-    tokenizer = fit_tokenizer(dataset, splits)
+    tokenizer = fit_tokenizer(dataset, splits)[0]
     metrics = {**{k: [] for k in CURVES}, "best_step": 0, "best_val_loss": None, "steps_run": 0, "wall_s": 0.0}
     return write_run(out, build_model(cfg, tokenizer), tokenizer, cfg, data, files, splits, metrics, force)
 

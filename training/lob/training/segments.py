@@ -24,13 +24,14 @@ class Segment:
 
 
 def segments(dataset: dict[str, Ticks], splits: dict[str, SymbolSplit], part: str, tokenizer,
-             spec: LabelSpec) -> list[Segment]:
-    """``part`` in {"train", "val", "test"}; one segment per symbol, in sorted order."""
+             spec: LabelSpec, tokenized: dict | None = None) -> list[Segment]:
+    """``part`` in {"train", "val", "test"}; one segment per symbol, in sorted order. ``tokenized``: {symbol:
+    (tokens, features)} of this part already through ``tokenizer`` (e.g. by ``Tokenizer.fit_transform``)."""
     out = []
     for sym in sorted(splits):
         sl = getattr(splits[sym], part)
         ticks = dataset[sym].slice(sl.start, sl.stop)
-        tokens, features, _ = tokenizer.transform(ticks)
+        tokens, features = tokenized[sym] if tokenized else tokenizer.transform(ticks)[:2]
         labels, weights = spec.targets(ticks)
         out.append(Segment(sym, ticks, tokens.astype(np.int64), features.astype(np.float32), labels, weights))
     return out

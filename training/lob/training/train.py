@@ -126,8 +126,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, force: bool = F
     console = Console(stderr=True)
     t_start = time.perf_counter()
     dataset, splits, files = split_data(data, cfg)
-    tokenizer = fit_tokenizer(dataset, splits)
-    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg)
+    tokenizer, train_tokens = fit_tokenizer(dataset, splits)
+    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg, train_tokens)
     model = build_model(cfg, tokenizer)
     if cfg.dir_init == "logreg":
         init_from_logreg(model, train_segs)
@@ -164,17 +164,20 @@ def split_data(data: Path, cfg: TrainConfig) -> tuple[dict, dict[str, SymbolSpli
     return dataset, splits, data_files(data)
 
 
-def fit_tokenizer(dataset: dict, splits: dict[str, SymbolSplit]):
-    """The tokenizer (and its feature standardisation) fitted on the train parts only."""
+def fit_tokenizer(dataset: dict, splits: dict[str, SymbolSplit]) -> tuple[object, dict]:
+    """The tokenizer (and its feature standardisation) fitted on the train parts only, and the train parts
+    it tokenized while fitting ({symbol: (tokens (N,), features (N, F))}, for ``label_segments``)."""
     from lob.tokenizer import Tokenizer
 
-    return Tokenizer.fit([dataset[s].slice(sp.train.start, sp.train.stop) for s, sp in splits.items()])
+    tokenizer, out = Tokenizer.fit_transform([dataset[s].slice(sp.train.start, sp.train.stop) for s, sp in splits.items()])
+    return tokenizer, {s: (tokens, features) for s, (tokens, features, _) in zip(splits, out)}
 
 
-def label_segments(dataset: dict, splits: dict[str, SymbolSplit], tokenizer,
-                   cfg: TrainConfig) -> tuple[list[Segment], list[Segment]]:
-    """The train and validation segments, tokenized and labelled; every train part must hold a window."""
-    train_segs = segments(dataset, splits, "train", tokenizer, cfg.label_spec)
+def label_segments(dataset: dict, splits: dict[str, SymbolSplit], tokenizer, cfg: TrainConfig,
+                   train_tokens: dict) -> tuple[list[Segment], list[Segment]]:
+    """The train and validation segments, tokenized (the train parts: ``fit_tokenizer``'s ``train_tokens``)
+    and labelled; every train part must hold a window."""
+    train_segs = segments(dataset, splits, "train", tokenizer, cfg.label_spec, train_tokens)
     short = [s.symbol for s in train_segs if len(s.tokens) < cfg.window]
     if short:
         raise ValueError(f"symbol(s) {short} have fewer train ticks than the window ({cfg.window})")
