@@ -11,7 +11,8 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from lob.cli import app
-from lob.realism.calibrate import calibrate, load_params, size_unit
+from lob.data.instruments import load_params
+from lob.realism.calibrate import calibrate, size_unit
 from lob.realism.report import realism_report
 from lob.data.simulator import SymbolSpec, hawkes_clock, simulate_dataset
 from lob.data.schema import read_ticks
@@ -94,6 +95,8 @@ def test_simulate_params_cli_and_bad_params_are_named(tmp_path):
     for broken, word in ((dict(good, format="x"), "format"), (dict(good, events_per_day=1), "events_per_day"),
                          (dict(good, instrument=dict(good["instrument"], depth=-1)), "depth"),
                          (dict(good, instrument=dict(good["instrument"], clock_branching=[0.7, 0.4])), "clock_branching"),
+                         (dict(good, instrument=dict(good["instrument"], level_gaps=[0.5, -0.1])), "level_gaps"),
+                         (dict(good, instrument=dict(good["instrument"], limit_sizes=[100, 0])), "limit_sizes"),
                          (dict(good, instrument=dict(good["instrument"], colour=1)), "colour")):
         path.write_text(json.dumps(broken))
         res = CliRunner().invoke(app, ["simulate", "--params", str(path), "--out", str(tmp_path / "bad")])
@@ -109,3 +112,30 @@ def test_wide_grid_instrument_quotes_every_few_ticks(tmp_path):
     np.testing.assert_allclose(on, np.round(on), atol=1e-6)
     spread_ticks = np.round((t.ask_px[:, 0] - t.bid_px[:, 0]) / 0.01)
     assert set(np.unique(spread_ticks) % 3) == {0} and t.meta["tick_size"] == 0.01
+
+
+def test_level_gaps_put_quotes_on_a_lattice_of_the_given_gaps_and_sizes_come_from_their_tables(tmp_path):
+    """A calibrated book quotes where a real one does: adjacent quotable prices 1, 2 or 3 ticks apart at the
+    given odds (so spreads take every tick count, not a multiple of a grid step); adds are drawn from
+    ``limit_sizes``, market orders from ``market_sizes``."""
+    gaps = (0.5, 0.3, 0.2)
+    spec = replace(TRUTH, level_gaps=gaps, limit_sizes=(1, 7), market_sizes=(3,), price=90.0, lot_size=1.0,
+                   clock_branching=(), clock_decay_s=())
+    assert spec.step_ticks == pytest.approx(1.7)
+    paths = simulate_dataset(tmp_path, n_symbols=1, n_days=3, seed=0, events_per_day=10_000, start_date="2024-03-04",
+                             specs=[spec])
+    step = []
+    for path in paths:  # the day's lattice: every price quoted that day
+        t = read_ticks(path)
+        quoted = np.unique(np.round(np.r_[t.bid_px[t.bid_px > 0], t.ask_px[t.ask_px > 0]] / 0.01).astype(np.int64))
+        step += np.diff(quoted).tolist()
+    assert len(step) > 300 and set(step) <= {1, 2, 3}  # every price ever quoted sits on the lattice
+    np.testing.assert_allclose(np.bincount(step, minlength=4)[1:] / len(step), gaps, atol=0.08)
+    spread = np.round((t.ask_px[:, 0] - t.bid_px[:, 0]) / 0.01).astype(np.int64)
+    assert np.gcd.reduce(spread) == 1 and len(np.unique(spread)) >= 5
+    assert abs(np.median((t.bid_px[:, 0] + t.ask_px[:, 0]) / 2) / 90.0 - 1) < 0.05  # the lattice is anchored at the price
+    same = (t.bid_px[1:, 0] == t.bid_px[:-1, 0]) & (t.trade_side[1:] == 0)
+    added = np.diff(t.bid_sz[:, 0])[same]
+    assert set(np.unique(added[added > 0])) == {1.0, 7.0}
+    fills = t.trade_sz[t.trade_side != 0]
+    assert fills.max() == 3.0 and np.mean(fills == 3.0) > 0.5  # a fill takes less only when the queue is shorter

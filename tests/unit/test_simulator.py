@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lob.cli import app
+from lob.data.instruments import FITTED, load_params
 from lob.data.schema import Ticks, read_ticks
 from lob.data.simulator import simulate_dataset
 
@@ -203,9 +204,24 @@ def test_cli_writes_the_dataset(tmp_path):
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet"))
     assert files == ["SIMA/2024-02-01.parquet", "SIMA/2024-02-02.parquet",
                      "SIMB/2024-02-01.parquet", "SIMB/2024-02-02.parquet"]
-    direct = simulate_dataset(tmp_path / "direct", n_symbols=2, n_days=2, seed=5, events_per_day=300,
-                              start_date="2024-02-01")
-    assert (out / files[0]).read_bytes() == direct[0].read_bytes()
+    kw = dict(n_symbols=2, n_days=2, seed=5, events_per_day=300, start_date="2024-02-01")
+    direct = simulate_dataset(tmp_path / "direct", instruments="calibrated", **kw)
+    assert [(out / f).read_bytes() for f in files] == [p.read_bytes() for p in direct]
+    # the default market is the instruments fitted to the real GOOG and AAPL days (lob.data.instruments)
+    fits = {name: load_params(FITTED / f"{name}.json")[0] for name in ("GOOG", "AAPL")}
+    for path, name in zip(direct[::2], ("GOOG", "AAPL")):
+        t = read_ticks(path)
+        assert abs(t.mid()[0] / fits[name].price - 1) < 0.01 and t.meta["tick_size"] == fits[name].tick_size
+    assert fits["GOOG"].level_gaps and fits["GOOG"].limit_sizes  # quoted on GOOG's spacing of levels
+    # the archetypes are one option away, byte for byte the library's
+    result = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path / "arch"), "--symbols", "2", "--days", "2",
+                                      "--events-per-day", "300", "--seed", "5", "--start-date", "2024-02-01",
+                                      "--instruments", "archetypes"])
+    assert result.exit_code == 0, result.output
+    arch = simulate_dataset(tmp_path / "arch_direct", **kw)
+    assert (tmp_path / "arch" / files[0]).read_bytes() == arch[0].read_bytes() != direct[0].read_bytes()
+    result = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path / "bad"), "--instruments", "fitted"])
+    assert result.exit_code != 0 and "instruments" in result.output and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -73,8 +73,11 @@ def simulate(
                                                  "(default: 20000, or the calibrated instrument's)."),
     start_date: str = typer.Option("2024-01-02", help="First trading day (weekdays follow)."),
     params: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
-                                          help="Instrument from `lob calibrate` (PARAMS.json): simulate it instead "
-                                               "of the archetypes (--symbols and --clock are ignored)."),
+                                          help="Instrument from `lob calibrate` (PARAMS.json): simulate it alone "
+                                               "(--symbols, --instruments and --clock are ignored)."),
+    instruments: str = typer.Option("calibrated", help="calibrated (default: symbols alternate between the "
+                                    "instruments fitted to real GOOG and AAPL days, each with its fitted bursty "
+                                    "clock) | archetypes (the 6 hand-set instruments of earlier versions)."),
     clock: str = typer.Option("business", help="Archetypes' event clock: business (evenly spread by order-flow "
                                                "intensity) | hawkes (bursty, millisecond clusters)."),
 ):
@@ -83,13 +86,13 @@ def simulate(
 
     specs = None
     if params is not None:
-        from lob.realism.calibrate import load_params
+        from lob.data.instruments import load_params
 
         spec, calibrated_events = load_params(params)
         specs, symbols = [spec], 1
         events_per_day = events_per_day or calibrated_events
     simulate_dataset(out, n_symbols=symbols, n_days=days, seed=seed, events_per_day=events_per_day or 20_000,
-                     start_date=start_date, specs=specs, clock=clock)
+                     start_date=start_date, specs=specs, clock=clock, instruments=instruments)
 
 
 @app.command()

@@ -39,11 +39,13 @@ busy (volatile, excited) periods are dense. Either way the day's clock is mapped
 minute near the open and the close; flat when ``u_shaped`` is False). ``ts_ns`` is UTC ns of
 ``date 14:30 UTC + elapsed`` (09:30 New York in winter; daylight saving is ignored).
 
-Instruments (``symbol_specs``) differ in price level, tick size, lot size, depth and spread: a $20 stock,
-a $150 stock with thin queues and wider spreads, a $3000 future with $0.25 ticks, a $4 large-tick stock
-whose spread is nearly always one tick, ... Output sizes are lots * lot_size. A calibrated instrument
-(``lob.realism.calibrate``) may also quote on a coarser grid (``grid_ticks`` ticks a step) and scale the
-market-order and cancel rates. State (close, z, regime)
+Instruments (``symbol_specs``): the archetypes differ in price level, tick size, lot size, depth and spread: a
+$20 stock, a $150 stock with thin queues and wider spreads, a $3000 future with $0.25 ticks, a $4 large-tick
+stock whose spread is nearly always one tick, ... Output sizes are lots * lot_size. A calibrated instrument
+(``lob.realism.calibrate``; `lob simulate`'s default market is made of them, ``lob.data.instruments``) also
+scales the market-order and cancel rates, draws order sizes from a real day's (``limit_sizes``,
+``market_sizes``) and quotes on a real day's spacing of levels (``level_gaps``: a random lattice of prices,
+``price_lattice``; or every ``grid_ticks`` ticks). State (close, z, regime)
 carries from one day to the next, with an overnight gap that mean-reverts slowly towards the first
 open (``simulate_symbol``). Randomness: one ``numpy.random.Generator`` per symbol-day from
 ``SeedSequence([seed, symbol_index, day_index])``.
@@ -52,7 +54,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date as Date
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate
@@ -99,6 +101,11 @@ class SymbolSpec:
     inside_rate: float  # lam_in: inside-spread arrivals per empty tick of spread
     # calibrated instruments (``lob.realism.calibrate``) set these; the defaults are the archetypes' model
     grid_ticks: int = 1  # price step of the simulator's grid, in ticks (a wide-spread book quotes every few ticks)
+    level_gaps: tuple[float, ...] = ()  # P(1, 2, ... ticks) between adjacent quotable prices (``price_lattice``);
+    # () = every grid_ticks ticks
+    limit_sizes: tuple[int, ...] = ()  # limit/cancel sizes (lots) drawn uniformly, e.g. a day's percentiles;
+    # () = geometric(limit_size)
+    market_sizes: tuple[int, ...] = ()  # market-order sizes (lots) likewise; () = geometric(market_size)
     market_mult: float = 1.0  # scales the market-order rate MU
     cancel_mult: float = 1.0  # scales the cancel rates
     clock_branching: tuple[float, ...] = ()  # Hawkes event clock: kernel masses (sum < 1); () = business-time clock
@@ -106,10 +113,18 @@ class SymbolSpec:
     session_s: float = SESSION_S  # length of the simulated session from 09:30 New York
     u_shaped: bool = True  # U-shaped intraday activity (False: flat)
 
+    @property
+    def step_ticks(self) -> float:
+        """Mean ticks per step of the simulator's price grid."""
+        if self.level_gaps:
+            return float(np.dot(np.arange(1, len(self.level_gaps) + 1), self.level_gaps) / sum(self.level_gaps))
+        return float(self.grid_ticks)
+
 
 # the archetypes' bursty event clock (``clock="hawkes"``, ``hawkes_clock``): a millisecond kernel and a 30 s one
 ARCHETYPE_CLOCK = dict(clock_branching=(0.7, 0.2), clock_decay_s=(0.005, 30.0))
 CLOCKS = ("business", "hawkes")
+INSTRUMENTS = ("calibrated", "archetypes")  # `lob simulate --instruments`: the fitted ones are its default
 # price level, tick grid, depth and spread character of each archetype (symbol i uses i % 6)
 _ARCHETYPES = [
     dict(price=20.0, tick_size=0.01, lot_size=100, depth=10, limit_size=1.6, market_size=2.0, inside_rate=0.25),
@@ -121,21 +136,32 @@ _ARCHETYPES = [
 ]
 
 
-def symbol_specs(n_symbols: int, clock: str = "business") -> list[SymbolSpec]:
-    """``n_symbols`` (1..26) instruments SIMA, SIMB, ...; archetypes repeat at 1.7x the price each round.
+def symbol_specs(n_symbols: int, clock: str = "business", instruments: str = "archetypes") -> list[SymbolSpec]:
+    """``n_symbols`` (1..26) instruments SIMA, SIMB, ...; the base instruments repeat at 1.7x the price each round.
 
-    ``clock``: "business" (events spaced by the order-flow intensity) or "hawkes" (``ARCHETYPE_CLOCK``).
+    ``instruments``: "archetypes" (``_ARCHETYPES``, symbol i uses i % 6) or "calibrated" (the instruments
+    fitted to real days, ``lob.data.instruments.fitted_specs``: `lob simulate`'s default market, each with its
+    own fitted clock). ``clock`` (archetypes only): "business" (events spaced by the order-flow intensity) or
+    "hawkes" (``ARCHETYPE_CLOCK``).
     """
     if not 1 <= n_symbols <= 26:
         raise ValueError(f"n_symbols must be in 1..26, got {n_symbols}")
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+    if instruments not in INSTRUMENTS:
+        raise ValueError(f"instruments must be one of {INSTRUMENTS}, got {instruments!r}")
+    if instruments == "calibrated":
+        from lob.data.instruments import fitted_specs  # it reads SymbolSpec from here
+
+        bases = fitted_specs()
+    else:
+        bases = [SymbolSpec(symbol="", **arch, **(ARCHETYPE_CLOCK if clock == "hawkes" else {})) for arch in _ARCHETYPES]
     specs = []
     for i in range(n_symbols):
-        arch = dict(_ARCHETYPES[i % len(_ARCHETYPES)])
-        tick = arch["tick_size"]
-        arch["price"] = round(round(arch["price"] * 1.7 ** (i // len(_ARCHETYPES)) / tick) * tick, 8)
-        specs.append(SymbolSpec(symbol=f"SIM{chr(ord('A') + i)}", **arch, **(ARCHETYPE_CLOCK if clock == "hawkes" else {})))
+        base = bases[i % len(bases)]
+        step = base.tick_size * base.grid_ticks
+        price = round(round(base.price * 1.7 ** (i // len(bases)) / step) * step, 8)
+        specs.append(replace(base, symbol=f"SIM{chr(ord('A') + i)}", price=price))
     return specs
 
 
@@ -193,8 +219,8 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
     u_regime = rng.random(n).tolist()
     e_gap = rng.standard_exponential(n).tolist()
     z_noise = (z_sd * rng.standard_normal(n)).tolist()
-    lim_size = rng.geometric(1.0 / spec.limit_size, n).tolist()
-    mkt_size = rng.geometric(1.0 / spec.market_size, n).tolist()
+    lim_size = _sizes(rng, spec.limit_sizes, spec.limit_size, n)
+    mkt_size = _sizes(rng, spec.market_sizes, spec.market_size, n)
     refill = rng.geometric(1.0 / depth_k[-1], 2 * n + 2 * W).tolist()  # deep levels, opening book
 
     # overnight gap: noise plus slow reversion of the log price towards the first open
@@ -302,8 +328,35 @@ def _simulate_day(spec: SymbolSpec, carry: _Carry, rng: np.random.Generator, n: 
     else:
         business = np.cumsum(rec_gap)
         end = business[-1] + rng.exponential() * business[-1] / n  # the close comes one more gap after the last event
-    return _to_ticks(spec, day, seed, np.array(rec_b), np.array(rec_a), grid_bq, grid_aq, business,
-                     np.array(tr_side), np.array(tr_px), np.array(tr_sz), end)
+    rec_b, rec_a = np.array(rec_b), np.array(rec_a)
+    lo, hi = min(int(rec_b.min()), mid) - W, max(int(rec_a.max()), mid) + W
+    lattice = price_lattice(spec, rng, lo, hi, mid)  # drawn last: the book path and clock are as without it
+    return _to_ticks(spec, day, seed, rec_b, rec_a, grid_bq, grid_aq, business,
+                     np.array(tr_side), np.array(tr_px), np.array(tr_sz), end, lattice, lo)
+
+
+def _sizes(rng: np.random.Generator, table: tuple[int, ...], mean: float, n: int) -> list[int]:
+    """``n`` order sizes in lots: uniform draws from ``table``, else geometric with mean ``mean``."""
+    if table:
+        return np.asarray(table, dtype=np.int64)[rng.integers(0, len(table), n)].tolist()
+    return rng.geometric(1.0 / mean, n).tolist()
+
+
+def price_lattice(spec: SymbolSpec, rng: np.random.Generator, lo: int, hi: int, anchor: int) -> np.ndarray:
+    """Ticks of the simulator's grid steps ``lo..hi`` (hi - lo + 1,) for one day.
+
+    Without ``level_gaps`` step i is at ``i * grid_ticks``. With them the quotable prices are a fixed random
+    lattice of the day: gaps between adjacent steps are iid draws of ``level_gaps`` (P(1 tick), P(2 ticks), ...),
+    step ``anchor`` (the open) at ``round(anchor * step_ticks)``, so a real day's spacing of levels, and
+    spreads of every tick count, come out of the grid model; a quote keeps its price while it lives.
+    """
+    if not spec.level_gaps:
+        return np.arange(lo, hi + 1, dtype=np.int64) * spec.grid_ticks
+    p = np.asarray(spec.level_gaps, dtype=np.float64)
+    gaps = rng.choice(np.arange(1, len(p) + 1), size=hi - lo, p=p / p.sum())
+    k = anchor - lo
+    up, down = np.cumsum(gaps[k:]), np.cumsum(gaps[:k][::-1])
+    return round(anchor * spec.step_ticks) + np.r_[-down[::-1], 0, up].astype(np.int64)
 
 
 def simulate_symbol(spec: SymbolSpec, days: list[str], events_per_day: int, seed: int,
@@ -312,7 +365,7 @@ def simulate_symbol(spec: SymbolSpec, days: list[str], events_per_day: int, seed
 
     The book state carries from one day to the next, starting from ``spec.price``; yields lazily, one day at a time.
     """
-    open_ticks = round(spec.price / (spec.tick_size * spec.grid_ticks))
+    open_ticks = round(spec.price / (spec.tick_size * spec.step_ticks))
     carry = _Carry(mid_ticks=open_ticks, open_ticks=open_ticks, z=0.0, regime=0)
     for d, day in enumerate(days):
         rng = np.random.default_rng(np.random.SeedSequence([seed, symbol_index, d]))
@@ -352,17 +405,18 @@ def hawkes_clock(rng: np.random.Generator, n: int, branching, decay_s, rate: flo
 
 
 def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_side, tr_px, tr_sz,
-              end: float) -> Ticks:
+              end: float, lattice: np.ndarray, lo: int) -> Ticks:
     """Grid state (grid steps, lots) -> canonical Ticks (price units, size units). Shapes: (N,), (N, GRID).
 
-    ``business`` (N,) event times on the model's clock, ``end`` the close on it (> business[-1]).
+    ``business`` (N,) event times on the model's clock, ``end`` the close on it (> business[-1]);
+    ``lattice[i - lo]`` the ticks of grid step i (``price_lattice``).
     """
-    step = spec.tick_size * spec.grid_ticks
+    step = spec.tick_size
     steps = np.arange(GRID)
     decimals = max(0, -math.floor(math.log10(spec.tick_size))) + 2
 
     def levels(best, q, sign):  # first N_LEVELS non-empty grid levels, in order
-        px_ticks = best[:, None] + sign * steps  # (N, GRID)
+        px_ticks = lattice[best[:, None] + sign * steps - lo]  # (N, GRID)
         present = (q > 0) & (px_ticks > 0)
         order = np.argsort(~present, axis=1, kind="stable")[:, :N_LEVELS]  # (N, L)
         keep = np.take_along_axis(present, order, axis=1)
@@ -382,7 +436,7 @@ def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_
     traded = tr_side != 0
     return Ticks(
         ts_ns=ts_ns, bid_px=bid_px, bid_sz=bid_sz, ask_px=ask_px, ask_sz=ask_sz,
-        trade_px=np.where(traded, np.round(tr_px * step, decimals), 0.0),
+        trade_px=np.where(traded, np.round(lattice[np.where(traded, tr_px, lo) - lo] * step, decimals), 0.0),
         trade_sz=(tr_sz * spec.lot_size).astype(np.float64),
         trade_side=tr_side.astype(np.int8),
         symbol=spec.symbol,
@@ -391,11 +445,12 @@ def _to_ticks(spec: SymbolSpec, day: str, seed: int, b, a, bq, aq, business, tr_
 
 
 def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_per_day: int,
-                     start_date: str, specs: list[SymbolSpec] | None = None, clock: str = "business") -> list[Path]:
+                     start_date: str, specs: list[SymbolSpec] | None = None, clock: str = "business",
+                     instruments: str = "archetypes") -> list[Path]:
     """Simulate ``n_symbols`` x ``n_days`` symbol-days of ``events_per_day`` events each.
 
-    ``specs`` (e.g. a calibrated instrument, ``lob.realism.calibrate.load_params``, with its own clock)
-    replaces the archetypes; ``clock`` is the archetypes' event clock (``symbol_specs``). Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
+    ``specs`` (e.g. a calibrated instrument, ``lob.data.instruments.load_params``, with its own clock)
+    replaces ``symbol_specs(n_symbols, clock, instruments)``. Writes ``out/<SYMBOL>/<YYYY-MM-DD>.parquet`` (weekdays from ``start_date``) and returns the paths,
     sorted by (symbol, date). Same arguments, same bytes.
     """
     from rich.progress import Progress
@@ -404,7 +459,7 @@ def simulate_dataset(out: Path, n_symbols: int, n_days: int, seed: int, events_p
         raise ValueError(f"seed must be >= 0, got {seed}")
     if n_days < 1 or events_per_day < 2:
         raise ValueError(f"need n_days >= 1 and events_per_day >= 2, got {n_days}, {events_per_day}")
-    specs = symbol_specs(n_symbols, clock) if specs is None else list(specs)
+    specs = symbol_specs(n_symbols, clock, instruments) if specs is None else list(specs)
     days = trading_days(start_date, n_days)
     paths = []
     with Progress() as progress:

@@ -1,12 +1,14 @@
-"""Fit a simulator instrument (``SymbolSpec``) to a real dataset (`lob calibrate`), and read it back.
+"""Fit a simulator instrument (``SymbolSpec``) to a real dataset (`lob calibrate`).
 
 Method, in three steps (all on the calibrated symbol's days, books seen through the real data's level
 count as in ``lob.realism.report``):
 
 1. **Method of moments** for what the data shows directly: ``tick_size`` (the importer's), ``price``
-   (first mid), ``grid_ticks`` (median gap between the first two levels, in ticks: a wide-spread book
-   quotes every few ticks), ``lot_size`` (the largest power of ten that 99% of sizes are multiples of), ``limit_size`` (mean |best-queue change| of non-trade events at an unchanged best price),
-   ``market_size`` (mean trade size), the session length (the days' mean first-to-last span, 6.5 h for
+   (first mid), ``level_gaps`` (the distribution of gaps between adjacent visible levels, in ticks, up to
+   MAX_GAP: a wide-spread book quotes every few ticks; none for a one-level or one-tick book),
+   ``lot_size`` (the largest power of ten that 99% of sizes are multiples of), ``limit_size`` and the
+   percentiles ``limit_sizes`` of |best-queue change| of non-trade events at an unchanged best price,
+   ``market_size`` and ``market_sizes`` of trade sizes, the session length (the days' mean first-to-last span, 6.5 h for
    full days) and whether its activity is U-shaped (spans of 3 h or more), events per day. A chronological
    part of the days (``DIR:SYMBOL@train``, ``lob.realism.report.select_part``) stands for its whole days:
    the session is the days' span, the events per day the part's rate over it.
@@ -19,15 +21,14 @@ count as in ``lob.realism.report``):
    kernel) minimises the Wasserstein-1 distance of log10 inter-arrival times (gaps floored at the data's
    resolution, 1 µs at least) to the real ones, again with common random numbers.
 
-The result is a JSON file: ``{"format": "lob-instrument/1", "instrument": {SymbolSpec fields},
-"events_per_day": N, "fitted_to": ..., "moments": {name: [real, simulated]}}``; ``load_params`` turns it
-back into a ``SymbolSpec`` for ``lob simulate --params``.
+The result is a params JSON (``lob.data.instruments``: its format and reader, ``load_params``, for
+``lob simulate --params``; the instruments fitted to the LOBSTER samples are `lob simulate`'s default market).
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +36,17 @@ import numpy as np
 from lobtick.features import ADD_ASK, ADD_BID, CANCEL_ASK, CANCEL_BID, TokenizerState, run as run_events
 from lob.realism.report import load_days, n_levels, time_resolution_ns, truncate
 from lob.realism.stats import wasserstein
+from lob.data.instruments import FORMAT
 from lob.data.simulator import SESSION_S, SymbolSpec, hawkes_clock, session_fraction, simulate_symbol
 from lob.data.schema import Ticks
 from lob.io import atomic_write
 
-FORMAT = "lob-instrument/1"
 SIM_EVENTS = 8000  # simulated events per evaluation inside the fit (whole days of the real day's count)
 MAX_FIT_DAY = 20_000  # longer real days are fitted on simulated days of this many events
 FLOW_ITERS = 60
 CLOCK_ITERS = 120
+MAX_GAP = 20  # level gaps of more ticks count as this many
+SIZE_PERCENTILES = 100  # order sizes kept per instrument
 
 
 # ---------------------------------------------------------------------------------------------- moments
@@ -97,17 +100,27 @@ def size_unit(sizes: np.ndarray) -> float:
     return 1e-8
 
 
+def percentiles(sizes: np.ndarray) -> tuple[int, ...]:
+    """SIZE_PERCENTILES sizes (whole lots >= 1) at evenly spaced quantiles of ``sizes`` (lots): draws from them
+    follow the empirical distribution, round lots' spikes included; () when there are no sizes."""
+    if not sizes.size:
+        return ()
+    q = np.quantile(sizes, (np.arange(SIZE_PERCENTILES) + 0.5) / SIZE_PERCENTILES, method="inverted_cdf")
+    return tuple(int(x) for x in np.maximum(np.round(q), 1))
+
+
 def direct_spec(symbol: str, days: list[Ticks], levels: int) -> tuple[SymbolSpec, int]:
     """Step 1: the instrument's directly observed parameters (flow rates at their defaults, no clock)."""
     tick = float(days[0].meta["tick_size"])
     t = Ticks.concat([truncate(d, levels) for d in days])
     price = float(t.mid()[0])
-    if levels > 1:
-        gaps = np.r_[t.bid_px[:, 0] - t.bid_px[:, 1], t.ask_px[:, 1] - t.ask_px[:, 0]]
-        gaps = gaps[np.r_[t.bid_px[:, 1] > 0, t.ask_px[:, 1] > 0]]
-        grid = max(1, int(round(float(np.median(gaps)) / tick)))
-    else:
-        grid = 1
+    level_gaps: tuple[float, ...] = ()
+    if levels > 1:  # gaps between adjacent visible levels, in ticks: the price lattice's gap distribution
+        gaps = np.r_[(t.bid_px[:, :-1] - t.bid_px[:, 1:])[t.bid_px[:, 1:] > 0],
+                     (t.ask_px[:, 1:] - t.ask_px[:, :-1])[t.ask_px[:, 1:] > 0]]
+        counts = np.bincount(np.clip(np.round(gaps / tick).astype(np.int64), 1, MAX_GAP), minlength=MAX_GAP + 1)[1:]
+        if counts[0] < 0.95 * counts.sum():  # not a one-tick book
+            level_gaps = tuple(round(float(c), 5) for c in counts / counts.sum())
     same_b = np.r_[False, t.bid_px[1:, 0] == t.bid_px[:-1, 0]]
     same_a = np.r_[False, t.ask_px[1:, 0] == t.ask_px[:-1, 0]]
     no_trade = t.trade_side == 0
@@ -124,10 +137,11 @@ def direct_spec(symbol: str, days: list[Ticks], levels: int) -> tuple[SymbolSpec
     if abs(session - SESSION_S) < 0.05 * SESSION_S:
         session = SESSION_S
     spread_ticks = np.round((t.ask_px[:, 0] - t.bid_px[:, 0]) / tick)
-    inside = 0.5 if np.median(spread_ticks) > grid else 0.1
-    spec = SymbolSpec(symbol=symbol, price=round(round(price / (tick * grid)) * tick * grid, 10), tick_size=tick,
+    inside = 0.5 if np.median(spread_ticks) > 1 else 0.1
+    spec = SymbolSpec(symbol=symbol, price=round(round(price / tick) * tick, 10), tick_size=tick,
                       lot_size=lot, depth=depth, limit_size=limit_size, market_size=market_size, inside_rate=inside,
-                      grid_ticks=grid, session_s=session, u_shaped=session >= 3 * 3600)
+                      level_gaps=level_gaps, limit_sizes=percentiles(changes / lot), market_sizes=percentiles(trades / lot),
+                      session_s=session, u_shaped=session >= 3 * 3600)
     per_day = [len(truncate(d, levels)) * span / max((d.ts_ns[-1] - d.ts_ns[0]) * 1e-9, 1e-9)
                for d, span in zip(days, spans)]  # a part's events at its rate over the whole day
     return spec, int(round(np.mean(per_day)))
@@ -274,7 +288,7 @@ def calibrate(spec_arg: str, out: Path | None = None, seed: int = 0, flow_iters:
         "events_per_day": events,
         "fitted_to": {"data": provenance(spec_arg, days), "days": [d.meta.get("date") for d in days], "levels": levels,
                       "time_resolution_ns": resolution, "events": int(sum(len(d) for d in days))},
-        "method": "method of moments (tick, price, grid, sizes, session) + simulated method of moments "
+        "method": "method of moments (tick, price, level gaps, sizes, session) + simulated method of moments "
                   "(flow rates: Nelder-Mead on standardised moments; Hawkes clock: W1 of log10 gaps)",
         "moments": {k: [target[k], sim_moments[k]] for k in target} | {"clock_w1_log10_dt": w1},
     }
@@ -282,41 +296,3 @@ def calibrate(spec_arg: str, out: Path | None = None, seed: int = 0, flow_iters:
         text = json.dumps(params, indent=1)
         atomic_write(Path(out), lambda tmp: Path(tmp).write_text(text))
     return params
-
-
-def load_params(path: Path) -> tuple[SymbolSpec, int]:
-    """A params JSON of `lob calibrate` -> (SymbolSpec, events per day). ValueError names what is wrong."""
-    path = Path(path)
-    try:
-        params = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable params JSON ({err})") from None
-    if not isinstance(params, dict) or params.get("format") != FORMAT:
-        raise ValueError(f"{path}: field 'format' must be {FORMAT!r}")
-    inst = params.get("instrument")
-    known = {f.name: f for f in fields(SymbolSpec)}
-    if not isinstance(inst, dict):
-        raise ValueError(f"{path}: field 'instrument' missing")
-    unknown = sorted(set(inst) - set(known))
-    missing = sorted(k for k, f in known.items() if k not in inst and f.default is MISSING)
-    if unknown or missing:
-        raise ValueError(f"{path}: instrument field(s) {'unknown ' + str(unknown) if unknown else 'missing ' + str(missing)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in inst.items()}
-    spec = SymbolSpec(**values)
-    for k in ("price", "tick_size", "lot_size", "depth", "limit_size", "market_size", "session_s"):
-        v = getattr(spec, k)
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{path}: instrument field {k!r} must be a positive number, got {v!r}")
-    for k in ("inside_rate", "market_mult", "cancel_mult"):
-        v = getattr(spec, k)
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"{path}: instrument field {k!r} must be a number >= 0, got {v!r}")
-    if not (isinstance(spec.grid_ticks, int) and spec.grid_ticks >= 1):
-        raise ValueError(f"{path}: instrument field 'grid_ticks' must be an integer >= 1, got {spec.grid_ticks!r}")
-    b, d = spec.clock_branching, spec.clock_decay_s
-    if len(b) != len(d) or any(x < 0 for x in b) or sum(b) >= 1 or any(x <= 0 for x in d):
-        raise ValueError(f"{path}: clock_branching must be >= 0 summing to < 1, one positive clock_decay_s each")
-    events = params.get("events_per_day")
-    if not (isinstance(events, int) and events >= 2):
-        raise ValueError(f"{path}: field 'events_per_day' must be an integer >= 2, got {events!r}")
-    return spec, events
