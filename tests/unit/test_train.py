@@ -328,9 +328,10 @@ def test_kept_weights_are_the_evaluation_the_selection_rule_names(data, tmp_path
     want = steps[np.flatnonzero(beats)[np.argmin(v_dir[beats])]] if select_on == "dir" else steps[np.argmin(v_loss)]
     assert m["best_step"] == want
     # the checkpoint holds the weights evaluated at that step: its validation losses are the curve's there
-    model, tokenizer, _ = load_run(run)
+    model, _, _ = load_run(run)
     dataset, splits, _ = split_data(data, cfg)
-    train_segs, val_segs = label_segments(dataset, splits, fit_tokenizer(dataset, splits), cfg)
+    tokenizer, train_tokens = fit_tokenizer(dataset, splits)
+    train_segs, val_segs = label_segments(dataset, splits, tokenizer, cfg, train_tokens)
     loop = Loop(model, cfg, train_segs, val_segs)
     i = int(np.flatnonzero(steps == want)[0])
     got = _val_loss(model, val_segs, loop.val_picks, loop.val_window, cfg)
