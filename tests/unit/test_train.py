@@ -211,6 +211,66 @@ def test_resumed_run_ends_as_the_uninterrupted_one(data, tmp_path):
         train(data, tmp_path / "never", TrainConfig(**args), resume=True)
 
 
+
+def _selection_keys(m: dict, select_on: str) -> list[tuple]:
+    """The selection rule's key per evaluation, as TrainConfig.select_on documents it (lower is better)."""
+    return [(0, d) if select_on == "dir" and n < m["val_next_markov1"] else (1, t)
+            for t, d, n in zip(m["val_loss"], m["val_dir"], m["val_next"])]
+
+
+def _evals_without_improvement(values: list) -> list[int]:
+    """After each evaluation, how many in a row (ending there) were not strictly below everything before."""
+    out, best, n = [], None, 0
+    for v in values:
+        n = 0 if best is None or v < best else n + 1
+        best = v if best is None or v < best else best
+        out.append(n)
+    return out
+
+
+def test_patience_counts_the_total_loss_while_the_kept_weights_stay_the_rules(data, tmp_path, monkeypatch):
+    """A run whose direction key stalls while L_dir + λ·L_next still falls trains on; it stops once the total
+    loss has not fallen in ``patience`` evaluations, keeps the weights ``select_on`` names, and a run resumed
+    from a state written after the direction key had stalled (also in the format that counted the key) ends
+    the same."""
+    import lob.training.train as tr
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(max_steps=160, patience=6, select_on="dir", lr=1e-2, labels="smoothed", smooth_bps=0.25,
+                      lambda_next=1.0, **{**FAST, "eval_every": 4})
+    states = []  # every resume state the run wrote, in order
+    write = tr.atomic_write
+    monkeypatch.setattr(tr, "atomic_write", lambda path, fn: (write(path, fn), states.append(torch.load(
+        path, map_location="cpu", weights_only=False))))
+    run = train(data, tmp_path / "run", cfg)
+    monkeypatch.undo()
+    m = json.loads((run / "train_metrics.json").read_text())
+    steps, keys = m["val_step"], _selection_keys(m, "dir")
+    dir_stall, total_stall = _evals_without_improvement(keys), _evals_without_improvement(m["val_loss"])
+    # not vacuous: the direction key went `patience` evaluations without improving (where a patience on it
+    # stops the run), and the total loss fell within that stretch
+    old_stop = next(i for i, n in enumerate(dir_stall) if n >= cfg.patience)
+    assert any(total_stall[i] == 0 for i in range(old_stop - cfg.patience + 1, old_stop + 1)), (keys, m["val_loss"])
+    # the run went past it and stopped at the first evaluation `patience` after the lowest total loss
+    last = len(steps) - 1
+    assert last > old_stop and total_stall[last] == cfg.patience and max(total_stall[:last]) < cfg.patience
+    assert m["stopped_by"] == "patience" and m["steps_run"] == steps[last] < cfg.max_steps
+    # the weights kept are the selection rule's over every evaluation run
+    want = steps[min(range(len(keys)), key=keys.__getitem__)]
+    assert m["best_step"] == want and keys[steps.index(want)][0] == 0
+    # resumed from the state written at the evaluation where the direction key had stalled: the same end,
+    # with that state as today's code writes it and as the earlier code did (its count of the stalled key)
+    st = states[old_stop]
+    assert st["step"] == steps[old_stop]
+    for old_format in (False, True):
+        out = tmp_path / f"resumed{int(old_format)}"
+        torch.save({**st, "bad_evals": cfg.patience} if old_format else st, tr.resume_path(out))
+        train(data, out, cfg, resume=True)
+        r = json.loads((out / "train_metrics.json").read_text())
+        assert (r["steps_run"], r["best_step"], r["stopped_by"], r["val_loss"]) == (
+            m["steps_run"], m["best_step"], "patience", m["val_loss"]), old_format
+        assert all(torch.equal(v, _tensors(run)[k]) for k, v in _tensors(out).items())
+
 def test_label_mode_is_recorded_and_reused_by_evaluation(data, tmp_path):
     from lob.training.labels import LabelSpec
 

@@ -49,11 +49,12 @@ class TrainConfig:
     dir_init: str = "logreg"  # direction heads start as the train split's logistic regression | "zero" (DIR_INITS)
     dir_readout: str = "sgd"  # "probe": refit after training on the frozen trunk, L2 chosen on validation
     # the weights kept: "dir", the lowest validation direction loss among evaluations whose next-event loss beats
-    # Markov-1's (`lob.training.markov`) on the same windows; "loss", the lowest L_dir + λ·L_next (SELECT_ONS)
+    # Markov-1's (`lob.training.markov`) on the same windows; "loss", the lowest L_dir + λ·L_next (SELECT_ONS).
+    # Either way early stopping (`patience`) counts on L_dir + λ·L_next
     select_on: str = "dir"
     burn_in: int = 64  # ticks at each window start that warm the state up, outside the loss
     eval_every: int = 50
-    patience: int = 4
+    patience: int = 4  # evaluations without a lower validation L_dir + λ·L_next before training stops
     max_val_windows: int = 64
 
     def __post_init__(self) -> None:

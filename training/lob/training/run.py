@@ -7,7 +7,8 @@
     RUN/config.json          {"arch": ..., "model": config dict, "training": TrainConfig fields}
     RUN/tokenizer.json       the tokenizer fitted on the train split
     RUN/train_metrics.json   loss curves, best_step, best_val_loss (null for an untrained run), val_next_markov1
-                         (Markov-1's next-event loss on the validation windows), steps_run, wall_s
+                         (Markov-1's next-event loss on the validation windows), steps_run, stopped_by
+                         ("patience": no lower validation loss in ``patience`` evaluations; "max_steps"), wall_s
     RUN/manifest.json        data files + sha256, split boundaries, counts, versions, "complete": true
 
 ``write_run`` is the one writer of these files (``lob train``; ``untrained_run`` for tests, benches and

@@ -14,10 +14,11 @@ batches of ``batch_size`` random windows of ``window`` ticks (model state fresh 
 start; the first ``burn_in`` ticks, at most half a window, only warm the state up and stay out of the
 loss). Loss ``L_dir + λ · L_next`` (``lob.training.labels``). Every ``eval_every`` steps the same loss is
 taken on the validation windows (non-overlapping, fixed); training stops after ``patience``
-evaluations without improvement and keeps the best weights: by default (``select_on`` "dir") the lowest
+evaluations without a lower validation total loss (what training minimises; ``train_metrics.json``
+``stopped_by``) and keeps the best weights by ``select_on``: by default ("dir") the lowest
 direction loss among evaluations whose next-event loss beats Markov-1's on the same windows, the direction
 being what a run is judged on and the next-event head a means to it that must at least beat the token baseline
-(before any does, the lowest total loss). Everything random flows from ``seed``:
+(before any does, the lowest total loss); "loss", the lowest total loss. Everything random flows from ``seed``:
 same data, same seed, same checkpoint. Weight decay applies to weight matrices only
 (``lob.training.optim``).
 
@@ -144,7 +145,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, force: bool = F
     readout = refit_readout(model, train_segs, val_segs) if cfg.dir_readout == "probe" else None
     metrics = {**loop.curves, "best_step": loop.best[1], "best_val_loss": loop.best[0],
                "val_next_markov1": loop.markov_next, "dir_readout": readout,
-               "steps_run": len(loop.curves["step"]), "wall_s": loop.elapsed_before + time.perf_counter() - t_start}
+               "steps_run": len(loop.curves["step"]), "stopped_by": loop.stopped_by, "wall_s": loop.elapsed_before + time.perf_counter() - t_start}
     write_run(out, model, tokenizer, cfg, data, files, splits, metrics, force)
     state_file.unlink(missing_ok=True)
     console.print(f"run written to {out} (best val loss {loop.best[0]:.4f} at step {loop.best[1]}, "
@@ -197,7 +198,9 @@ def build_model(cfg: TrainConfig, tokenizer):
 
 class Loop:
     """The optimisation loop over random train windows, with periodic validation, early stopping and the
-    resume file: ``step`` (next step to run), ``curves``, ``best`` (val loss, step, state_dict, selection key)."""
+    resume file: ``step`` (next step to run), ``curves`` (early stopping's count is read from their ``val_loss``),
+    ``best`` (val loss, step, state_dict, selection key). A resume file written before early stopping counted on
+    the total loss (its ``bad_evals`` counted the selection key) continues under today's count."""
 
     def __init__(self, model, cfg: TrainConfig, train_segs: list[Segment], val_segs: list[Segment]):
         from lob.models.registry import count_parameters
@@ -214,7 +217,7 @@ class Loop:
         self.cum = np.cumsum(self.starts)
         self.curves = {k: [] for k in CURVES}
         self.best = (math.inf, -1, None, (2, math.inf))
-        self.bad_evals, self.step, self.elapsed_before = 0, 0, 0.0
+        self.step, self.elapsed_before = 0, 0.0
 
     def resume(self, state_file: Path, files: list[dict]) -> None:
         """Continue from the state an interrupted run with the same config and data wrote at its last evaluation."""
@@ -229,10 +232,20 @@ class Loop:
         self.sched.load_state_dict(st["sched"])
         self.rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
-        self.curves, self.best, self.bad_evals, self.step, self.elapsed_before = (
-            st["curves"], st["best"], st["bad_evals"], st["step"], st["elapsed"])
+        self.curves, self.best, self.step, self.elapsed_before = st["curves"], st["best"], st["step"], st["elapsed"]
         if self.bad_evals >= self.cfg.patience:  # it had early-stopped at that evaluation: nothing left to train
             self.step = self.cfg.max_steps
+
+    @property
+    def bad_evals(self) -> int:
+        """Evaluations since the lowest validation total loss so far (0 before any): early stopping's count."""
+        v = self.curves["val_loss"]
+        return len(v) - 1 - int(np.argmin(v)) if v else 0
+
+    @property
+    def stopped_by(self) -> str:
+        """What ended the run: "max_steps", or "patience" (early stop) when it ended before them."""
+        return "max_steps" if len(self.curves["step"]) >= self.cfg.max_steps else "patience"
 
     def run(self, state_file: Path, files: list[dict], console, t_start: float) -> None:
         """Train until ``max_steps`` or early stop, writing the resume state at every evaluation."""
@@ -264,7 +277,7 @@ class Loop:
                     bar.update(task, val=self._evaluate(step + 1, state_file, files, t_start))
                 bar.update(task, advance=1, loss=loss.item())
                 if self.bad_evals >= cfg.patience:
-                    console.print(f"early stop at step {step + 1}: no validation improvement in {cfg.patience} "
+                    console.print(f"early stop at step {step + 1}: no lower validation loss in {cfg.patience} "
                                   "evaluations")
                     break
 
@@ -275,13 +288,11 @@ class Loop:
             self.curves[k].append(v)
         key = (0, v_dir) if self.cfg.select_on == "dir" and v_next < self.markov_next else (1, val)
         if key < self.best[3]:
-            self.best, self.bad_evals = (val, step, copy.deepcopy(self.model.state_dict()), key), 0
-        else:
-            self.bad_evals += 1
+            self.best = (val, step, copy.deepcopy(self.model.state_dict()), key)
         st = {"step": step, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
               "sched": self.sched.state_dict(), "rng": self.rng.bit_generator.state,
               "torch_rng": torch.get_rng_state(), "curves": self.curves, "best": self.best,
-              "bad_evals": self.bad_evals, "training": asdict(self.cfg), "data_files": files,
+              "training": asdict(self.cfg), "data_files": files,
               "elapsed": self.elapsed_before + time.perf_counter() - t_start}
         atomic_write(state_file, lambda tmp: torch.save(st, tmp))
         return val
