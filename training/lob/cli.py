@@ -252,7 +252,8 @@ def train(
     dir_readout: str = typer.Option(TrainConfig.dir_readout, help="How they end: sgd (as trained) | probe (refit "
                                     "on the frozen trunk as a logistic regression, L2 chosen on validation)."),
     select_on: str = typer.Option(TrainConfig.select_on, help="Weights kept: dir (lowest validation direction "
-                                  "loss once next-event beats Markov-1) | loss (lowest total validation loss)."),
+                                  "loss once next-event beats Markov-1) | loss (lowest total validation loss). "
+                                  "Early stopping counts the total loss either way."),
     force: bool = typer.Option(False, help="Replace an existing run folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted run (same arguments) from its last evaluation."),
 ):
