@@ -145,7 +145,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, force: bool = F
     readout = refit_readout(model, train_segs, val_segs) if cfg.dir_readout == "probe" else None
     metrics = {**loop.curves, "best_step": loop.best[1], "best_val_loss": loop.best[0],
                "val_next_markov1": loop.markov_next, "dir_readout": readout,
-               "steps_run": len(loop.curves["step"]), "stopped_by": loop.stopped_by, "wall_s": loop.elapsed_before + time.perf_counter() - t_start}
+               "steps_run": len(loop.curves["step"]), "stopped_by": loop.stopped_by,
+               "wall_s": loop.elapsed_before + time.perf_counter() - t_start}
     write_run(out, model, tokenizer, cfg, data, files, splits, metrics, force)
     state_file.unlink(missing_ok=True)
     console.print(f"run written to {out} (best val loss {loop.best[0]:.4f} at step {loop.best[1]}, "
