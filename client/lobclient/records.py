@@ -33,11 +33,13 @@ class Tick:
 
     def __post_init__(self) -> None:
         for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
-            levels = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+            levels = np.array(getattr(self, name), dtype=np.float64).reshape(-1)  # a copy: the ring keeps it
             if levels.size > N_LEVELS:
                 raise ValueError(f"Tick {self.symbol} ts_ns={self.ts_ns}: {name} has {levels.size} levels, "
                                  f"at most {N_LEVELS}")
-            object.__setattr__(self, name, np.pad(levels, (0, N_LEVELS - levels.size)))  # (10,) float64
+            if levels.size < N_LEVELS:  # (np.pad costs ~15 µs a call: most of a tick's client-side cost)
+                levels = np.concatenate([levels, np.zeros(N_LEVELS - levels.size)])
+            object.__setattr__(self, name, levels)  # (10,) float64
 
 
 @dataclass

@@ -245,3 +245,18 @@ def test_waiting_ticks_go_as_one_chunk_and_a_refused_chunk_is_resent_one_tick_pe
     preds = mux.ready()
     assert [(p.seq, p.ok) for p in preds] == [(5, True), (6, False), (7, True), (8, True)]
     assert "bid_px_1" in preds[1].error
+
+
+def test_a_tick_keeps_its_own_book_padded_to_ten_levels():
+    """A feed handler may reuse one buffer for every tick: a Tick already sent (and kept in the re-warm ring)
+    must not change when the buffer does. Short books are padded with empty levels; more than 10 is refused."""
+    buf = np.array([100.0, 99.9, 99.8])
+    t = lobclient.Tick("A", 1, buf, buf, buf + 0.5, buf)
+    buf[0] = -1.0
+    assert t.bid_px.tolist() == [100.0, 99.9, 99.8] + [0.0] * 7 and t.bid_px.dtype == np.float64
+    full = np.arange(1.0, 11.0)
+    u = lobclient.Tick("A", 2, full, full, full, full)
+    full[0] = -1.0
+    assert u.ask_sz[0] == 1.0 and u.ask_sz.shape == (10,)
+    with pytest.raises(ValueError, match="bid_px has 11 levels, at most 10"):
+        lobclient.Tick("A", 3, np.ones(11), full, full, full)

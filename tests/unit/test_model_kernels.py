@@ -37,6 +37,22 @@ def test_forward_kernels_match_torch(model, length):
         torch.testing.assert_close(o, r, rtol=3e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("length", [2, 7, 33])
+def test_stepwise_scan_matches_the_parallel_scan_from_a_carried_state(model, length):
+    """kernel_backend("stepwise"), the scan of the exported chunk graph (one state update per tick under torch's
+    scan operator), gives the parallel scan's outputs and final states from a state carried in."""
+    tokens, feats = inputs(2, length, seed=3)
+    with torch.no_grad():
+        _, _, conv, ssm = model(*inputs(2, 5, seed=4))
+        assert ssm.abs().max() > 0.01  # the carried state is not the zero state
+        with kernel_backend("torch"):
+            ref = model(tokens, feats, conv, ssm)
+        with kernel_backend("stepwise"):
+            out = model(tokens, feats, conv, ssm)
+    for r, o in zip(ref, out):  # next logits, direction logits, conv state, ssm state
+        torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5)
+
+
 def test_step_kernels_match_torch_and_leave_inputs_alone(model):
     tokens, feats = inputs(3, 5, seed=2)
     conv, ssm = model.allocate_inference_cache(3)
@@ -72,6 +88,6 @@ def test_training_gradients_match_through_kernels(model):
 
 
 def test_unknown_backend_is_refused():
-    with pytest.raises(ValueError, match="auto, torch or triton"):
+    with pytest.raises(ValueError, match="auto, torch, triton or stepwise"):
         with kernel_backend("cuda"):
             pass

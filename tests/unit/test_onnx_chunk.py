@@ -1,5 +1,6 @@
-"""The served step graph over a chunk of T ticks (an ONNX Loop around the one-tick step) equals T single-tick
-calls of the same graph, predictions and the state it leaves. ``assert_chunks_equal_single_ticks`` is run on
+"""The served step graph over a chunk of T ticks (Mamba's sequence graph with its Scan; an ONNX Loop around the
+one-tick step for the attention models) equals T single-tick calls of the same graph, predictions and the state
+it leaves. ``assert_chunks_equal_single_ticks`` is run on
 each architecture's exported graph by test_onnx_step (Mamba) and test_onnx_step_attention (Transformer ring,
 hybrid: chunks longer than the ring); here on a graph exported with MODEL_VERSION, which comes back per tick."""
 import numpy as np

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lob.export.onnx_chunk import loop_only, step_subgraphs
+from lob.export.onnx_chunk import loop_only, one_tick_step
 from lob.export.onnx_step import export_step_onnx
 from lob.models.mamba import MambaLOB
 from lob.models.registry import config_from_preset
@@ -59,13 +59,15 @@ def test_graph_names_dtypes_and_dynamic_batch_and_time(exported):
     states_in = sorted(n for n in expected_inputs if n.startswith("STATE_"))
     states_out = sorted(n for n in expected_outputs if n.startswith("STATE_"))
     assert [n.removesuffix("_IN") for n in states_in] == [n.removesuffix("_OUT") for n in states_out]
-    # If(T == 1): the one-tick step as it is, else a Loop over the chunk's ticks around it; both copies are
-    # loop-free (layers unrolled) and run the same nodes
-    assert [node.op_type for node in proto.graph.node].count("If") == 1
-    single, body = step_subgraphs(proto)
-    ops = [sorted(n.op_type for n in g.node if n.op_type not in ("Gather", "Squeeze", "Unsqueeze", "Constant",
-                                                                 "Identity")) for g in (single, body)]
-    assert ops[0] == ops[1] and not {"Loop", "Scan", "If"} & set(ops[0]) and len(ops[0]) > 50
+    # If(T == 1): the one-tick step as it is (loop-free, layers unrolled), else Mamba's sequence graph: one Scan
+    # over the chunk's ticks per layer, no Loop around the whole step
+    branch = [node for node in proto.graph.node if node.op_type == "If"]
+    assert len(branch) == 1
+    step_ops = [n.op_type for n in one_tick_step(proto).graph.node]
+    assert not {"Loop", "Scan", "If"} & set(step_ops) and len(step_ops) > 50
+    chunk = next(a.g for a in branch[0].attribute if a.name == "else_branch")
+    chunk_ops = [n.op_type for n in chunk.node]
+    assert chunk_ops.count("Scan") == cfg.n_layer and "Loop" not in chunk_ops
 
 
 @pytest.mark.parametrize("batch", [1, 7])

@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lob.export.onnx_chunk import step_subgraphs
+from lob.export.onnx_chunk import one_tick_step
 from lob.export.onnx_step import export_step_onnx, io_names
 from lob.models.registry import arch, config_from_preset
 
@@ -112,9 +112,9 @@ def test_the_served_ring_graph_is_float32_only(exported):
     _, path = exported
     proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
     g = proto.graph
-    for step in step_subgraphs(proto):  # the one-tick step: the T == 1 branch and the Loop's body
-        g.node.extend(step.node)
-        g.value_info.extend(step.value_info)
+    step = onnx.shape_inference.infer_shapes(one_tick_step(proto), strict_mode=True).graph  # the T == 1 branch's
+    g.node.extend(step.node)  # and the chunk Loop's nodes (the same step), typed
+    g.value_info.extend(step.value_info)
     double = onnx.TensorProto.DOUBLE
     assert not [t.name for t in g.initializer if t.data_type == double]
     assert not [v.name for v in [*g.value_info, *g.input, *g.output] if v.type.tensor_type.elem_type == double]

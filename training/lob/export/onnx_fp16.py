@@ -36,30 +36,17 @@ SOURCE = Path(STEP_MODEL) / "1" / "model.onnx"  # written by `lob export`
 def convert_fp16(src_onnx: Path, dst_onnx: Path) -> Path:
     """Write the FP16 variant of ONNX model `src_onnx` to `dst_onnx` (atomically); returns `dst_onnx`.
 
-    `src_onnx` is a chunk graph (``lob.export.onnx_chunk.chunk_graph``): each copy of the one-tick step in it
-    (the T == 1 branch, the ``Loop``'s body) is converted as a graph of its own (FP32 interface: the outer values
-    it reads, its own inputs, its outputs), then put back with the FP16 weights both share; the ``If`` and the
-    loop around them are unchanged."""
+    `src_onnx` is a served graph (``lob.export.onnx_chunk.chunk_graph``): its one-tick step is converted as a graph
+    of its own (FP32 interface) and served over T again by ``chunk_graph``, with the ``Loop`` for a chunk (the
+    GPU's graph; a sequence graph's ``Scan`` is not converted), and `src_onnx`'s MODEL_VERSION."""
     import onnx
-    from onnx import helper
 
-    from lob.export.onnx_chunk import step_subgraphs
+    from lob.export.onnx_chunk import chunk_graph, one_tick_step
+    from lob.export.onnx_version import version_of, with_version_output
 
-    model = onnx.load(str(src_onnx))
-    weights = {}
-    for sub in step_subgraphs(model):
-        read = {x for n in sub.node for x in n.input}
-        outer = [v for v in model.graph.input if v.name in read]  # read by the subgraph from the outer scope
-        step = helper.make_model(helper.make_graph(list(sub.node), sub.name, [*outer, *sub.input], list(sub.output),
-                                                   list(model.graph.initializer)),
-                                 opset_imports=list(model.opset_import), ir_version=model.ir_version)
-        fp16 = _convert(step)
-        for field, values in (("node", fp16.graph.node), ("value_info", fp16.graph.value_info)):
-            del getattr(sub, field)[:]
-            getattr(sub, field).extend(values)
-        weights.update((t.name, t) for t in fp16.graph.initializer)
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(weights.values())
+    src = onnx.load(str(src_onnx))
+    model, version = chunk_graph(_convert(one_tick_step(src))), version_of(src)
+    model = model if version is None else with_version_output(model, version)
     onnx.checker.check_model(model)
     atomic_write(Path(dst_onnx), lambda tmp: onnx.save(model, tmp))
     return Path(dst_onnx)
@@ -75,10 +62,8 @@ def _convert(step):
     producer = {out: node for node in step.graph.node for out in node.output}
     exp_args = [producer[n.input[0]].name for n in step.graph.node
                 if n.op_type == "Exp" and n.input[0] in producer and producer[n.input[0]].op_type == "Mul"]
-    outputs = {o.name for o in step.graph.output}  # the T == 1 branch's (B, 1, ...) view of an FP32 softmax
-    reshapes = [n.name for n in step.graph.node if n.op_type == "Unsqueeze" and set(n.output) <= outputs]
     fp32_outputs = [o.name for o in step.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
-    fp16 = float16.convert_float_to_float16(step, keep_io_types=True, node_block_list=[*exp_args, *reshapes],
+    fp16 = float16.convert_float_to_float16(step, keep_io_types=True, node_block_list=exp_args,
                                             op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS])
     _restore_fp32_outputs(fp16, fp32_outputs)
     return fp16

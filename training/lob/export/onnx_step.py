@@ -12,10 +12,13 @@ pairs them (server issue #8586). Batch and time axes are dynamic (and, for an at
 
 The one-tick step (layers unrolled, no loops) is exported with the dynamo exporter (torch.export +
 onnxscript), the default of ``torch.onnx.export``, at opset 18 (the TorchScript exporter cannot export
-``rms_norm``); ``lob.export.onnx_chunk.chunk_graph`` then serves it, unchanged, over T: a chunk of one tick (a live tick) runs it as it
-is, a longer one runs it as the body of an ONNX ``Loop`` over T (``If(T == 1)`` chooses), so tick t of a chunk
-runs exactly the nodes one single-tick call runs, for every architecture and any T (a chunk longer than an
-attention model's ring included).
+``rms_norm``); ``lob.export.onnx_chunk.chunk_graph`` then serves it, unchanged, over T: a chunk of one tick (a
+live tick) runs it as it is (``If(T == 1)`` chooses). A longer chunk runs the model's ``forward`` where the
+architecture ``serves_forward`` (Mamba: exported over a dynamic T >= 2, its scan one ONNX ``Scan`` of the
+one-tick state update, everything else batched over the chunk's ticks: 2-3x cheaper per tick than a loop over
+the whole step at small batches, bench/loop_cost.md), else the step's nodes as the body of an ONNX ``Loop`` over
+T (Transformer ring and hybrid: tick t of a chunk runs exactly the nodes one single-tick call runs, a chunk
+longer than the ring included).
 
 The exported graph then gets two folds that keep its results to float rounding (``lean_step_graph``):
 onnxruntime's CPU run of this small graph costs ~1.3 µs per node whatever the node does, so every
@@ -39,6 +42,7 @@ from lob.export.onnx_chunk import chunk_graph
 from lob.export.onnx_version import with_version_output
 from lob.io import atomic_write
 from lob.models.base import TickModel
+from lob.models.ops import kernel_backend
 
 
 
@@ -49,16 +53,20 @@ def io_names(model: TickModel) -> tuple[list[str], list[str]]:
 
 
 class StepGraph(nn.Module):
-    """``model.step`` with the served inputs and outputs (probabilities, not logits)."""
+    """``model.step`` (one tick: TOKEN (B, 1), FEATURES (B, F)) or, with ``chunk``, ``model.forward`` (TOKEN
+    (B, T), FEATURES (B, T, F)) with the served inputs and outputs (probabilities, not logits)."""
 
-    def __init__(self, model: TickModel, cache: str | None = None):
+    def __init__(self, model: TickModel, cache: str | None = None, chunk: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.chunk = model, chunk
         self.kwargs = {} if cache is None else {"cache": cache}
 
     def forward(self, TOKEN: Tensor, FEATURES: Tensor, STATES: tuple[Tensor, ...]):  # noqa: N803 (graph names)
-        next_logits, dir_logits, *states = self.model.step(TOKEN[:, 0], FEATURES, *STATES, **self.kwargs)
-        topk_probs, topk_ids = next_logits.softmax(-1).topk(self.model.config.topk, dim=-1)  # (B, K) each
+        if self.chunk:
+            next_logits, dir_logits, *states = self.model(TOKEN, FEATURES, *STATES)
+        else:
+            next_logits, dir_logits, *states = self.model.step(TOKEN[:, 0], FEATURES, *STATES, **self.kwargs)
+        topk_probs, topk_ids = next_logits.softmax(-1).topk(self.model.config.topk, dim=-1)  # (..., K) each
         return dir_logits.softmax(-1), topk_ids, topk_probs, *states
 
 
@@ -92,15 +100,24 @@ def export_step_onnx(model: TickModel, path: Path, opset: int = 18, model_versio
     dynamic_shapes = ({0: batch_dim}, {0: batch_dim}, tuple(state_shapes))
     input_names, output_names = io_names(model)
 
-    def write(tmp: str) -> None:
+    def export(module: nn.Module, example: tuple, shapes: tuple, tmp: str) -> onnx.ModelProto:
         # the exporter logs torch-internal notices (torchvision absent, deprecations) that say nothing
         # about this model; real failures still raise
-        with torch.no_grad(), warnings.catch_warnings(), _quiet("torch.onnx"):
+        with torch.no_grad(), warnings.catch_warnings(), _quiet("torch.onnx"), kernel_backend("stepwise"):
             warnings.simplefilter("ignore", (FutureWarning, UserWarning, DeprecationWarning))
-            torch.onnx.export(graph, args, tmp, input_names=input_names, output_names=output_names,
-                              opset_version=opset, dynamo=True, verbose=False, dynamic_shapes=dynamic_shapes,
+            torch.onnx.export(module, example, tmp, input_names=input_names, output_names=output_names,
+                              opset_version=opset, dynamo=True, verbose=False, dynamic_shapes=shapes,
                               external_data=False)
-        chunked = chunk_graph(lean_step_graph(onnx.load(tmp)))
+        return onnx.load(tmp)
+
+    def write(tmp: str) -> None:
+        sequence = None
+        if model.serves_forward and cache is None:  # an example chunk of 3 ticks; T >= 2 (T = 1 is the step's)
+            time_dim = torch.export.Dim("time", min=2)
+            example = (torch.zeros(batch, 3, dtype=torch.int64), torch.zeros(batch, 3, cfg.n_features), tuple(states))
+            sequence = export(StepGraph(model, chunk=True).eval(), example,
+                              ({0: batch_dim, 1: time_dim}, {0: batch_dim, 1: time_dim}, tuple(state_shapes)), tmp)
+        chunked = chunk_graph(lean_step_graph(export(graph, args, dynamic_shapes, tmp)), sequence)
         onnx.save(chunked if model_version is None else with_version_output(chunked, model_version), tmp)
         onnx.checker.check_model(tmp, full_check=True)
 

@@ -5,7 +5,7 @@
 the predictions; ``version_graph`` is a graph with nothing else in it (``TOPK_IDS`` int64 (B, T, K) in, the
 engine's output, so the TensorRT ensembles run it after the engine: one step at a time; ``MODEL_VERSION`` out),
 served as ``lob_model_version`` beside TensorRT engines, which cannot emit strings;
-``without_version_output`` takes the output out again for those engines' build.
+``without_version_output`` takes the output out again for those engines' build; ``version_of`` reads it.
 """
 from __future__ import annotations
 
@@ -44,6 +44,14 @@ def without_version_output(model: onnx.ModelProto) -> onnx.ModelProto:
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     return out
+
+
+def version_of(model: onnx.ModelProto) -> str | None:
+    """The MODEL_VERSION constant ``with_version_output`` put in ``model``, or None if it has none."""
+    for node in model.graph.node:
+        if node.name == "model_version_value":
+            return node.attribute[0].t.string_data[0].decode()
+    return None
 
 
 def version_graph(version: str, opset: int = 18) -> onnx.ModelProto:

@@ -97,10 +97,13 @@ class TickModel(nn.Module):
     ``allocate_inference_cache(batch)`` returns them fresh, in that order, batch first;
     ``forward(tokens, features, *state) -> (next_logits, dir_logits, *state)`` and
     ``step(token, features, *state) -> (next_logits, dir_logits, *state)`` carry them;
-    ``forward_chunked`` runs a long sequence through ``forward`` in chunks.
+    ``forward_chunked`` runs a long sequence through ``forward`` in chunks. ``serves_forward``: ``forward`` from
+    the served states equals ``step`` tick by tick and exports to ONNX with a dynamic length (under
+    ``kernel_backend("stepwise")``), so the served graph runs a chunk of ticks with it (`lob.export.onnx_step`).
     """
 
     state_names: tuple[str, ...] = ()
+    serves_forward: bool = False
 
     def __init__(self, config: HeadConfig, layers: Callable[[], nn.Module]):
         super().__init__()
@@ -136,7 +139,8 @@ class TickModel(nn.Module):
         if features.shape != (*tokens.shape, cfg.n_features):
             raise ValueError(f"features must be (B, L, F) = {(*tokens.shape, cfg.n_features)}, "
                              f"got {tuple(features.shape)}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= cfg.vocab_size):
+        if tokens.numel() and not torch.compiler.is_exporting() and (  # values are unknown while exporting
+                int(tokens.min()) < 0 or int(tokens.max()) >= cfg.vocab_size):
             raise ValueError(f"token ids must lie in [0, {cfg.vocab_size}), got "
                              f"[{int(tokens.min())}, {int(tokens.max())}]")
 

@@ -148,6 +148,7 @@ class Block(nn.Module):
 
 class MambaLOB(TickModel):
     state_names = ("CONV", "SSM")
+    serves_forward = True
 
     def __init__(self, config: MambaLOBConfig):
         super().__init__(config, lambda: nn.ModuleList(Block(config) for _ in range(config.n_layer)))

@@ -3,7 +3,9 @@
 - ``selective_scan_torch``: the whole-sequence scan with a log-depth parallel recurrence (CPU training,
   any device) and a custom backward;
 - ``selective_state_update_torch`` and ``causal_conv1d_step``: one tick, functional (new states are
-  returned, inputs untouched), so the step exports to ONNX as a pure graph.
+  returned, inputs untouched), so the step exports to ONNX as a pure graph;
+- ``selective_scan_stepwise``: the scan as that one-tick update per tick under torch's ``scan`` operator, which
+  the ONNX export turns into one ``Scan`` over a dynamic number of ticks (the served graph over a chunk).
 
 ``selective_scan_fn``, ``selective_state_update`` and ``causal_conv1d_step`` are the one dispatch point:
 mamba_ssm's signatures (plus ``initial_state`` on the scan), routed to ``lobkernels`` for CUDA tensors.
@@ -119,19 +121,45 @@ def selective_state_update_torch(state: Tensor, x: Tensor, dt: Tensor, A: Tensor
     return y, state
 
 
+def selective_scan_stepwise(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
+                            z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False,
+                            return_last_state: bool = False, initial_state: Tensor | None = None):
+    """Selective scan as ``selective_state_update_torch`` once per tick, under torch's ``scan`` operator (no
+    autograd): exports to ONNX as one ``Scan`` whose length is the input's. Arguments and returns as
+    ``selective_scan_torch``; delta's bias and softplus, the D skip and the z gate run on all ticks at once."""
+    from torch._higher_order_ops.scan import scan
+
+    time_major = lambda t: t.permute(2, 0, 1)  # noqa: E731  (B, X, L) -> (L, B, X)
+    dt = _delta(delta, delta_bias, delta_softplus)
+
+    def tick(state, x):  # state (B, D, N); x: the tick's u, dt (B, D) and B, C (B, N)
+        y, state = selective_state_update_torch(state, *x[:2], A, *x[2:])
+        return state, y
+
+    h0 = initial_state if initial_state is not None else u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    h, y = scan(tick, h0.contiguous(), [time_major(t) for t in (u, dt, B, C)])  # (B, D, N), (L, B, D)
+    y = y.permute(1, 2, 0)  # (B, D, L)
+    if D is not None:
+        y = y + u * D[:, None]
+    if z is not None:
+        y = y * F.silu(z)
+    return (y, h) if return_last_state else y
+
+
 # The dispatch point. "auto" runs lobkernels' Triton-language kernels on CUDA tensors and the PyTorch
 # path otherwise (CPU training, the ONNX export); "triton" forces the kernels (tests run them on CPU
 # under TRITON_INTERPRET=1); "torch" forces PyTorch. lobkernels is imported lazily: triton picks its
-# CPU interpreter only if TRITON_INTERPRET is set before its first import.
+# CPU interpreter only if TRITON_INTERPRET is set before its first import. "stepwise" runs the scan as
+# ``selective_scan_stepwise`` (the ONNX export of a chunk).
 _KERNEL_BACKEND = "auto"
 
 
 @contextmanager
 def kernel_backend(name: str):
-    """Temporarily route the scan, state update and conv update to "auto" | "torch" | "triton"."""
+    """Temporarily route the scan, state update and conv update to "auto" | "torch" | "triton" | "stepwise"."""
     global _KERNEL_BACKEND
-    if name not in ("auto", "torch", "triton"):
-        raise ValueError(f"kernel backend must be auto, torch or triton, not {name!r}")
+    if name not in ("auto", "torch", "triton", "stepwise"):
+        raise ValueError(f"kernel backend must be auto, torch, triton or stepwise, not {name!r}")
     previous, _KERNEL_BACKEND = _KERNEL_BACKEND, name
     try:
         yield
@@ -145,6 +173,9 @@ def _use_kernels(t: Tensor) -> bool:
 
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                       return_last_state=False, initial_state=None):
+    if _KERNEL_BACKEND == "stepwise":
+        return selective_scan_stepwise(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                                       initial_state)
     if _use_kernels(u):
         import lobkernels
 
