@@ -10,7 +10,6 @@ and heads batched over the chunk's ticks), otherwise an ONNX ``Loop`` over T aro
 from __future__ import annotations
 
 import onnx
-import onnx.numpy_helper
 from onnx import TensorProto, helper
 
 from lob.contract import FEATURES, TOKEN, parse_state_name
@@ -25,7 +24,8 @@ def chunk_graph(step: onnx.ModelProto, sequence: onnx.ModelProto | None = None) 
     ``step``'s nodes on the chunk's one tick (a live tick: no loop, whose subgraph run costs a B = 1 call
     ~1.2x, bench/loop_cost.md) and whose else-branch runs T >= 2 ticks: ``sequence``'s nodes when given (the
     model's graph over a chunk, with the served graph's inputs and outputs; its names and weights prefixed
-    ``CHUNK``), else an ONNX ``Loop`` of T iterations over ``step``'s nodes, the states loop-carried and the
+    ``CHUNK``; its weights are its own: the exporter lays them out for MatMul, transposed from the step's Gemm
+    weights), else an ONNX ``Loop`` of T iterations over ``step``'s nodes, the states loop-carried and the
     per-tick outputs stacked and transposed to (B, T, ...). ``step``'s nodes are renamed into each branch's
     scope (``SINGLE``, ``TICK``); its initializers stay in the outer graph."""
     g = step.graph
@@ -55,16 +55,15 @@ def chunk_graph(step: onnx.ModelProto, sequence: onnx.ModelProto | None = None) 
     else:
         seq = onnx.ModelProto()
         seq.CopyFrom(sequence)
-        same = {_content(t): t.name for t in g.initializer}  # a weight the step has too is read from the step's
-        shared = {t.name: same[_content(t)] for t in seq.graph.initializer if _content(t) in same}
-        _rename(seq.graph, lambda x: shared.get(x) or (CHUNK + x if x else x))  # an empty name: an omitted input
+        _rename(seq.graph, lambda x: CHUNK + x if x else x)  # an empty name: an omitted optional input
         missing = set(order) - {v.name.removeprefix(CHUNK) for v in seq.graph.output}
         if missing or {v.name for v in g.input} != {v.name.removeprefix(CHUNK) for v in seq.graph.input}:
             raise ValueError(f"chunk_graph: the sequence graph's inputs or outputs differ from the step's ({missing})")
         many = [*(helper.make_node("Identity", [v.name.removeprefix(CHUNK)], [v.name]) for v in seq.graph.input),
                 *seq.graph.node]
         else_out = {v.name.removeprefix(CHUNK): v for v in seq.graph.output}
-        weights += [t for t in seq.graph.initializer if t.name not in same.values()]
+        read = _reads(seq.graph)  # (the exporter leaves an unused constant or two behind)
+        weights += [t for t in seq.graph.initializer if t.name in read]
         for o in sequence.opset_import:
             if o.domain in opsets and opsets[o.domain].version != o.version:
                 raise ValueError(f"chunk_graph: opset {o.domain or 'ai.onnx'} {o.version} in the sequence graph, "
@@ -201,9 +200,15 @@ def _rename(g: onnx.GraphProto, new_name) -> None:
                 _rename(sub, new_name)
 
 
-def _content(t: onnx.TensorProto) -> tuple:
-    """What makes two weights interchangeable: dtype, dims and bytes."""
-    return t.data_type, tuple(t.dims), onnx.numpy_helper.to_array(t).tobytes()
+def _reads(g: onnx.GraphProto) -> set[str]:
+    """Every value name a node of ``g`` or of its subgraphs reads."""
+    names = set()
+    for node in g.node:
+        names.update(node.input)
+        for a in node.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                names |= _reads(sub)
+    return names
 
 
 def _renamed(v: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:

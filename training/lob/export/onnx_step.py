@@ -15,8 +15,8 @@ onnxscript), the default of ``torch.onnx.export``, at opset 18 (the TorchScript 
 ``rms_norm``); ``lob.export.onnx_chunk.chunk_graph`` then serves it, unchanged, over T: a chunk of one tick (a
 live tick) runs it as it is (``If(T == 1)`` chooses). A longer chunk runs the model's ``forward`` where the
 architecture ``serves_forward`` (Mamba: exported over a dynamic T >= 2, its scan one ONNX ``Scan`` of the
-one-tick state update, everything else batched over the chunk's ticks: 2-3x cheaper per tick than a loop over
-the whole step at small batches, bench/loop_cost.md), else the step's nodes as the body of an ONNX ``Loop`` over
+one-tick state update, everything else batched over the chunk's ticks: 1.8-3.7x cheaper per tick than a loop
+over the whole step at 1-8 sequences, bench/loop_cost.md), else the step's nodes as the body of an ONNX ``Loop`` over
 T (Transformer ring and hybrid: tick t of a chunk runs exactly the nodes one single-tick call runs, a chunk
 longer than the ring included).
 
