@@ -40,7 +40,7 @@ from typing import Any, Optional
 
 from tritonclient.grpc import service_pb2
 
-from .errors import BadTick, classify_error
+from .errors import classify_error
 from .options import Recovery
 from . import contract as c
 from .protocol import fill_predictions, sequence_id, shard
@@ -335,20 +335,19 @@ class Mux:
             else:
                 limit = 1 if sym.singles else self.chunk
                 while sym.waiting and len(entries) < limit:
-                    try:
-                        payload, state = self.builder.encode(sym.waiting[0].tick, new_state)
-                    except BadTick as err:  # never sent; the state does not move
+                    ticks = [sym.waiting[i].tick for i in range(min(limit - len(entries), len(sym.waiting)))]
+                    encoded, new_state, refused = self.builder.encode_many(ticks, new_state)
+                    for payload in encoded:
+                        entry = sym.waiting.popleft()
+                        sym.singles = max(0, sym.singles - 1)
+                        entry.sent_at = now
+                        entries.append(entry)
+                        payloads.append(payload)
+                    if refused is not None:  # never sent; the state does not move
                         if entries:  # encoded again once the ticks before it are accepted
                             break
-                        self._finish(sym.waiting.popleft(), str(err))
+                        self._finish(sym.waiting.popleft(), str(refused))
                         sym.singles = max(0, sym.singles - 1)
-                        continue
-                    entry = sym.waiting.popleft()
-                    sym.singles = max(0, sym.singles - 1)
-                    entry.sent_at = now
-                    entries.append(entry)
-                    payloads.append(payload)
-                    new_state = state
                 if not entries:
                     continue
             start = not sym.started

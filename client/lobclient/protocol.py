@@ -7,7 +7,8 @@ builders the `Mux` takes.
   ``TOKEN`` + ``FEATURES`` go straight to the stateful step model (``mamba_lob_onnx``).
 
 A builder turns a tick and its symbol's tokenizer state (that of the last tick the server ACCEPTED) into a
-*payload* and the state after it (`encode`); the mux commits that state, and keeps the payload in the
+*payload* and the state after it (`encode`; `encode_many` for consecutive ticks of one symbol, what a chunk
+sends: the payloads of the ticks up to the first refused one); the mux commits that state, and keeps the payload in the
 symbol's re-warm ring, only when the server accepts the tick. `request` builds the protobuf of T >= 1
 payloads of one symbol (a chunk: every tensor (1, T, ...), docs/serving.md); re-warm and END re-send ring
 payloads, so a replay sends exactly what was sent the first time.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+from lobtick.ticks import Ticks
 from lobtick.tokenizer import TickError, TickInput, Tokenizer
 from tritonclient.grpc import InferResult, service_pb2
 
@@ -96,6 +98,9 @@ class EnsembleRequests:
         book = np.concatenate([tick.bid_px, tick.bid_sz, tick.ask_px, tick.ask_sz, (tick.trade_px, tick.trade_sz)])
         return (int(tick.ts_ns), book, int(tick.trade_side)), None
 
+    def encode_many(self, ticks: list[Tick], state: None) -> tuple[list, None, Optional[BadTick]]:
+        return _encode_each(self, ticks, state)
+
     def request(self, rid: str, payloads: list, seq_id: int, start: bool, end: bool, timeout_us: int
                 ) -> service_pb2.ModelInferRequest:
         x = np.stack([p[1] for p in payloads])[None]  # (1, T, 42)
@@ -134,12 +139,41 @@ class DirectRequests:
             raise BadTick(f"{tick.symbol}: {err}") from None
         return (int(token), np.asarray(features, np.float32)), new_state
 
+    def encode_many(self, ticks: list[Tick], state) -> tuple[list, Any, Optional[BadTick]]:
+        """`encode` of each tick in turn, as one ``step_chunk`` (the tokenizer's batch path, bit for bit ``step``:
+        ~10 µs a tick instead of ~60); a chunk with a refused tick is encoded tick by tick instead."""
+        if len(ticks) > 1:
+            table = Ticks(np.array([t.ts_ns for t in ticks], np.int64), *(np.stack([getattr(t, k) for t in ticks])
+                          for k in ("bid_px", "bid_sz", "ask_px", "ask_sz")),  # (T,), (T, 10) each
+                          np.array([t.trade_px for t in ticks], np.float64),
+                          np.array([t.trade_sz for t in ticks], np.float64),
+                          np.array([t.trade_side for t in ticks], np.int8), ticks[0].symbol)
+            try:
+                tokens, features, new_state = self.tokenizer.step_chunk(table, state)  # (T,), (T, F)
+                return [(int(k), f) for k, f in zip(tokens, features)], new_state, None
+            except (ValueError, OverflowError):  # a refused tick (TickError), or a value int64/int8 cannot hold:
+                pass  # the tick-by-tick path finds it and says what is wrong
+        return _encode_each(self, ticks, state)
+
     def request(self, rid: str, payloads: list, seq_id: int, start: bool, end: bool, timeout_us: int
                 ) -> service_pb2.ModelInferRequest:
         return _request(self.model, rid, seq_id, start, end, timeout_us, (
             (c.TOKEN, "INT64", np.array([[p[0] for p in payloads]], np.int64)),  # (1, T)
             (c.FEATURES, "FP32", np.stack([p[1] for p in payloads])[None]),  # (1, T, F)
         ), ())
+
+
+def _encode_each(builder, ticks: list[Tick], state) -> tuple[list, Any, Optional[BadTick]]:
+    """(payloads of ``ticks`` up to the first one ``builder.encode`` refuses, the state after them, that tick's
+    `BadTick` or None)."""
+    payloads = []
+    for tick in ticks:
+        try:
+            payload, state = builder.encode(tick, state)
+        except BadTick as err:
+            return payloads, state, err
+        payloads.append(payload)
+    return payloads, state, None
 
 
 def fill_predictions(predictions: list[Prediction], response: service_pb2.ModelInferResponse) -> None:

@@ -260,3 +260,44 @@ def test_a_tick_keeps_its_own_book_padded_to_ten_levels():
     assert u.ask_sz[0] == 1.0 and u.ask_sz.shape == (10,)
     with pytest.raises(ValueError, match="bid_px has 11 levels, at most 10"):
         lobclient.Tick("A", 3, np.ones(11), full, full, full)
+
+
+def test_direct_path_chunk_tokenizes_as_tick_by_tick_and_stops_before_a_refused_tick():
+    """A chunk on the direct path is tokenized at once (`encode_many`: the tokenizer's batch path), bit for bit the
+    tokens and features of one ``step`` per tick; a refused tick inside the waiting ticks ends the chunk before it,
+    gets its own error, never leaves the client, and the ticks after it are tokenized from the state before it."""
+    from lobclient.protocol import DirectRequests
+
+    tokenizer, ticks = _tokenizer_and_ticks("A", 7)
+    bad = lobclient.Tick("A", ticks[3].ts_ns, ticks[3].bid_px, ticks[3].bid_sz, ticks[3].ask_px,
+                         np.full(10, -1.0))  # negative sizes
+    feed = [*ticks[:3], bad, *ticks[3:]]  # 8 ticks, the 4th refused
+    want, state = [], None  # the tokens and features of the good ticks, one step at a time
+    for t in ticks:
+        token, features, state = tokenizer.step(TickInput(t.ts_ns, t.bid_px, t.bid_sz, t.ask_px, t.ask_sz,
+                                                          t.trade_px, t.trade_sz, t.trade_side), state)
+        want.append((token, features))
+    assert len({w[0] for w in want}) > 1  # the ticks differ: the comparison is not vacuous
+
+    mux = Mux(DirectRequests(tokenizer, "step"), timeout_s=10, namespace="ns", chunk=8)
+    mux.on_connected(0)
+    ((_, first),) = mux.add(feed[0])
+    for t in feed[1:]:
+        assert mux.add(t) == []  # waiting behind the tick in flight
+
+    def sent(request):  # (TOKEN (T,), FEATURES (T, F)) of a direct request
+        tokens = np.frombuffer(request.raw_input_contents[0], np.int64)
+        return tokens, np.frombuffer(request.raw_input_contents[1], np.float32).reshape(len(tokens), -1)
+
+    ((_, chunk),) = mux.on_response(first.id, answer(first), None)
+    tokens, features = sent(chunk)
+    assert tokens.tolist() == [w[0] for w in want[1:3]]  # ticks 1-2: the chunk ends before the refused tick
+    assert np.array_equal(features, np.stack([w[1] for w in want[1:3]]))
+    ((_, rest),) = mux.on_response(chunk.id, answer(chunk), None)
+    tokens, features = sent(rest)
+    assert tokens.tolist() == [w[0] for w in want[3:]]  # after it: from the state before it
+    assert np.array_equal(features, np.stack([w[1] for w in want[3:]]))
+    mux.on_response(rest.id, answer(rest), None)
+    preds = mux.ready()
+    assert [(p.seq, p.ok) for p in preds] == [(i, i != 3) for i in range(8)]
+    assert preds[3].error.startswith("LOB_BAD_TICK: A: ") and "ask_sz" in preds[3].error
